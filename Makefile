@@ -1,0 +1,49 @@
+# The two commands a new user needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv demo test lint typecheck unit sim-long clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Tools the integration tests drive (redis-cli, redis-benchmark); installed when missing.
+systools:
+	@command -v redis-cli >/dev/null 2>&1 || { \
+	  echo "installing redis-tools (redis-cli, redis-benchmark)"; \
+	  (apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null) || \
+	  echo "warning: could not install redis-tools; tests that need redis-cli will be skipped"; }
+
+demo: $(STAMP)
+	$(BIN)/pyxos demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+test: $(STAMP) systools lint typecheck
+	$(BIN)/pytest -q
+
+# The long runs, documented in the README; not part of CI.
+sim-long: $(STAMP)
+	$(BIN)/pyxos sim --seeds 10000 --nodes 3
+	$(BIN)/pyxos sim --seeds 2000 --nodes 5
+	$(BIN)/pyxos sim --seeds 2000 --scenario duelling
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
