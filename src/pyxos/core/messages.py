@@ -1,0 +1,214 @@
+"""Every message one replica sends another.
+
+Names follow the Paxos paper (Prepare 1a, Promise 1b, Propose 2a, Accepted 2b) plus what a
+running system needs: NACKs, commit notices on heartbeats, catch-up, forwarding, read index
+and pre-votes. Messages are msgspec structs tagged by a short name, so the transport encodes
+the whole union with one msgpack encoder and rejects unknown kinds on decode.
+
+A value is a batch of client commands (``tuple[bytes, ...]``); the empty batch is a no-op.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from pyxos.core.ballot import Ballot
+
+Value = tuple[bytes, ...]
+"""A batch of opaque client commands; ``()`` is the no-op a new leader fills holes with."""
+
+NOOP: Value = ()
+
+
+class SlotValue(msgspec.Struct, frozen=True, array_like=True):
+    """What an acceptor holds for one slot: the ballot it accepted at, and the value.
+
+    ``chosen`` marks a value the acceptor knows to be chosen (learned from a commit or a
+    catch-up), which a new leader may adopt without comparing ballots.
+    """
+
+    slot: int
+    ballot: Ballot
+    value: Value
+    chosen: bool = False
+
+
+class PreVote(msgspec.Struct, frozen=True, tag="pv", array_like=True):
+    """ "Would you promise ``ballot`` if I asked?" Binds the receiver to nothing.
+
+    A node that lost contact with the leader asks this first, so that a node cut off from
+    the cluster never raises the ballot everyone else must then beat (etcd's pre-vote).
+    """
+
+    src: int
+    ballot: Ballot
+
+
+class PreVoteReply(msgspec.Struct, frozen=True, tag="pvr", array_like=True):
+    """The answer to :class:`PreVote`; ``granted`` is false while a live leader is known.
+
+    ``promised`` lets the asker pick a ballot that the real Prepare will not lose on.
+    """
+
+    src: int
+    ballot: Ballot
+    granted: bool
+    promised: Ballot
+
+
+class Prepare(msgspec.Struct, frozen=True, tag="p1a", array_like=True):
+    """Phase 1a: promise to ignore ballots below ``ballot``; report slots >= ``first_slot``."""
+
+    src: int
+    ballot: Ballot
+    first_slot: int
+
+
+class Promise(msgspec.Struct, frozen=True, tag="p1b", array_like=True):
+    """Phase 1b: the promise, with every value accepted at or above the requested slot.
+
+    ``snapshot_slot`` tells the candidate that slots up to it are chosen and compacted
+    here; a candidate that does not know them cannot lead until it has caught up.
+    """
+
+    src: int
+    ballot: Ballot
+    accepted: tuple[SlotValue, ...]
+    commit_index: int
+    snapshot_slot: int
+
+
+class Propose(msgspec.Struct, frozen=True, tag="p2a", array_like=True):
+    """Phase 2a for a run of consecutive slots starting at ``first_slot``.
+
+    Batching slots in one message keeps the per-slot cost low when many are in flight.
+    ``commit_index`` piggybacks what the leader knows to be chosen.
+    """
+
+    src: int
+    ballot: Ballot
+    first_slot: int
+    values: tuple[Value, ...]
+    commit_index: int
+
+
+class Accepted(msgspec.Struct, frozen=True, tag="p2b", array_like=True):
+    """Phase 2b: slots ``first_slot .. last_slot`` were accepted (and synced) at ``ballot``."""
+
+    src: int
+    ballot: Ballot
+    first_slot: int
+    last_slot: int
+
+
+class Reject(msgspec.Struct, frozen=True, tag="nack", array_like=True):
+    """NACK: the receiver has promised ``promised``, higher than ``ballot``."""
+
+    src: int
+    ballot: Ballot
+    promised: Ballot
+
+
+class Commit(msgspec.Struct, frozen=True, tag="hb", array_like=True):
+    """Leader heartbeat: slots up to ``commit_index`` are chosen.
+
+    A follower marks a slot chosen only when it accepted it at this very ``ballot``; a
+    leader proposes one value per slot per ballot, so that value is the chosen one. Other
+    slots are fetched through catch-up. ``read_seq`` numbers heartbeat rounds so that the
+    leader can tell which reads a quorum has confirmed.
+    """
+
+    src: int
+    ballot: Ballot
+    commit_index: int
+    read_seq: int
+
+
+class CommitAck(msgspec.Struct, frozen=True, tag="hba", array_like=True):
+    """A follower's answer to a heartbeat: its progress, and the read round it confirms."""
+
+    src: int
+    ballot: Ballot
+    commit_index: int
+    read_seq: int
+
+
+class Chosen(msgspec.Struct, frozen=True, tag="cu", array_like=True):
+    """Catch-up: values known chosen, for a node whose log has holes below the commit."""
+
+    src: int
+    ballot: Ballot
+    first_slot: int
+    values: tuple[Value, ...]
+    commit_index: int
+
+
+class Forward(msgspec.Struct, frozen=True, tag="fwd", array_like=True):
+    """Commands a follower received from clients, for the leader to propose."""
+
+    src: int
+    commands: tuple[bytes, ...]
+
+
+class ReadIndexRequest(msgspec.Struct, frozen=True, tag="ri", array_like=True):
+    """A follower asks the leader for a linearizable read index on behalf of ``tokens``."""
+
+    src: int
+    tokens: tuple[int, ...]
+
+
+class ReadIndexReply(msgspec.Struct, frozen=True, tag="rir", array_like=True):
+    """Reads ``tokens`` may be served once the asker has applied through ``index``."""
+
+    src: int
+    tokens: tuple[int, ...]
+    index: int
+
+
+class SnapshotRequest(msgspec.Struct, frozen=True, tag="snq", array_like=True):
+    """Ask ``dst`` to send its snapshot: the asker needs slots it compacted away."""
+
+    src: int
+    commit_index: int
+
+
+class InstallSnapshot(msgspec.Struct, frozen=True, tag="snap", array_like=True):
+    """A whole snapshot (the runtime streams large ones in chunks beneath this message)."""
+
+    src: int
+    last_slot: int
+    members: tuple[int, ...]
+    data: bytes
+
+
+Message = (
+    PreVote
+    | PreVoteReply
+    | Prepare
+    | Promise
+    | Propose
+    | Accepted
+    | Reject
+    | Commit
+    | CommitAck
+    | Chosen
+    | Forward
+    | ReadIndexRequest
+    | ReadIndexReply
+    | SnapshotRequest
+    | InstallSnapshot
+)
+"""The tagged union the transport encodes and decodes."""
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
+
+
+def encode(message: Message) -> bytes:
+    """Serialize one message to msgpack."""
+    return _encoder.encode(message)
+
+
+def decode(data: bytes) -> Message:
+    """Parse one message; raises ``msgspec.ValidationError``/``DecodeError`` on bad input."""
+    return _decoder.decode(data)
