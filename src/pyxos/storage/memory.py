@@ -1,0 +1,435 @@
+"""In-memory storage with a model of what a power loss keeps.
+
+It has :class:`~pyxos.storage.lmdb_store.Storage`'s interface and semantics (the same
+compaction, snapshot and validation rules), and also remembers which writes were synced:
+
+- a write with ``must_sync`` makes itself and every earlier write durable, as
+  ``env.sync`` does for all committed transactions;
+- a write without it stays *unsynced*; :meth:`MemoryStorage.crash` keeps a random subset
+  of the unsynced writes (each one whole or not at all, since a transaction is atomic)
+  and drops the rest, then "restarts" the node from what was kept;
+- saving or installing a snapshot syncs, as the real one does.
+
+Keeping an arbitrary subset is harsher than LMDB, which can only lose a suffix of the
+unsynced transactions; ``crash(rng, prefix=True)`` models exactly that instead. With
+the core's batches both are safe: everything a message depends on is synced.
+
+Use :meth:`MemoryStorage.inject_sync_failure` to test the runtime's reaction to a failed
+fsync.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from pyxos.core.ballot import ZERO, Ballot
+from pyxos.core.messages import SlotValue
+from pyxos.core.ready import HardState, Persist
+from pyxos.storage.errors import (
+    CorruptStorageError,
+    FailureLatch,
+    SnapshotVerifyError,
+    StaleSnapshotError,
+)
+from pyxos.storage.records import IncomingRecord, SnapshotInfo, normalize_members
+from pyxos.storage.snapshots import chunk_skip, iter_chunks
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    info: SnapshotInfo
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Op:
+    """One write, resolved so that replaying it on a durable state is deterministic."""
+
+    promised: Ballot | None = None
+    entries: tuple[SlotValue, ...] = ()
+    commit_index: int | None = None
+    snapshot: _Snapshot | None = None
+    compact_through: int | None = None
+
+
+@dataclass(slots=True)
+class _State:
+    promised: Ballot = ZERO
+    log: dict[int, SlotValue] = field(default_factory=dict)
+    commit_index: int = 0
+    snapshot: _Snapshot | None = None
+
+    @property
+    def floor(self) -> int:
+        return self.snapshot.info.last_slot if self.snapshot is not None else 0
+
+    def copy(self) -> _State:
+        return _State(self.promised, dict(self.log), self.commit_index, self.snapshot)
+
+    def apply(self, op: _Op) -> None:
+        """The same rules as ``Storage.write``, in the same order."""
+        if op.promised is not None:
+            self.promised = op.promised
+        snapshot = op.snapshot
+        if snapshot is not None and snapshot.info.last_slot <= self.floor:
+            snapshot = None
+        floor = snapshot.info.last_slot if snapshot is not None else self.floor
+        for entry in op.entries:
+            if entry.slot > floor:
+                self.log[entry.slot] = entry
+        if op.commit_index is not None:
+            self.commit_index = op.commit_index
+        if snapshot is not None:
+            self.snapshot = snapshot
+        through = max(op.compact_through or 0, snapshot.info.last_slot if snapshot else 0)
+        if through > 0:
+            for slot in [s for s in self.log if s <= through]:
+                del self.log[slot]
+
+
+class MemorySnapshotReader:
+    """Reads an in-memory snapshot; same contract as the file reader."""
+
+    def __init__(self, snapshot: _Snapshot) -> None:
+        self.info = snapshot.info
+        self._data: bytes | None = snapshot.data
+
+    @property
+    def size(self) -> int:
+        """Total bytes."""
+        return self.info.size
+
+    def read(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes from ``offset``."""
+        if self._data is None:
+            raise ValueError("snapshot reader is closed")
+        if not 0 <= offset <= self.info.size or n < 0:
+            raise ValueError(f"bad read({offset}, {n}) of a {self.info.size}-byte snapshot")
+        return self._data[offset : offset + n]
+
+    def close(self) -> None:
+        """Release the snapshot."""
+        self._data = None
+
+    def __enter__(self) -> MemorySnapshotReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@dataclass(slots=True)
+class _Partial:
+    key: tuple[int, tuple[int, ...], int, int | None]
+    data: bytearray = field(default_factory=bytearray)
+
+
+class MemoryIncomingSnapshot:
+    """Receives a snapshot into memory; same contract as the file writer."""
+
+    def __init__(self, storage: MemoryStorage, partial: _Partial) -> None:
+        self._storage = storage
+        self._partial: _Partial | None = partial
+        self.last_slot, self.members, self._size, self.checksum = partial.key
+        self.record = IncomingRecord("", self.last_slot, self.members, self._size, self.checksum)
+        """The same description as a file transfer's (the token is unused here)."""
+
+    @property
+    def next_offset(self) -> int:
+        """The first byte not yet received."""
+        return len(self._partial.data) if self._partial is not None else 0
+
+    @property
+    def size(self) -> int:
+        """Total bytes expected."""
+        return self._size
+
+    def _live(self) -> _Partial:
+        partial = self._partial
+        if partial is None or self._storage._partial is not partial:
+            raise ValueError("incoming snapshot writer is closed (finished, aborted or replaced)")
+        self._storage._latch.check()
+        return partial
+
+    def write_chunk(self, offset: int, data: bytes) -> int:
+        """Store a chunk; return the next offset expected."""
+        partial = self._live()
+        skip = chunk_skip(offset, len(data), len(partial.data), self._size)
+        if skip is not None:
+            partial.data += data[skip:]
+        return len(partial.data)
+
+    def finish(self) -> SnapshotInfo:
+        """Verify, install and compact (synced)."""
+        partial = self._live()
+        if len(partial.data) != self._size:
+            raise ValueError(f"incomplete snapshot: {len(partial.data)} of {self._size} bytes")
+        data = bytes(partial.data)
+        crc = zlib.crc32(data)
+        self._storage._partial = None
+        self._partial = None
+        if self.checksum is not None and crc != self.checksum:
+            raise SnapshotVerifyError(
+                f"incoming snapshot through slot {self.last_slot} fails its checksum; discarded"
+            )
+        info = SnapshotInfo(self.last_slot, self.members, self._size, crc)
+        return self._storage._install(_Snapshot(info, data))
+
+    def close(self) -> None:
+        """Stop; the partial data stays for a resumed transfer."""
+        self._partial = None
+
+    def abort(self) -> None:
+        """Stop and discard the partial data."""
+        if self._partial is not None and self._storage._partial is self._partial:
+            self._storage._partial = None
+        self._partial = None
+
+
+class MemoryStorage:
+    """A :class:`~pyxos.storage.interface.StorageBackend` in memory, for runtime tests."""
+
+    def __init__(
+        self,
+        *,
+        node_id: int = 1,
+        cluster_id: str = "test",
+        members: Sequence[int] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.cluster_id = cluster_id
+        self.members = normalize_members(members) if members is not None else None
+        self.syncs = 0
+        self.last_sync_seconds = 0.0
+        self.sync_seconds_total = 0.0
+        self.crashes = 0
+        self._durable = _State()
+        self._current = _State()
+        self._unsynced: list[_Op] = []
+        self._latch = FailureLatch()
+        self._partial: _Partial | None = None
+        self._writer: MemoryIncomingSnapshot | None = None
+        self._sync_failure: BaseException | None = None
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def failed(self) -> bool:
+        """Whether a fatal error happened (until the next :meth:`crash`)."""
+        return self._latch.failed
+
+    @property
+    def snapshot(self) -> SnapshotInfo | None:
+        """The current snapshot, if any."""
+        snap = self._current.snapshot
+        return snap.info if snap is not None else None
+
+    @property
+    def snapshot_slot(self) -> int:
+        """Slots up to here are compacted."""
+        return self._current.floor
+
+    @property
+    def unsynced_writes(self) -> int:
+        """How many writes a crash could lose now."""
+        return len(self._unsynced)
+
+    # ------------------------------------------------------------------ faults
+
+    def inject_sync_failure(self, error: BaseException | None = None) -> None:
+        """Make the next sync fail with ``error`` (default ``EIO``), as a disk would."""
+        self._sync_failure = error if error is not None else OSError(errno.EIO, "injected EIO")
+
+    def crash(self, rng: random.Random, *, prefix: bool = False) -> None:
+        """Lose power: keep a random subset (or prefix) of unsynced writes, drop the rest.
+
+        Afterwards the storage is usable again, holding what survived, as if the node had
+        restarted on the same disk (a failed state, open transfers and the closed flag are
+        gone with the process).
+        """
+        if prefix:
+            kept = self._unsynced[: rng.randint(0, len(self._unsynced))]
+        else:
+            kept = [op for op in self._unsynced if rng.random() < 0.5]
+        for op in kept:
+            self._durable.apply(op)
+        self._unsynced = []
+        self._current = self._durable.copy()
+        self._partial = None
+        self._writer = None
+        self._latch = FailureLatch()
+        self._sync_failure = None
+        self.crashes += 1
+
+    def reopen(self) -> None:
+        """Restart cleanly after :meth:`close`: nothing is lost (close syncs)."""
+        self._latch = FailureLatch()
+
+    # ------------------------------------------------------------------ writing
+
+    def _sync(self) -> None:
+        self._latch.check()
+        failure, self._sync_failure = self._sync_failure, None
+        if failure is not None:
+            # As after a real failed fsync, the unsynced writes may or may not survive.
+            raise self._latch.fail("fsync of the storage", failure)
+        for op in self._unsynced:
+            self._durable.apply(op)
+        self._unsynced = []
+        self.syncs += 1
+
+    def _commit(self, op: _Op) -> None:
+        self._current.apply(op)
+        self._unsynced.append(op)
+
+    def write(self, persist: Persist) -> None:
+        """Same contract as :meth:`Storage.write`."""
+        self._latch.check()
+        snap = persist.snapshot
+        limit = max(self.snapshot_slot, snap.last_slot if snap is not None else 0)
+        through = persist.compact_through
+        if through is not None and through > limit:
+            raise ValueError(f"compact_through {through} is beyond the snapshot slot {limit}")
+        for entry in persist.entries:
+            if entry.slot < 0:
+                raise ValueError(f"slot {entry.slot} out of range")
+        if not persist.empty():
+            snapshot = None
+            if snap is not None and snap.last_slot > self.snapshot_slot:
+                members = normalize_members(snap.members)
+                info = SnapshotInfo(snap.last_slot, members, len(snap.data), zlib.crc32(snap.data))
+                snapshot = _Snapshot(info, snap.data)
+            self._commit(
+                _Op(
+                    persist.promised,
+                    tuple(persist.entries),
+                    persist.commit_index,
+                    snapshot,
+                    through,
+                )
+            )
+        if persist.must_sync:
+            self._sync()
+
+    # ------------------------------------------------------------------ reading
+
+    def load(self, *, verify_snapshot: bool = True) -> tuple[HardState, SnapshotInfo | None]:
+        """Same contract as :meth:`Storage.load` (``verify_snapshot`` has nothing to do)."""
+        self._latch.check()
+        state = self._current
+        floor = state.floor
+        entries = [state.log[s] for s in sorted(state.log) if s > floor]
+        covered = state.commit_index - floor
+        if covered > 0 and (
+            len(entries) < covered or entries[covered - 1].slot != state.commit_index
+        ):
+            cause = ValueError(f"commit index {state.commit_index} covers missing log slots")
+            raise self._latch.fail("loading", cause, CorruptStorageError)
+        snapshot = state.snapshot.info if state.snapshot is not None else None
+        hard = HardState(
+            promised=state.promised,
+            entries=entries,
+            commit_index=state.commit_index,
+            snapshot_slot=floor,
+            members=snapshot.members if snapshot is not None else None,
+        )
+        return hard, snapshot
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _install(self, snapshot: _Snapshot) -> SnapshotInfo:
+        self._latch.check()
+        if snapshot.info.last_slot <= self.snapshot_slot:
+            raise StaleSnapshotError(
+                f"snapshot through {snapshot.info.last_slot} is not newer than the current "
+                f"one through {self.snapshot_slot}"
+            )
+        self._commit(_Op(snapshot=snapshot, compact_through=snapshot.info.last_slot))
+        self._sync()
+        return snapshot.info
+
+    def save_snapshot(
+        self, last_slot: int, members: Sequence[int], data: bytes | Iterable[bytes]
+    ) -> SnapshotInfo:
+        """Same contract as :meth:`Storage.save_snapshot`."""
+        self._latch.check()
+        if last_slot <= self.snapshot_slot:
+            raise StaleSnapshotError(
+                f"snapshot through {last_slot} is not newer than the current one through "
+                f"{self.snapshot_slot}"
+            )
+        blob = b"".join(bytes(chunk) for chunk in iter_chunks(data))
+        info = SnapshotInfo(last_slot, normalize_members(members), len(blob), zlib.crc32(blob))
+        return self._install(_Snapshot(info, blob))
+
+    def open_snapshot(self) -> MemorySnapshotReader | None:
+        """Same contract as :meth:`Storage.open_snapshot`."""
+        self._latch.check()
+        snap = self._current.snapshot
+        return MemorySnapshotReader(snap) if snap is not None else None
+
+    def read_snapshot(self) -> bytes:
+        """Same contract as :meth:`Storage.read_snapshot`."""
+        self._latch.check()
+        snap = self._current.snapshot
+        if snap is None:
+            raise ValueError("there is no snapshot")
+        return snap.data
+
+    def begin_incoming(
+        self,
+        last_slot: int,
+        members: Sequence[int],
+        size: int,
+        checksum: int | None = None,
+    ) -> MemoryIncomingSnapshot:
+        """Same contract as :meth:`Storage.begin_incoming`."""
+        self._latch.check()
+        if size < 0:
+            raise ValueError(f"negative snapshot size {size}")
+        if last_slot <= self.snapshot_slot:
+            raise StaleSnapshotError(
+                f"snapshot through {last_slot} is not newer than the current one through "
+                f"{self.snapshot_slot}"
+            )
+        key = (last_slot, normalize_members(members), size, checksum)
+        if self._writer is not None:
+            self._writer.close()
+        if self._partial is None or self._partial.key != key:
+            self._partial = _Partial(key)
+        self._writer = MemoryIncomingSnapshot(self, self._partial)
+        return self._writer
+
+    def close(self) -> None:
+        """Sync (a clean shutdown loses nothing) and refuse further calls until reopened."""
+        if self._latch.closed:
+            return
+        try:
+            if self._unsynced and not self._latch.failed:
+                self._sync()
+        finally:
+            self._latch.closed = True
+
+    def __enter__(self) -> MemoryStorage:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+__all__ = ["MemoryIncomingSnapshot", "MemorySnapshotReader", "MemoryStorage"]
