@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import click
 
+from pyxos.runtime.config import ConfigError
 from pyxos.sim.runner import SCENARIOS, SeedResult
 from pyxos.sim.swarm import run_swarm
 
@@ -70,6 +74,122 @@ def sim(seeds: int, start_seed: int, nodes: int, scenario: str, jobs: int, as_js
     if as_json:
         click.echo(json.dumps(data))
     sys.exit(0 if summary.ok else 1)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML file with any of these settings (flags win).",
+)
+@click.option("--id", "node_id", type=int, help="This node's id (1..n).")
+@click.option("--cluster", help="Every member's peer address: 1=host:port,2=host:port,...")
+@click.option("--port", type=int, help="Client (Redis protocol) port.  [default: 6380]")
+@click.option("--host", help="Client port bind address.  [default: 127.0.0.1]")
+@click.option("--admin", type=int, help="Admin HTTP port (/metrics, /status, /health).")
+@click.option("--data-dir", help="Where this node keeps its log and snapshots.")
+@click.option("--cluster-id", help="Name shared by the members; peers from another are refused.")
+@click.option("--secret", envvar="PYXOS_SECRET", help="Shared peer secret (or $PYXOS_SECRET).")
+@click.option("--password", envvar="PYXOS_PASSWORD", help="Require AUTH with this password.")
+@click.option("--tick-ms", type=float, help="Protocol tick.  [default: 10]")
+@click.option("--election-ms", type=float, help="Minimum election timeout.  [default: 300]")
+@click.option("--heartbeat-ms", type=float, help="Leader heartbeat interval.  [default: 50]")
+@click.option("--snapshot-every", type=int, help="Slots between snapshots.  [default: 50000]")
+@click.option("--log-level", help="debug, info, warning, error.  [default: info]")
+@click.option("--log-json", is_flag=True, default=None, help="One JSON object per log line.")
+def serve(config_file: Path | None, **flags: Any) -> None:
+    """Run one node: the replica, its Redis client port and its admin port.
+
+    Example, node 1 of 3:
+
+      pyxos serve --id 1 --cluster 1=10.0.0.1:7380,2=10.0.0.2:7380,3=10.0.0.3:7380
+      --port 6380 --admin 8380 --data-dir /var/lib/pyxos
+    """
+    from pyxos.server.process import ServeSettings, run
+
+    values: dict[str, Any] = {}
+    try:
+        if config_file is not None:
+            values.update(ServeSettings.from_toml(config_file))
+        values.update(
+            {("id" if k == "node_id" else k): v for k, v in flags.items() if v is not None}
+        )
+        settings = ServeSettings(**values)
+        settings.node_config()
+    except (ConfigError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    sys.exit(run(settings))
+
+
+@main.command()
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 9))
+@click.option("--port", default=6380, show_default=True, help="Node k serves clients on PORT+k-1.")
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
+def cluster(nodes: int, port: int, data_dir: Path) -> None:
+    """Run a local cluster in the foreground until Ctrl-C.
+
+    Node k serves clients on PORT+k-1, peers on PORT+1000+k-1 and admin HTTP on
+    PORT+2000+k-1; logs go to DATA_DIR/nodeK.log.
+    """
+    from pyxos.server.local_cluster import LocalCluster
+
+    local = LocalCluster(nodes, port, data_dir)
+    local.start()
+    try:
+        local.wait_ready()
+        for k in local.ids:
+            click.echo(
+                f"node {k}: redis-cli -p {local.client_port(k)}   "
+                f"http://127.0.0.1:{local.admin_port(k)}/status   log {data_dir}/node{k}.log"
+            )
+        click.echo("Ctrl-C stops the cluster.")
+        while all(local.running(k) for k in local.ids):
+            time.sleep(0.5)
+        click.echo("a node exited; stopping the cluster", err=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        local.close()
+
+
+@main.command()
+@click.option(
+    "--endpoints",
+    default="127.0.0.1:6380,127.0.0.1:6381,127.0.0.1:6382",
+    show_default=True,
+    help="Client addresses, comma-separated.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def status(endpoints: str, as_json: bool) -> None:
+    """A table of every node's role, leader, ballot, commit and applied index."""
+    from pyxos.client.status import fetch_status
+
+    rows = fetch_status(endpoints)
+    if as_json:
+        click.echo(json.dumps(rows))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="pyxos cluster")
+        for col in ("endpoint", "node", "role", "leader", "ballot", "commit", "applied"):
+            table.add_column(col)
+        for row in rows:
+            if "error" in row:
+                table.add_row(row["endpoint"], "-", f"[red]{row['error']}[/red]", "", "", "", "")
+            else:
+                table.add_row(
+                    row["endpoint"],
+                    str(row["node_id"]),
+                    row["role"],
+                    str(row["leader_id"]),
+                    row["ballot"],
+                    str(row["commit_index"]),
+                    str(row["applied_index"]),
+                )
+        Console().print(table)
+    sys.exit(0 if rows and all("error" not in r for r in rows) else 1)
 
 
 @main.command()

@@ -181,6 +181,34 @@ class InstallSnapshot(msgspec.Struct, frozen=True, tag="snap", array_like=True):
     data: bytes
 
 
+class SnapshotChunk(msgspec.Struct, frozen=True, tag="snc", array_like=True):
+    """One piece of a snapshot in transit; the runtime streams these, not the core.
+
+    Sending a large snapshot whole would hold it in memory twice and block the link, so
+    the runtime sends ``data`` at ``offset`` of ``total`` bytes and waits for the ack.
+    """
+
+    src: int
+    last_slot: int
+    members: tuple[int, ...]
+    offset: int
+    total: int
+    checksum: int
+    data: bytes
+
+
+class SnapshotChunkAck(msgspec.Struct, frozen=True, tag="snca", array_like=True):
+    """The receiver holds ``next_offset`` bytes of snapshot ``last_slot`` durably.
+
+    After a reconnect or restart the sender resumes from here; ``next_offset == -1``
+    asks it to give up (the receiver no longer needs this snapshot).
+    """
+
+    src: int
+    last_slot: int
+    next_offset: int
+
+
 Message = (
     PreVote
     | PreVoteReply
@@ -197,6 +225,8 @@ Message = (
     | ReadIndexReply
     | SnapshotRequest
     | InstallSnapshot
+    | SnapshotChunk
+    | SnapshotChunkAck
 )
 """The tagged union the transport encodes and decodes."""
 

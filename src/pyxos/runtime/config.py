@@ -1,0 +1,86 @@
+"""Everything one node needs to know to run, checked once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyxos.core.replica import Options
+
+
+class ConfigError(ValueError):
+    """A node configuration that cannot work; the message says which setting and why."""
+
+
+def parse_cluster(spec: str) -> dict[int, tuple[str, int]]:
+    """Parse ``1=host:port,2=host:port,...`` into ``{id: (host, port)}``."""
+    members: dict[int, tuple[str, int]] = {}
+    for raw in spec.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        ident, sep, address = part.partition("=")
+        host, colon, port = address.rpartition(":")
+        if not sep or not colon or not host:
+            raise ConfigError(f"bad cluster member {part!r}: expected ID=HOST:PORT")
+        try:
+            node_id, port_number = int(ident), int(port)
+        except ValueError:
+            raise ConfigError(
+                f"bad cluster member {part!r}: ID and PORT must be integers"
+            ) from None
+        if node_id <= 0:
+            raise ConfigError(f"bad cluster member {part!r}: ids start at 1")
+        if not 0 < port_number < 65536:
+            raise ConfigError(f"bad cluster member {part!r}: port out of range")
+        if node_id in members:
+            raise ConfigError(f"node id {node_id} appears twice in the cluster")
+        members[node_id] = (host.strip("[]"), port_number)
+    if not members:
+        raise ConfigError("the cluster has no members")
+    return members
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """One node's settings. Times are in seconds; the core counts ticks."""
+
+    node_id: int
+    members: dict[int, tuple[str, int]]
+    data_dir: Path
+    cluster_id: str = "pyxos"
+    secret: bytes = b"pyxos-insecure-default-secret"
+    tick_seconds: float = 0.01
+    election_ticks: int = 30
+    heartbeat_ticks: int = 5
+    snapshot_every: int = 50_000
+    """Take a snapshot and compact the log after this many applied slots."""
+    snapshot_chunk: int = 512 * 1024
+    """Bytes per snapshot chunk; below the transport's 1 MiB split size."""
+    core: Options = field(default_factory=Options)
+
+    def __post_init__(self) -> None:
+        if self.node_id not in self.members:
+            raise ConfigError(f"--id {self.node_id} is not in the cluster {sorted(self.members)}")
+        if self.tick_seconds <= 0:
+            raise ConfigError("tick must be positive")
+        if self.snapshot_every < 1:
+            raise ConfigError("snapshot_every must be at least 1")
+        if not self.secret:
+            raise ConfigError("the cluster secret must not be empty")
+
+    def options(self) -> Options:
+        """The core's options with this node's timing."""
+        base = self.core
+        return Options(
+            election_ticks=self.election_ticks,
+            heartbeat_ticks=self.heartbeat_ticks,
+            window=base.window,
+            max_batch_commands=base.max_batch_commands,
+            max_batch_bytes=base.max_batch_bytes,
+            max_pending=base.max_pending,
+            retransmit_ticks=max(base.retransmit_ticks, 2 * self.heartbeat_ticks),
+            max_backoff_exponent=base.max_backoff_exponent,
+            catchup_batch=base.catchup_batch,
+            max_promise_entries=base.max_promise_entries,
+        )

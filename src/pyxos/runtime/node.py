@@ -1,0 +1,408 @@
+"""The asyncio driver: one protocol core, its disk, its peers and its state machine.
+
+The loop is the one ``pyxos.core.ready`` prescribes: send what needs no disk, write the
+batch and fsync it in a worker thread (the event loop keeps receiving and stepping the
+core meanwhile, so the next batch grows while this one syncs: group commit), then send
+what depended on the write, apply chosen commands, serve reads, ``advance``.
+
+No protocol decision is made here; this module only moves bytes between the core, the
+disk, the network and the application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from pyxos.core.config import Config
+from pyxos.core.messages import InstallSnapshot, Message, SnapshotChunk, SnapshotChunkAck
+from pyxos.core.ready import Ready
+from pyxos.core.replica import Replica, Role
+from pyxos.core.statemachine import StateMachine
+from pyxos.runtime import envelope
+from pyxos.runtime.config import NodeConfig
+from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
+from pyxos.runtime.metrics import NodeMetrics
+from pyxos.runtime.snapshot_transfer import SnapshotTransfers
+from pyxos.storage import Storage, StorageError
+from pyxos.transport import Transport
+
+T = TypeVar("T")
+
+log = logging.getLogger("pyxos.node")
+
+
+class Node:
+    """A running replica. ``await start()``, then ``submit`` commands and ``read`` state."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        state_machine: StateMachine,
+        *,
+        on_fatal: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.sm = state_machine
+        self.id = config.node_id
+        self.log = logging.LoggerAdapter(log, {"node": self.id})
+        self.metrics = NodeMetrics(self.id)
+        self._on_fatal = on_fatal
+        self._incarnation = int.from_bytes(os.urandom(8), "big") >> 1
+        self._seq = itertools.count(1)
+        self._waiters: dict[int, asyncio.Future[bytes]] = {}
+        self._read_tokens = itertools.count(1)
+        self._read_waiters: dict[int, tuple[asyncio.Future[int], int]] = {}
+        self._read_ready: list[tuple[int, int]] = []
+        self._wake = asyncio.Event()
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pyxos-io-{self.id}")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.failed: str | None = None
+        self.applied = 0
+        self._last_snapshot = 0
+        self._snapshotting = False
+        self._deferred_commit: int | None = None
+        self._leader_changes: list[asyncio.Future[None]] = []
+        self.storage = Storage.open(
+            config.data_dir,
+            node_id=self.id,
+            cluster_id=config.cluster_id,
+            members=tuple(sorted(config.members)),
+        )
+        state, snapshot = self.storage.load()
+        if snapshot is not None:
+            self.sm.restore(self.storage.read_snapshot())
+            self.applied = snapshot.last_slot
+            self._last_snapshot = snapshot.last_slot
+        self.replica = Replica(
+            self.id,
+            Config.of(config.members),
+            random.Random(),
+            config.options(),
+            state,
+        )
+        self.transport = Transport(
+            self.id,
+            config.cluster_id,
+            config.secret,
+            config.members,
+            self._on_message,
+        )
+        self.snapshots = SnapshotTransfers(self)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Listen for peers and start ticking."""
+        await self.transport.start()
+        loop = asyncio.get_running_loop()
+        self._tick_handle = loop.call_later(self.config.tick_seconds, self._tick)
+        self._tasks.append(asyncio.create_task(self._drive(), name=f"pyxos-drive-{self.id}"))
+        self.log.info(
+            "node %d started: %s, commit %d, applied %d",
+            self.id,
+            self.replica.role.value,
+            self.replica.commit_index,
+            self.applied,
+        )
+
+    async def close(self) -> None:
+        """Stop serving; fail every waiting caller with :class:`Unavailable`."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.transport.close()
+        self.snapshots.close()
+        self._fail_waiters(Unavailable("node stopped"))
+        self._io.shutdown(wait=True)
+        self.storage.close()
+
+    # ------------------------------------------------------------------ client API
+
+    @property
+    def role(self) -> Role:
+        return self.replica.role
+
+    @property
+    def leader_id(self) -> int | None:
+        return self.replica.leader
+
+    async def submit(self, payload: bytes, timeout: float = 5.0) -> bytes:
+        """Put ``payload`` in the log; return the state machine's reply once applied here.
+
+        Raises :class:`Unavailable` if it was never proposed (no leader within the
+        timeout), :class:`UnknownOutcome` if it was proposed but not seen applied in time.
+        """
+        self._check_alive()
+        seq = next(self._seq)
+        command = envelope.pack(self.id, self._incarnation, seq, payload)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiters[seq] = future
+        deadline = time.monotonic() + timeout
+        try:
+            while not self.replica.propose(command):
+                if time.monotonic() >= deadline:
+                    raise Unavailable("no leader is known")
+                await self._wait_for_leader(deadline)
+                self._check_alive()
+            self.metrics.proposals.inc()
+            self._wake.set()
+            try:
+                return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise UnknownOutcome(f"not applied within {timeout:.1f}s") from None
+        finally:
+            self._waiters.pop(seq, None)
+
+    async def read(self, fn: Callable[[Any], T], timeout: float = 5.0) -> T:
+        """Run ``fn(state_machine)`` once this node reflects every write before the call.
+
+        The leader confirms with a quorum that it still leads (read index), and the read
+        waits until this node has applied through that point: linearizable.
+        """
+        self._check_alive()
+        deadline = time.monotonic() + timeout
+        while True:
+            token = next(self._read_tokens)
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            self._read_waiters[token] = (future, 0)
+            self.replica.read_index(token)
+            self._wake.set()
+            try:
+                ok = await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise Unavailable(f"no read index within {timeout:.1f}s") from None
+            finally:
+                self._read_waiters.pop(token, None)
+            if ok:
+                self.metrics.reads.inc()
+                return fn(self.sm)
+            if time.monotonic() >= deadline:
+                raise Unavailable("no leader confirmed the read")
+            await self._wait_for_leader(deadline)
+            self._check_alive()
+
+    def status(self) -> dict[str, Any]:
+        """What ``/status`` and ``INFO`` report."""
+        r = self.replica
+        peers = {}
+        now = time.monotonic()
+        for pid, st in self.transport.peer_status().items():
+            last = st.last_received_monotonic
+            peers[str(pid)] = {
+                "address": "{}:{}".format(*self.config.members[pid]),
+                "connected": st.connected,
+                "last_contact_seconds": None if last is None else round(now - last, 3),
+            }
+        return {
+            "node_id": self.id,
+            "role": r.role.value,
+            "leader_id": r.leader,
+            "ballot": str(r.ballot if r.role is Role.LEADER else r.promised),
+            "commit_index": r.commit_index,
+            "applied_index": self.applied,
+            "snapshot_index": r.snapshot_slot,
+            "failed": self.failed,
+            "peers": peers,
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_alive(self) -> None:
+        if self.failed is not None:
+            raise NodeFailed(self.failed)
+        if self._closed:
+            raise Unavailable("node stopped")
+
+    async def _wait_for_leader(self, deadline: float) -> None:
+        """Sleep until the next tick or a leader change, whichever is first."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._leader_changes.append(future)
+        wait = min(
+            self.config.tick_seconds * self.config.heartbeat_ticks, deadline - time.monotonic()
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(future, max(0.0, wait))
+
+    def _tick(self) -> None:
+        if self._closed or self.failed:
+            return
+        loop = asyncio.get_running_loop()
+        self._tick_handle = loop.call_later(self.config.tick_seconds, self._tick)
+        leader = self.replica.leader
+        self.replica.tick()
+        self._note_leader(leader)
+        self._wake.set()
+
+    def _on_message(self, message: Message) -> None:
+        if self._closed or self.failed:
+            return
+        if isinstance(message, SnapshotChunk | SnapshotChunkAck):
+            self.snapshots.on_message(message)
+            return
+        leader = self.replica.leader
+        self.replica.step(message)
+        self._note_leader(leader)
+        self._wake.set()
+
+    def _note_leader(self, before: int | None) -> None:
+        if self.replica.leader != before:
+            self.metrics.leader_changes.inc()
+            if self.replica.role is Role.LEADER:
+                self.metrics.elections_won.inc()
+            waiters, self._leader_changes = self._leader_changes, []
+            for f in waiters:
+                if not f.done():
+                    f.set_result(None)
+
+    def send(self, dst: int, message: Message) -> None:
+        """Hand ``message`` to the transport (drops are the protocol's business)."""
+        self.transport.send(dst, message)
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self.replica.has_ready():
+                    ready = self.replica.ready()
+                    await self._carry_out(ready, loop)
+                    self.replica.advance(ready)
+                    await self._maybe_snapshot(loop)
+        except StorageError as exc:
+            self._fatal(f"storage failed: {exc}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log.exception("driver crashed")
+            self._fatal(f"driver crashed: {exc!r}")
+
+    async def _carry_out(self, ready: Ready, loop: asyncio.AbstractEventLoop) -> None:
+        for dst, message in ready.messages:
+            self.transport.send(dst, message)
+        persist = ready.persist
+        if persist.snapshot is not None:
+            # The snapshot's bytes are already durable (streamed in by SnapshotTransfers).
+            persist.snapshot = None
+        if not persist.must_sync and persist.entries == [] and persist.promised is None:
+            # Only the lazily written commit index (or a compaction): fold it into the
+            # next synced batch rather than paying a commit of its own.
+            if persist.compact_through is None:
+                if persist.commit_index is not None:
+                    self._deferred_commit = persist.commit_index
+                persist.commit_index = None
+        elif persist.commit_index is None and self._deferred_commit is not None:
+            persist.commit_index = self._deferred_commit
+        if persist.commit_index is not None:
+            self._deferred_commit = None
+        if not persist.empty() or persist.must_sync:
+            started = time.perf_counter()
+            await loop.run_in_executor(self._io, self.storage.write, persist)
+            if persist.must_sync:
+                self.metrics.fsync_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_entries.observe(len(persist.entries))
+        for dst, message in ready.persisted_messages:
+            self.transport.send(dst, message)
+        if ready.snapshot_install is not None:
+            self.sm.restore(self.storage.read_snapshot())
+            self.applied = ready.snapshot_install.last_slot
+            self._last_snapshot = self.applied
+            self.log.info("installed snapshot through slot %d", self.applied)
+        if ready.committed:
+            self._apply(ready.committed)
+        for token, index in ready.reads:
+            waiter = self._read_waiters.get(token)
+            if waiter is not None:
+                heapq.heappush(self._read_ready, (index, token))
+        for token in ready.failed_reads:
+            waiter = self._read_waiters.get(token)
+            if waiter is not None and not waiter[0].done():
+                waiter[0].set_result(0)
+        self._serve_reads()
+        for peer in ready.snapshots_to_send:
+            self.snapshots.send_to(peer)
+
+    def _apply(self, committed: list[tuple[int, tuple[bytes, ...]]]) -> None:
+        sm = self.sm
+        waiters = self._waiters
+        me, incarnation = self.id, self._incarnation
+        count = 0
+        for slot, value in committed:
+            for command in value:
+                origin, inc, seq, payload = envelope.unpack(command)
+                reply = sm.apply(payload)
+                count += 1
+                if origin == me and inc == incarnation:
+                    future = waiters.pop(seq, None)
+                    if future is not None and not future.done():
+                        future.set_result(reply)
+            self.applied = slot
+        self.metrics.commands_applied.inc(count)
+        self.metrics.slots_applied.inc(len(committed))
+
+    def _serve_reads(self) -> None:
+        heap = self._read_ready
+        while heap and heap[0][0] <= self.applied:
+            _, token = heapq.heappop(heap)
+            waiter = self._read_waiters.get(token)
+            if waiter is not None and not waiter[0].done():
+                waiter[0].set_result(1)
+
+    async def _maybe_snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.applied - self._last_snapshot < self.config.snapshot_every:
+            return
+        last = self.applied
+        data = self.sm.snapshot()
+        members = tuple(sorted(self.config.members))
+        await loop.run_in_executor(self._io, self.storage.save_snapshot, last, members, data)
+        self._last_snapshot = last
+        self.replica.compact(last)
+        self.metrics.snapshots.inc()
+        self.log.info("snapshot through slot %d (%d bytes), log compacted", last, len(data))
+
+    def _fatal(self, reason: str) -> None:
+        """Stop voting and serving: never continue on state we could not persist."""
+        if self.failed is not None:
+            return
+        self.failed = reason
+        self.log.critical("node %d stops: %s", self.id, reason)
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        self._fail_waiters(NodeFailed(reason))
+        asyncio.get_running_loop().create_task(self.transport.close())
+        if self._on_fatal is not None:
+            self._on_fatal(reason)
+
+    def _fail_waiters(self, exc: Exception) -> None:
+        for future in self._waiters.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._waiters.clear()
+        for read_future, _ in self._read_waiters.values():
+            if not read_future.done():
+                read_future.set_exception(exc)
+        self._read_waiters.clear()
+
+    def install_received_snapshot(self, src: int, last_slot: int, members: tuple[int, ...]) -> None:
+        """A streamed snapshot is durable: let the core jump to it."""
+        self.replica.step(InstallSnapshot(src, last_slot, members, b""))
+        self._wake.set()

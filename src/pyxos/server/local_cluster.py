@@ -1,0 +1,185 @@
+"""A cluster of real ``pyxos serve`` processes on this machine.
+
+Used by ``pyxos cluster``, ``pyxos demo``, the integration tests and the chaos tester:
+one place that knows the port layout and how to start, kill, pause and restart nodes.
+Node ``k`` (from 1) serves clients on ``base_port + k - 1``, peers on ``base_port + 1000 +
+k - 1`` and admin HTTP on ``base_port + 2000 + k - 1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+PEER_OFFSET = 1000
+ADMIN_OFFSET = 2000
+
+
+def ports_free(ports: list[int], host: str = "127.0.0.1") -> bool:
+    """Whether every port can be bound right now."""
+    for port in ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def find_base_port(nodes: int, start: int = 20000, stop: int = 60000, step: int = 37) -> int:
+    """A base port whose client, peer and admin ports are all free (for tests)."""
+    pid_offset = (os.getpid() * 7919) % (stop - start - 3000)
+    for base in range(start + pid_offset, stop - 3000, step):
+        wanted = [base + o + k for o in (0, PEER_OFFSET, ADMIN_OFFSET) for k in range(nodes)]
+        if ports_free(wanted):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+@dataclass(slots=True)
+class LocalCluster:
+    """``nodes`` processes under ``data_dir``; nothing runs until :meth:`start`."""
+
+    nodes: int
+    base_port: int
+    data_dir: Path
+    host: str = "127.0.0.1"
+    extra_args: list[str] = field(default_factory=list)
+    peer_ports: dict[int, int] | None = None
+    """Where node k's peers dial it; a fault-injecting proxy may sit in front."""
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[int, IO[bytes]] = field(default_factory=dict)
+
+    def client_port(self, node: int) -> int:
+        return self.base_port + node - 1
+
+    def listen_port(self, node: int) -> int:
+        return self.base_port + PEER_OFFSET + node - 1
+
+    def admin_port(self, node: int) -> int:
+        return self.base_port + ADMIN_OFFSET + node - 1
+
+    @property
+    def ids(self) -> list[int]:
+        return list(range(1, self.nodes + 1))
+
+    def endpoints(self) -> list[tuple[str, int]]:
+        return [(self.host, self.client_port(k)) for k in self.ids]
+
+    def cluster_spec(self, for_node: int) -> str:
+        """``--cluster`` as node ``for_node`` sees it (its own real port, peers' dial ports)."""
+        parts = []
+        for k in self.ids:
+            port = self.listen_port(k)
+            if k != for_node and self.peer_ports is not None:
+                port = self.peer_ports.get(k, port)
+            parts.append(f"{k}={self.host}:{port}")
+        return ",".join(parts)
+
+    def command(self, node: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "pyxos",
+            "serve",
+            "--id",
+            str(node),
+            "--cluster",
+            self.cluster_spec(node),
+            "--port",
+            str(self.client_port(node)),
+            "--admin",
+            str(self.admin_port(node)),
+            "--data-dir",
+            str(self.data_dir / f"node{node}"),
+            *self.extra_args,
+        ]
+
+    def start(self, node: int | None = None) -> None:
+        """Start one node (or every node not running)."""
+        targets = [node] if node is not None else self.ids
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for k in targets:
+            proc = self.procs.get(k)
+            if proc is not None and proc.poll() is None:
+                continue
+            log = self.logs.get(k)
+            if log is None:
+                log = self.logs[k] = open(self.data_dir / f"node{k}.log", "ab")  # noqa: SIM115
+            self.procs[k] = subprocess.Popen(
+                self.command(k), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def running(self, node: int) -> bool:
+        proc = self.procs.get(node)
+        return proc is not None and proc.poll() is None
+
+    def signal(self, node: int, sig: signal.Signals) -> None:
+        proc = self.procs.get(node)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+
+    def kill(self, node: int) -> None:
+        """SIGKILL: the process gets no chance to flush or say goodbye."""
+        proc = self.procs.get(node)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def stop(self, node: int | None = None, timeout: float = 10.0) -> None:
+        """SIGTERM (resuming a paused process first), then SIGKILL if it lingers."""
+        targets = [node] if node is not None else list(self.procs)
+        for k in targets:
+            self.signal(k, signal.SIGCONT)
+            self.signal(k, signal.SIGTERM)
+        for k in targets:
+            proc = self.procs.get(k)
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def close(self) -> None:
+        self.stop()
+        for log in self.logs.values():
+            with contextlib.suppress(OSError):
+                log.close()
+        self.logs.clear()
+
+    def wait_ready(self, node: int | None = None, timeout: float = 30.0) -> None:
+        """Wait until the node(s) answer PING on the client port."""
+        targets = [node] if node is not None else self.ids
+        deadline = time.monotonic() + timeout
+        for k in targets:
+            while not ping(self.host, self.client_port(k)):
+                proc = self.procs.get(k)
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"node {k} exited with {proc.returncode}; see its log")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"node {k} did not answer PING within {timeout}s")
+                time.sleep(0.05)
+
+    def log_text(self, node: int) -> str:
+        path = self.data_dir / f"node{node}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def ping(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False

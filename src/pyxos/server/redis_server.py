@@ -1,0 +1,392 @@
+"""The client port: the Redis protocol in front of a replicated :class:`KVStateMachine`.
+
+Any node accepts any command. Writes are proposed through the local core (a follower's
+core forwards them to the leader) and answered once this node has applied them; reads
+wait for a read index confirmed by the leader and are then answered from local state;
+connection commands (PING, HELLO, AUTH, INFO...) never touch the log. Pipelined commands
+are started as they arrive and answered strictly in order.
+
+Exactly-once for retries: ``RID <client_id> <seq> <command...>`` runs ``command`` inside
+the replicated session of ``client_id``; a retry with the same ``seq`` returns the cached
+reply instead of applying again. ``pyxos.Client`` uses it; plain Redis clients do not need
+to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+
+from pyxos.kv import CommandKind, KVStateMachine, classify, encode_request, to_resp3
+from pyxos.kv.commands import string2ll
+from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
+from pyxos.runtime.node import Node
+from pyxos.server.info import info_text
+from pyxos.server.resp import ProtocolError, RequestParser
+
+log = logging.getLogger("pyxos.server")
+
+OK = b"+OK\r\n"
+PONG = b"+PONG\r\n"
+NOAUTH = b"-NOAUTH Authentication required.\r\n"
+NULL_ARRAY = b"*0\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Per-connection and per-server limits; each is answered with an error, not a crash."""
+
+    max_clients: int = 10_000
+    max_bulk_len: int = 64 * 1024 * 1024
+    max_args: int = 1024 * 1024
+    max_pipeline: int = 10_000
+    """Commands one connection may have in flight before the server stops reading it."""
+    timeout: float = 5.0
+    """How long a command may wait for a leader or for its slot before an error."""
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _error(text: str) -> bytes:
+    return b"-" + text.encode() + b"\r\n"
+
+
+class RedisServer:
+    """Serves RESP on ``host:port`` for one node."""
+
+    def __init__(
+        self,
+        node: Node,
+        kv: KVStateMachine,
+        host: str,
+        port: int,
+        *,
+        password: str | None = None,
+        limits: ServerLimits | None = None,
+    ) -> None:
+        self.node = node
+        self.kv = kv
+        self.host = host
+        self.port = port
+        self.password = password.encode() if password else None
+        self.limits = limits or ServerLimits()
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+        self._next_client_id = 0
+        self.address: tuple[str, int] | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        sock = self._server.sockets[0]
+        self.address = sock.getsockname()[:2]
+        log.info("node %d serving Redis clients on %s:%d", self.node.id, *self.address)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._clients):
+            task.cancel()
+        for task in list(self._clients):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    # ------------------------------------------------------------------ connections
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if len(self._clients) >= self.limits.max_clients:
+            writer.write(b"-ERR max number of clients reached\r\n")
+            with contextlib.suppress(Exception):
+                await writer.drain()
+            writer.close()
+            return
+        self._clients.add(task)
+        self._next_client_id += 1
+        conn = _Connection(self, reader, writer, self._next_client_id)
+        try:
+            await conn.run()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("client connection failed")
+        finally:
+            self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+class _Connection:
+    """One client: parse, dispatch, reply in order."""
+
+    def __init__(
+        self,
+        server: RedisServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client_id: int,
+    ) -> None:
+        self.server = server
+        self.node = server.node
+        self.reader = reader
+        self.writer = writer
+        self.id = client_id
+        self.protocol = 2
+        self.name = b""
+        self.authenticated = server.password is None
+        limits = server.limits
+        self.parser = RequestParser(
+            max_bulk_len=limits.max_bulk_len,
+            max_args=limits.max_args,
+            require_auth=not self.authenticated,
+        )
+        self.closing = False
+        self._replies: asyncio.Queue[Awaitable[bytes] | bytes | None] = asyncio.Queue(
+            maxsize=limits.max_pipeline
+        )
+
+    async def run(self) -> None:
+        sender = asyncio.create_task(self._send_replies())
+        try:
+            while not self.closing:
+                data = await self.reader.read(65536)
+                if not data:
+                    break
+                try:
+                    commands = self.parser.feed(data)
+                except ProtocolError as exc:
+                    for argv in exc.commands:
+                        await self._dispatch(argv)
+                    await self._replies.put(b"-" + str(exc).encode() + b"\r\n")
+                    break
+                for argv in commands:
+                    await self._dispatch(argv)
+                    if self.closing:
+                        break
+        finally:
+            await self._replies.put(None)
+            with contextlib.suppress(Exception):
+                await sender
+
+    async def _send_replies(self) -> None:
+        """Write replies in request order; batch whatever is already done into one write."""
+        queue = self._replies
+        writer = self.writer
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            out = [item if isinstance(item, bytes) else await item]
+            while not queue.empty():
+                nxt = queue.get_nowait()
+                if nxt is None:
+                    writer.write(b"".join(out))
+                    await writer.drain()
+                    return
+                if isinstance(nxt, bytes):
+                    out.append(nxt)
+                elif isinstance(nxt, asyncio.Future) and nxt.done():
+                    out.append(nxt.result())
+                else:
+                    writer.write(b"".join(out))
+                    out = [await nxt]
+            writer.write(b"".join(out))
+            await writer.drain()
+
+    async def _dispatch(self, argv: list[bytes]) -> None:
+        reply = self._handle(argv)
+        if not isinstance(reply, bytes):
+            reply = asyncio.ensure_future(reply)
+        await self._replies.put(reply)
+
+    # ------------------------------------------------------------------ commands
+
+    def _handle(
+        self, argv: Sequence[bytes], client: int = 0, seq: int = 0
+    ) -> bytes | Awaitable[bytes]:
+        metrics = self.node.metrics
+        name = argv[0].lower() if argv else b""
+        if not self.authenticated and name not in (b"auth", b"hello", b"quit"):
+            metrics.client_errors.labels("noauth").inc()
+            return NOAUTH
+        if name == b"rid" and client == 0:
+            return self._with_session(argv)
+        kind, _spec, error = classify(argv)
+        if error is not None:
+            metrics.client_errors.labels("invalid").inc()
+            return error
+        if kind is CommandKind.WRITE:
+            metrics.client_ops.labels("write").inc()
+            return self._write(argv, client, seq)
+        if kind is CommandKind.READ:
+            metrics.client_ops.labels("read").inc()
+            return self._read(argv)
+        metrics.client_ops.labels("local").inc()
+        return self._local(name, argv)
+
+    def _with_session(self, argv: Sequence[bytes]) -> bytes | Awaitable[bytes]:
+        if len(argv) < 4:
+            return b"-ERR wrong number of arguments for 'rid' command\r\n"
+        client, seq = string2ll(argv[1]), string2ll(argv[2])
+        if client is None or seq is None or client <= 0 or seq <= 0:
+            return b"-ERR RID needs a positive client id and sequence number\r\n"
+        inner = argv[3:]
+        kind, _spec, error = classify(inner)
+        if error is not None:
+            return error
+        if kind is not CommandKind.WRITE:
+            return self._handle(inner, client, seq)
+        return self._write(inner, client, seq)
+
+    async def _write(self, argv: Sequence[bytes], client: int, seq: int) -> bytes:
+        try:
+            reply = await self.node.submit(
+                encode_request(list(argv), client, seq), self.server.limits.timeout
+            )
+        except Unavailable as exc:
+            return self._fail("NOLEADER", f"no leader reachable, command not applied ({exc})")
+        except UnknownOutcome as exc:
+            return self._fail("TIMEOUT", f"outcome unknown, the command may still apply ({exc})")
+        except NodeFailed as exc:
+            return self._fail("NODEFAILED", f"this node stopped: {exc}")
+        return to_resp3(reply) if self.protocol == 3 else reply
+
+    async def _read(self, argv: Sequence[bytes]) -> bytes:
+        kv, protocol = self.server.kv, self.protocol
+        try:
+            return await self.node.read(
+                lambda _: kv.read(argv, protocol), self.server.limits.timeout
+            )
+        except Unavailable as exc:
+            return self._fail("NOLEADER", f"no leader confirmed the read ({exc})")
+        except NodeFailed as exc:
+            return self._fail("NODEFAILED", f"this node stopped: {exc}")
+
+    def _fail(self, code: str, text: str) -> bytes:
+        self.node.metrics.client_errors.labels(code.lower()).inc()
+        return _error(f"{code} {text}")
+
+    def _local(self, name: bytes, argv: Sequence[bytes]) -> bytes:
+        if name == b"ping":
+            if len(argv) > 2:
+                return b"-ERR wrong number of arguments for 'ping' command\r\n"
+            return _bulk(argv[1]) if len(argv) == 2 else PONG
+        if name == b"echo":
+            return _bulk(argv[1])
+        if name == b"quit":
+            self.closing = True
+            return OK
+        if name == b"auth":
+            return self._auth(argv[1:])
+        if name == b"hello":
+            return self._hello(argv[1:])
+        if name == b"select":
+            return OK if argv[1] == b"0" else b"-ERR DB index is out of range\r\n"
+        if name == b"info":
+            text = info_text(self.node, self.server, [a.decode(errors="replace") for a in argv[1:]])
+            return _bulk(text.encode())
+        if name == b"client":
+            return self._client(argv[1:])
+        if name == b"command":
+            return NULL_ARRAY
+        if name == b"config":
+            sub = argv[1].lower()
+            if sub == b"get":
+                return NULL_ARRAY if self.protocol == 2 else b"%0\r\n"
+            if sub in (b"set", b"resetstat", b"rewrite"):
+                return OK
+            return _error(f"ERR unknown subcommand '{argv[1].decode(errors='replace')}'")
+        if name in (b"readonly", b"readwrite"):
+            return OK
+        if name == b"reset":
+            self.protocol = 2
+            self.name = b""
+            self.authenticated = self.server.password is None
+            self.parser.require_auth = not self.authenticated
+            return b"+RESET\r\n"
+        return _error(f"ERR command '{name.decode(errors='replace')}' is not supported")
+
+    def _auth(self, args: Sequence[bytes]) -> bytes:
+        password = self.server.password
+        if len(args) > 2:
+            return b"-ERR syntax error\r\n"
+        if password is None:
+            return (
+                b"-ERR AUTH <password> called without any password configured for the "
+                b"default user. Are you sure your configuration is correct?\r\n"
+            )
+        user = args[0] if len(args) == 2 else b"default"
+        if user != b"default" or args[-1] != password:
+            return b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+        self.authenticated = True
+        self.parser.require_auth = False
+        return OK
+
+    def _hello(self, args: Sequence[bytes]) -> bytes:
+        protocol = self.protocol
+        i = 0
+        if args:
+            version = string2ll(args[0])
+            if version is None:
+                return b"-ERR Protocol version is not an integer or out of range\r\n"
+            if version not in (2, 3):
+                return b"-NOPROTO unsupported protocol version\r\n"
+            protocol = version
+            i = 1
+        while i < len(args):
+            opt = args[i].lower()
+            if opt == b"auth" and i + 2 < len(args):
+                reply = self._auth(args[i + 1 : i + 3])
+                if reply != OK:
+                    return reply
+                i += 3
+            elif opt == b"setname" and i + 1 < len(args):
+                self.name = args[i + 1]
+                i += 2
+            else:
+                return _error(
+                    f"ERR Syntax error in HELLO option '{args[i].decode(errors='replace')}'"
+                )
+        if not self.authenticated:
+            return NOAUTH
+        self.protocol = protocol
+        status = self.node.status()
+        fields: list[tuple[bytes, bytes]] = [
+            (b"server", _bulk(b"pyxos")),
+            (b"version", _bulk(b"7.0.0")),
+            (b"proto", b":%d\r\n" % protocol),
+            (b"id", b":%d\r\n" % self.id),
+            (b"mode", _bulk(b"cluster" if len(self.node.config.members) > 1 else b"standalone")),
+            (b"role", _bulk(b"master" if status["role"] == "leader" else b"replica")),
+            (b"modules", NULL_ARRAY),
+        ]
+        head = b"%%%d\r\n" % len(fields) if protocol == 3 else b"*%d\r\n" % (2 * len(fields))
+        return head + b"".join(_bulk(k) + v for k, v in fields)
+
+    def _client(self, args: Sequence[bytes]) -> bytes:
+        sub = args[0].lower()
+        if sub == b"setname" and len(args) == 2:
+            self.name = args[1]
+            return OK
+        if sub == b"getname":
+            return _bulk(self.name) if self.name else b"$-1\r\n"
+        if sub == b"id":
+            return b":%d\r\n" % self.id
+        if sub in (b"setinfo", b"no-evict", b"no-touch", b"reply"):
+            return OK
+        if sub == b"info":
+            return _bulk(b"id=%d name=%s db=0 resp=%d\n" % (self.id, self.name, self.protocol))
+        return _error(
+            f"ERR unknown subcommand '{args[0].decode(errors='replace')}'. Try CLIENT HELP."
+        )
