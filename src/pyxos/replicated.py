@@ -31,7 +31,6 @@ I/O; arguments and results must be picklable. The object's state is snapshotted 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pickle
 from collections.abc import Callable
@@ -161,10 +160,7 @@ class Replicated:
 
     async def wait_for_leader(self, timeout: float = 10.0) -> int:
         """Wait until some node is known to lead; returns its id."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._node.leader_id is None:
-            if loop.time() > deadline:
-                raise TimeoutError("no leader elected")
-            await asyncio.sleep(self._node.config.tick_seconds)
-        return self._node.leader_id
+        await self._node.wait_for(lambda: self._node.leader_id is not None, timeout)
+        leader = self._node.leader_id
+        assert leader is not None
+        return leader

@@ -74,6 +74,7 @@ class Node:
         self._snapshotting = False
         self._deferred_commit: int | None = None
         self._leader_changes: list[asyncio.Future[None]] = []
+        self._changed = asyncio.Event()
         self.storage = Storage.open(
             config.data_dir,
             node_id=self.id,
@@ -200,6 +201,25 @@ class Node:
             await self._wait_for_leader(deadline)
             self._check_alive()
 
+    async def wait_for_change(self, timeout: float) -> None:
+        """Return after the next batch this node carries out, or after ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), max(0.0, timeout))
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate()`` holds, re-checking after every batch and tick."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError("condition not reached in time")
+            await self.wait_for_change(remaining)
+
+    def _signal_change(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
     def status(self) -> dict[str, Any]:
         """What ``/status`` and ``INFO`` report."""
         r = self.replica
@@ -251,6 +271,7 @@ class Node:
         self.replica.tick()
         self._note_leader(leader)
         self._wake.set()
+        self._signal_change()
 
     def _on_message(self, message: Message) -> None:
         if self._closed or self.failed:
@@ -288,6 +309,7 @@ class Node:
                     await self._carry_out(ready, loop)
                     self.replica.advance(ready)
                     await self._maybe_snapshot(loop)
+                    self._signal_change()
         except StorageError as exc:
             self._fatal(f"storage failed: {exc}")
         except asyncio.CancelledError:
