@@ -1,1 +1,42 @@
-"""pyxos.kv."""
+"""pyxos.kv: the replicated Redis-compatible key-value state machine.
+
+- :class:`KVStateMachine`: the :class:`~pyxos.core.statemachine.StateMachine` itself;
+- :func:`encode_request` / :func:`decode_request`: the log entry format (with the
+  exactly-once session id and sequence number);
+- :func:`classify` and :data:`COMMANDS`: arity and routing (write / read / connection-local)
+  for the server, so bad commands are refused before they cost a Paxos round;
+- :mod:`pyxos.kv.reply`: reply values and RESP2/RESP3 encoding.
+"""
+
+from pyxos.kv.commands import (
+    COMMANDS,
+    Classification,
+    CommandKind,
+    CommandSpec,
+    arity_error,
+    classify,
+    lookup,
+    string2ll,
+    unknown_command_error,
+)
+from pyxos.kv.reply import to_resp3
+from pyxos.kv.request import NO_SESSION, Request, decode_request, encode_request
+from pyxos.kv.statemachine import KVStateMachine
+
+__all__ = [
+    "COMMANDS",
+    "NO_SESSION",
+    "Classification",
+    "CommandKind",
+    "CommandSpec",
+    "KVStateMachine",
+    "Request",
+    "arity_error",
+    "classify",
+    "decode_request",
+    "encode_request",
+    "lookup",
+    "string2ll",
+    "to_resp3",
+    "unknown_command_error",
+]

@@ -59,6 +59,14 @@ def info_text(node: Node, server: RedisServer, sections: list[str]) -> str:
             f"members:{','.join(str(m) for m in sorted(node.config.members))}",
             "",
         ]
+    if "digest" in wanted:
+        # Not in "all": hashing the whole state is for convergence checks, not dashboards.
+        out += [
+            "# Digest",
+            f"applied_index:{status['applied_index']}",
+            f"state_digest:{server.kv.digest()}",
+            "",
+        ]
     if "keyspace" in wanted:
         count = server.kv.read_value([b"dbsize"])
         keys = count if isinstance(count, int) else 0

@@ -77,6 +77,7 @@ class RedisServer:
         self.limits = limits or ServerLimits()
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._next_client_id = 0
         self.address: tuple[str, int] | None = None
 
@@ -89,11 +90,13 @@ class RedisServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        # Close the sockets rather than cancel the handlers: each sees EOF and ends cleanly.
+        for writer in list(self._writers):
+            writer.close()
+        if self._clients:
+            await asyncio.wait(list(self._clients), timeout=2.0)
         for task in list(self._clients):
             task.cancel()
-        for task in list(self._clients):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -110,6 +113,7 @@ class RedisServer:
             writer.close()
             return
         self._clients.add(task)
+        self._writers.add(writer)
         self._next_client_id += 1
         conn = _Connection(self, reader, writer, self._next_client_id)
         try:
@@ -117,11 +121,12 @@ class RedisServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
-            raise
+            pass
         except Exception:
             log.exception("client connection failed")
         finally:
             self._clients.discard(task)
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -152,6 +157,8 @@ class _Connection:
             require_auth=not self.authenticated,
         )
         self.closing = False
+        self._run: list[asyncio.Future[bytes]] = []
+        self._run_kind = CommandKind.LOCAL
         self._replies: asyncio.Queue[Awaitable[bytes] | bytes | None] = asyncio.Queue(
             maxsize=limits.max_pipeline
         )
@@ -168,7 +175,7 @@ class _Connection:
                 except ProtocolError as exc:
                     for argv in exc.commands:
                         await self._dispatch(argv)
-                    await self._replies.put(b"-" + str(exc).encode() + b"\r\n")
+                    await self._replies.put(exc.reply)
                     break
                 for argv in commands:
                     await self._dispatch(argv)
@@ -205,10 +212,29 @@ class _Connection:
             await writer.drain()
 
     async def _dispatch(self, argv: list[bytes]) -> None:
+        kind = self._kind(argv)
+        if kind is not self._run_kind and self._run:
+            # A read must see the writes sent before it on this connection, and must not
+            # see those sent after it: wait for the previous run of the other kind.
+            # (Consecutive writes, or consecutive reads, still run concurrently.)
+            await asyncio.wait(self._run)
+            self._run = []
+        self._run_kind = kind
         reply = self._handle(argv)
         if not isinstance(reply, bytes):
-            reply = asyncio.ensure_future(reply)
-        await self._replies.put(reply)
+            future = asyncio.ensure_future(reply)
+            self._run.append(future)
+            if len(self._run) > 64:
+                self._run = [f for f in self._run if not f.done()]
+            await self._replies.put(future)
+        else:
+            await self._replies.put(reply)
+
+    @staticmethod
+    def _kind(argv: Sequence[bytes]) -> CommandKind:
+        if argv and argv[0].lower() == b"rid" and len(argv) > 3:
+            argv = argv[3:]
+        return classify(argv).kind
 
     # ------------------------------------------------------------------ commands
 

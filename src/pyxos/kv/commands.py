@@ -1,0 +1,226 @@
+"""The command table: which commands exist, their arity, and how the server must route them.
+
+The server consults this *before* replicating anything, for two reasons:
+
+- a command with an unknown name or a wrong argument count gets Redis's exact error at
+  once, instead of costing a round of Paxos to produce the same error on every replica;
+- the kind decides the path: a ``WRITE`` goes through the log, a ``READ`` is served from the
+  local state after a read-index round (or, equally correct but slower, through the log), and
+  a ``LOCAL`` command (PING, HELLO, AUTH...) is about the connection and never touches the
+  replicated state.
+
+This module is pure (no state, no I/O) so the server, the state machine and tests share one
+definition of arity and error text.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from pyxos.kv.reply import ErrorReply, encode_resp2
+
+__all__ = [
+    "COMMANDS",
+    "Classification",
+    "CommandKind",
+    "CommandSpec",
+    "arity_error",
+    "classify",
+    "lookup",
+    "string2ll",
+    "unknown_command_error",
+]
+
+LLONG_MIN = -(2**63)
+LLONG_MAX = 2**63 - 1
+
+
+def string2ll(s: bytes) -> int | None:
+    """Redis's ``string2ll``: the only integers Redis accepts, or ``None``.
+
+    Strict decimal that fits a signed 64-bit integer: an optional ``-``, no ``+``, no
+    spaces, no leading zeros (``"0"`` itself is fine, ``"-0"`` is not), at most 20 bytes.
+    Python's ``int()`` is far more liberal (``" +0_7 "``), so it is never used unguarded on
+    client bytes: INCR on ``"007"`` must fail exactly as it does in Redis.
+    """
+    n = len(s)
+    if n == 0 or n >= 21:
+        return None
+    if s.isdigit():  # bytes.isdigit() is ASCII-only
+        if s[0] == 0x30 and n > 1:
+            return None
+        v = int(s)
+        return v if v <= LLONG_MAX else None
+    if s[0] == 0x2D and n > 1 and s[1] != 0x30 and s[1:].isdigit():
+        v = -int(s[1:])
+        return v if v >= LLONG_MIN else None
+    return None
+
+
+class CommandKind(enum.Enum):
+    """How a command is executed."""
+
+    WRITE = "write"
+    """Changes replicated state: must be proposed and applied through the log."""
+    READ = "read"
+    """Only reads replicated state: served by ``KVStateMachine.read`` after a read index."""
+    LOCAL = "local"
+    """Concerns only the connection (or the node): answered by the server, never logged."""
+    INVALID = "invalid"
+    """Unknown command or wrong arity: answer ``Classification.error`` and stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One command, with Redis's conventions.
+
+    ``arity`` counts the command name: ``2`` means exactly ``GET key``; a negative value
+    ``-n`` means at least ``n`` words. ``first_key`` / ``last_key`` / ``step`` locate the
+    keys in argv as in Redis's COMMAND output (``last_key == -1``: up to the last argument),
+    so a future sharded or routed server can find them; all zero for keyless commands.
+    """
+
+    name: str
+    arity: int
+    kind: CommandKind
+    first_key: int = 0
+    last_key: int = 0
+    step: int = 0
+
+    def arity_ok(self, argc: int) -> bool:
+        """Whether ``argc`` words (including the name) satisfy the arity."""
+        arity = self.arity
+        return argc == arity if arity > 0 else argc >= -arity
+
+    def keys(self, argv: Sequence[bytes]) -> list[bytes]:
+        """The key arguments of ``argv`` (assumed to have valid arity)."""
+        if self.first_key == 0:
+            return []
+        last = len(argv) - 1 if self.last_key < 0 else self.last_key
+        return list(argv[self.first_key : last + 1 : self.step])
+
+
+_W = CommandKind.WRITE
+_R = CommandKind.READ
+_L = CommandKind.LOCAL
+
+_SPECS = [
+    # Replicated writes. Arity and key positions as in Redis 7 (src/commands/*.json).
+    CommandSpec("set", -3, _W, 1, 1, 1),
+    CommandSpec("setnx", 3, _W, 1, 1, 1),
+    CommandSpec("getset", 3, _W, 1, 1, 1),
+    CommandSpec("getdel", 2, _W, 1, 1, 1),
+    CommandSpec("del", -2, _W, 1, -1, 1),
+    CommandSpec("unlink", -2, _W, 1, -1, 1),
+    CommandSpec("incr", 2, _W, 1, 1, 1),
+    CommandSpec("incrby", 3, _W, 1, 1, 1),
+    CommandSpec("decr", 2, _W, 1, 1, 1),
+    CommandSpec("decrby", 3, _W, 1, 1, 1),
+    CommandSpec("mset", -3, _W, 1, -1, 2),
+    CommandSpec("msetnx", -3, _W, 1, -1, 2),
+    CommandSpec("append", 3, _W, 1, 1, 1),
+    CommandSpec("cas", 4, _W, 1, 1, 1),  # pyxos: CAS key expected new -> 1 swapped, 0 not
+    CommandSpec("flushdb", -1, _W),
+    CommandSpec("flushall", -1, _W),
+    # Reads of replicated state.
+    CommandSpec("get", 2, _R, 1, 1, 1),
+    CommandSpec("mget", -2, _R, 1, -1, 1),
+    CommandSpec("exists", -2, _R, 1, -1, 1),
+    CommandSpec("strlen", 2, _R, 1, 1, 1),
+    CommandSpec("dbsize", 1, _R),
+    CommandSpec("type", 2, _R, 1, 1, 1),
+    CommandSpec("ttl", 2, _R, 1, 1, 1),
+    CommandSpec("pttl", 2, _R, 1, 1, 1),
+    # Connection / node commands the server answers itself. Listed here for their arity
+    # and so that classify() can route them; the state machine refuses them.
+    CommandSpec("ping", -1, _L),
+    CommandSpec("echo", 2, _L),
+    CommandSpec("hello", -1, _L),
+    CommandSpec("auth", -2, _L),
+    CommandSpec("select", 2, _L),
+    CommandSpec("client", -2, _L),
+    CommandSpec("command", -1, _L),
+    CommandSpec("config", -2, _L),
+    CommandSpec("info", -1, _L),
+    CommandSpec("quit", -1, _L),
+    CommandSpec("reset", 1, _L),
+    CommandSpec("readonly", 1, _L),
+    CommandSpec("readwrite", 1, _L),
+]
+
+COMMANDS: Mapping[bytes, CommandSpec] = {spec.name.encode(): spec for spec in _SPECS}
+"""Every known command, keyed by lower-case name."""
+
+
+def lookup(name: bytes) -> CommandSpec | None:
+    """The spec of a command name in any letter case, or ``None`` if unknown."""
+    spec = COMMANDS.get(name)
+    if spec is None:
+        spec = COMMANDS.get(name.lower())
+    return spec
+
+
+def _c_string(arg: bytes, limit: int) -> bytes:
+    # Redis formats these with printf("%.*s"), which stops at a NUL byte and truncates.
+    nul = arg.find(b"\0")
+    if nul >= 0:
+        arg = arg[:nul]
+    return arg[:limit]
+
+
+def unknown_command_error(argv: Sequence[bytes]) -> ErrorReply:
+    """Redis 7's reply to an unknown command, byte for byte (``commandCheckExistence``).
+
+    ``ERR unknown command 'FOO', with args beginning with: 'a' 'b' ``: the name as the client
+    spelled it (at most 128 bytes), then each argument quoted and followed by a space (so
+    the text ends with a space) while the list is under 128 bytes, each argument cut to
+    what is left of those 128. CR and LF become spaces so the reply stays one line.
+    """
+    args = b""
+    for arg in argv[1:]:
+        if len(args) >= 128:
+            break
+        args += b"'" + _c_string(arg, 128 - len(args)) + b"' "
+    name = _c_string(argv[0], 128) if argv else b""
+    text = b"ERR unknown command '" + name + b"', with args beginning with: " + args
+    text = text.replace(b"\r", b" ").replace(b"\n", b" ")
+    # surrogateescape: arbitrary client bytes survive the round trip through str unchanged.
+    return ErrorReply(text.decode("utf-8", "surrogateescape"))
+
+
+def arity_error(name: str) -> ErrorReply:
+    """``ERR wrong number of arguments for 'get' command`` (always the lower-case name)."""
+    return ErrorReply(f"ERR wrong number of arguments for '{name}' command")
+
+
+class Classification(NamedTuple):
+    """What :func:`classify` decided. ``error`` is set exactly when ``kind`` is INVALID; it
+    is the complete error reply (identical in RESP2 and RESP3), ready to write."""
+
+    kind: CommandKind
+    spec: CommandSpec | None
+    error: bytes | None
+
+
+_EMPTY = Classification(CommandKind.INVALID, None, b"-ERR empty command\r\n")
+
+
+def classify(argv: Sequence[bytes]) -> Classification:
+    """Route a parsed command: WRITE, READ, LOCAL, or INVALID with the error to send.
+
+    Checks the name and the arity only; option syntax (``SET k v NX XX``) is checked when the
+    command executes, deterministically, like every other reply.
+    """
+    if not argv:
+        return _EMPTY
+    spec = lookup(argv[0])
+    if spec is None:
+        return Classification(CommandKind.INVALID, None, encode_resp2(unknown_command_error(argv)))
+    if not spec.arity_ok(len(argv)) or (spec.step == 2 and len(argv) % 2 == 0):
+        # The second test is MSET/MSETNX with a key missing its value, which Redis also
+        # reports as wrong arity (msetGenericCommand).
+        return Classification(CommandKind.INVALID, spec, encode_resp2(arity_error(spec.name)))
+    return Classification(spec.kind, spec, None)
