@@ -23,7 +23,8 @@ class Ballot(msgspec.Struct, frozen=True, order=True, array_like=True):
         return Ballot(self.round + 1, node)
 
     def __str__(self) -> str:
-        return f"{self.round}.{self.node}"
+        # "round:node" rather than "round.node", which Redis clients would parse as a float.
+        return f"{self.round}:{self.node}"
 
 
 ZERO = Ballot(0, 0)
