@@ -96,6 +96,7 @@ def sim(seeds: int, start_seed: int, nodes: int, scenario: str, jobs: int, as_js
 @click.option("--election-ms", type=float, help="Minimum election timeout.  [default: 300]")
 @click.option("--heartbeat-ms", type=float, help="Leader heartbeat interval.  [default: 50]")
 @click.option("--snapshot-every", type=int, help="Slots between snapshots.  [default: 50000]")
+@click.option("--request-timeout", type=float, help="Seconds a command may wait.  [default: 5]")
 @click.option("--log-level", help="debug, info, warning, error.  [default: info]")
 @click.option("--log-json", is_flag=True, default=None, help="One JSON object per log line.")
 def serve(config_file: Path | None, **flags: Any) -> None:
