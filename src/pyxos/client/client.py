@@ -295,7 +295,8 @@ class _AsyncConn:
 
     def request(self, data: bytes) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self.closed:
+        if self.closed or self.writer.transport.is_closing():
+            self.close()
             future.set_exception(ConnectionError("connection closed"))
             return future
         self.waiting.append(future)

@@ -287,12 +287,26 @@ class Node:
     def _note_leader(self, before: int | None) -> None:
         if self.replica.leader != before:
             self.metrics.leader_changes.inc()
+            if before is not None:
+                self._abandon_in_flight(before)
             if self.replica.role is Role.LEADER:
                 self.metrics.elections_won.inc()
             waiters, self._leader_changes = self._leader_changes, []
             for f in waiters:
                 if not f.done():
                     f.set_result(None)
+
+    def _abandon_in_flight(self, old_leader: int) -> None:
+        """The leader changed: commands it was handling may or may not be chosen.
+
+        Waiting for them until the timeout would stall clients for seconds; tell them at
+        once that the outcome is unknown, so they retry with the same request id (which the
+        replicated session table answers without applying twice).
+        """
+        exc = UnknownOutcome(f"leader {old_leader} lost while the command was in flight")
+        for future in self._waiters.values():
+            if not future.done():
+                future.set_exception(exc)
 
     def send(self, dst: int, message: Message) -> None:
         """Hand ``message`` to the transport (drops are the protocol's business)."""
