@@ -12,8 +12,10 @@ import asyncio
 import itertools
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 from rich.console import Console
@@ -22,6 +24,8 @@ from rich.table import Table
 
 from pyxos.client import AsyncClient, ClientError, UnknownOutcomeError
 from pyxos.server.local_cluster import LocalCluster, find_base_port
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -42,14 +46,19 @@ class DemoResult:
 
 
 def _paxos(cluster: LocalCluster, node: int, section: str = "paxos") -> dict[str, object]:
-    return redis.Redis(port=cluster.client_port(node), socket_timeout=2).info(section)  # type: ignore[no-any-return]
+    info: dict[str, object] = redis.Redis(port=cluster.client_port(node), socket_timeout=2).info(
+        section
+    )
+    return info
 
 
-async def _wait(predicate: object, timeout: float, what: str) -> object:
+async def _wait(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll the other processes' observable state until ``predicate`` gives a value."""
     deadline = time.monotonic() + timeout
     while True:
+        value: T | None
         try:
-            value = predicate()  # type: ignore[operator]
+            value = predicate()
         except (redis.RedisError, OSError, KeyError, ValueError):
             value = None
         if value:
@@ -71,9 +80,7 @@ def _agreed_leader(cluster: LocalCluster, among: list[int]) -> int | None:
 async def _run(cluster: LocalCluster, writes: int, console: Console) -> DemoResult:
     result = DemoResult()
     ids = cluster.ids
-    result.first_leader = int(
-        await _wait(lambda: _agreed_leader(cluster, ids), 20, "a leader")  # type: ignore[arg-type]
-    )
+    result.first_leader = await _wait(lambda: _agreed_leader(cluster, ids), 20, "a leader")
     console.print(f"[bold]cluster up[/bold]: 3 nodes, leader is node {result.first_leader}")
     endpoints = [("127.0.0.1", cluster.client_port(k)) for k in ids]
     clients = [AsyncClient(endpoints[i:] + endpoints[:i], timeout=3.0) for i in range(3)]
@@ -125,9 +132,7 @@ async def _run(cluster: LocalCluster, writes: int, console: Console) -> DemoResu
     for c in clients:
         await c.close()
     survivors = [k for k in ids if k != result.first_leader]
-    result.new_leader = int(
-        await _wait(lambda: _agreed_leader(cluster, survivors), 20, "a new leader")  # type: ignore[arg-type]
-    )
+    result.new_leader = await _wait(lambda: _agreed_leader(cluster, survivors), 20, "a new leader")
     if killed_at is not None:
         # The longest stretch without any acknowledgement, from the kill on: how long
         # clients could not write (replies already in flight do not count as recovery).
@@ -141,11 +146,12 @@ async def _run(cluster: LocalCluster, writes: int, console: Console) -> DemoResu
     cluster.start(result.first_leader)
     cluster.wait_ready(result.first_leader)
 
-    def converged() -> bool:
+    def converged() -> bool | None:
         rows = {k: _paxos(cluster, k, "digest") for k in ids}
         result.digests = {k: str(r["state_digest"]) for k, r in rows.items()}
-        result.applied = {k: int(r["applied_index"]) for k, r in rows.items()}  # type: ignore[call-overload]
-        return len(set(result.applied.values())) == 1 and len(set(result.digests.values())) == 1
+        result.applied = {k: int(str(r["applied_index"])) for k, r in rows.items()}
+        same = len(set(result.applied.values())) == 1 and len(set(result.digests.values())) == 1
+        return True if same else None
 
     await _wait(converged, 30, "replicas to converge")
     reader = redis.Redis(port=cluster.client_port(result.first_leader), socket_timeout=10)
@@ -153,7 +159,8 @@ async def _run(cluster: LocalCluster, writes: int, console: Console) -> DemoResu
     for start in range(0, len(keys), 1000):
         batch = keys[start : start + 1000]
         for key, got in zip(batch, reader.mget(batch), strict=True):
-            if got is None or got.decode() != result.acked[key]:
+            text = got.decode() if isinstance(got, bytes) else got
+            if text != result.acked[key]:
                 result.lost += 1
     return result
 
