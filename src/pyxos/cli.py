@@ -99,6 +99,7 @@ def sim(seeds: int, start_seed: int, nodes: int, scenario: str, jobs: int, as_js
 @click.option("--request-timeout", type=float, help="Seconds a command may wait.  [default: 5]")
 @click.option("--log-level", help="debug, info, warning, error.  [default: info]")
 @click.option("--log-json", is_flag=True, default=None, help="One JSON object per log line.")
+@click.option("--test-bug", hidden=True, help="Deliberately unsafe behaviour, for chaos tests.")
 def serve(config_file: Path | None, **flags: Any) -> None:
     """Run one node: the replica, its Redis client port and its admin port.
 
@@ -191,6 +192,101 @@ def status(endpoints: str, as_json: bool) -> None:
                 )
         Console().print(table)
     sys.exit(0 if rows and all("error" not in r for r in rows) else 1)
+
+
+@main.command()
+@click.option("--duration", default=60.0, show_default=True, type=click.FloatRange(min=1))
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(3, 7))
+@click.option(
+    "--nemesis",
+    default="kill,pause,partition,delay",
+    show_default=True,
+    help="Comma-separated fault kinds: kill, pause, partition, delay.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--clients", default=10, show_default=True, type=click.IntRange(1, 256))
+@click.option("--keys", default=8, show_default=True, type=click.IntRange(1, 10_000))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write history.jsonl, node logs, summary.json and timeline.png here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, last line.")
+@click.option("--test-bug", hidden=True, help="Run deliberately broken nodes (must fail).")
+def chaos(
+    duration: float,
+    nodes: int,
+    nemesis: str,
+    seed: int,
+    clients: int,
+    keys: int,
+    out: Path | None,
+    as_json: bool,
+    test_bug: str | None,
+) -> None:
+    """Real processes under faults; judged only by what clients saw.
+
+    Checks that the history is linearizable, that no acknowledged write was lost and that
+    every replica reached the same state digest. Exit status 0 only when all three hold.
+    """
+    import asyncio
+
+    from pyxos.chaos.nemesis import KINDS
+    from pyxos.chaos.runner import ChaosConfig, run_chaos
+
+    kinds = tuple(k.strip() for k in nemesis.split(",") if k.strip())
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise click.BadParameter(f"unknown nemesis {bad}; choose from {', '.join(KINDS)}")
+    cfg = ChaosConfig(
+        duration=duration,
+        nodes=nodes,
+        nemesis=kinds,
+        seed=seed,
+        workers=clients,
+        keys=keys,
+        out=out,
+        test_bug=test_bug,
+    )
+    report = asyncio.run(run_chaos(cfg))
+    data = report.as_dict()
+    click.echo(
+        f"{data['ops']} ops ({data['ok']} ok, {data['fail']} failed, {data['unknown']} unknown) "
+        f"in {data['duration_s']}s under {data['faults']} faults"
+    )
+    for fault in report.faults:
+        click.echo(
+            f"  {fault['start_s']:>7}s-{fault['end_s']:>7}s  {fault['kind']:<9} {fault['detail']}"
+        )
+    click.echo(
+        f"linearizable: {report.linearizable} (checker: {report.checker_verdict}, "
+        f"{data['check_seconds']}s)"
+    )
+    if report.checker_explanation:
+        click.echo(report.checker_explanation)
+    click.echo(
+        f"acknowledged unique writes lost: {report.lost_acked_writes} "
+        f"of {report.acked_unique_writes}"
+    )
+    click.echo(f"replicas converged: {report.converged}")
+    if report.out:
+        click.echo(f"history, logs and timeline.png in {report.out}")
+    click.echo("verdict: " + ("PASS" if report.passed else "FAIL"))
+    if as_json:
+        click.echo(json.dumps(data))
+    sys.exit(0 if report.passed else 1)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def check(args: tuple[str, ...]) -> None:
+    """Check a history file for linearizability: pyxos check FILE [--timeout S] [--json].
+
+    Exit status 0 when linearizable, 1 on a violation, 2 when undecided or unreadable.
+    """
+    from pyxos.check.cli import main as check_main
+
+    sys.exit(check_main(list(args)))
 
 
 @main.command()

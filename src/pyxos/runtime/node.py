@@ -50,6 +50,7 @@ class Node:
         state_machine: StateMachine,
         *,
         on_fatal: Callable[[str], None] | None = None,
+        test_bug: str | None = None,
     ) -> None:
         self.config = config
         self.sm = state_machine
@@ -86,7 +87,19 @@ class Node:
             self.sm.restore(self.storage.read_snapshot())
             self.applied = snapshot.last_slot
             self._last_snapshot = snapshot.last_slot
-        self.replica = Replica(
+        self.test_bug = test_bug
+        replica_class = Replica
+        if test_bug is not None:
+            from pyxos.runtime.bugs import BUGS, SkipsReproposal
+
+            if test_bug not in BUGS:
+                raise ValueError(f"unknown test bug {test_bug!r}")
+            self.log.warning(
+                "TEST BUG %s is switched on: this node is deliberately unsafe", test_bug
+            )
+            if test_bug == "skip-reproposal":
+                replica_class = SkipsReproposal
+        self.replica = replica_class(
             self.id,
             Config.of(config.members),
             random.Random(),
@@ -180,6 +193,8 @@ class Node:
         waits until this node has applied through that point: linearizable.
         """
         self._check_alive()
+        if self.test_bug == "stale-reads":
+            return fn(self.sm)
         deadline = time.monotonic() + timeout
         while True:
             token = next(self._read_tokens)
@@ -291,6 +306,9 @@ class Node:
                 self._abandon_in_flight(before)
             if self.replica.role is Role.LEADER:
                 self.metrics.elections_won.inc()
+                self.log.info("node %d leads with ballot %s", self.id, self.replica.ballot)
+            else:
+                self.log.info("leader is now %s (was %s)", self.replica.leader, before)
             waiters, self._leader_changes = self._leader_changes, []
             for f in waiters:
                 if not f.done():
@@ -335,6 +353,11 @@ class Node:
     async def _carry_out(self, ready: Ready, loop: asyncio.AbstractEventLoop) -> None:
         for dst, message in ready.messages:
             self.transport.send(dst, message)
+        if self.test_bug == "ack-before-fsync":
+            for dst, message in ready.persisted_messages:
+                self.transport.send(dst, message)
+            ready.persisted_messages = []
+            await asyncio.sleep(0.05)  # a slow disk: the acknowledgement is already out
         persist = ready.persist
         if persist.snapshot is not None:
             # The snapshot's bytes are already durable (streamed in by SnapshotTransfers).

@@ -54,8 +54,9 @@ class LocalCluster:
     data_dir: Path
     host: str = "127.0.0.1"
     extra_args: list[str] = field(default_factory=list)
-    peer_ports: dict[int, int] | None = None
-    """Where node k's peers dial it; a fault-injecting proxy may sit in front."""
+    peer_ports: dict[tuple[int, int], int] | None = None
+    """``(a, b) -> port``: where node a dials node b, when a fault-injecting proxy sits on
+    that link; links not listed go straight to b's peer port."""
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[int, IO[bytes]] = field(default_factory=dict)
 
@@ -81,7 +82,7 @@ class LocalCluster:
         for k in self.ids:
             port = self.listen_port(k)
             if k != for_node and self.peer_ports is not None:
-                port = self.peer_ports.get(k, port)
+                port = self.peer_ports.get((for_node, k), port)
             parts.append(f"{k}={self.host}:{port}")
         return ",".join(parts)
 

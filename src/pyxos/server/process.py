@@ -50,6 +50,7 @@ class ServeSettings:
     max_clients: int = 10_000
     log_level: str = "info"
     log_json: bool = False
+    test_bug: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -137,7 +138,7 @@ async def serve(settings: ServeSettings, ready: asyncio.Event | None = None) -> 
         stop.set()
 
     kv = KVStateMachine()
-    node = Node(config, kv, on_fatal=fatal)
+    node = Node(config, kv, on_fatal=fatal, test_bug=settings.test_bug)
     limits = ServerLimits(timeout=settings.request_timeout, max_clients=settings.max_clients)
     redis = RedisServer(
         node, kv, settings.host, settings.port, password=settings.password, limits=limits

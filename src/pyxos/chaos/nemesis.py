@@ -1,0 +1,163 @@
+"""A seeded schedule of faults against real processes and their links.
+
+Kinds (``--nemesis``): ``kill`` (SIGKILL one node, the leader, a majority or every node,
+then restart), ``pause`` (SIGSTOP a node or the leader, then SIGCONT), ``partition``
+(isolate a node, isolate the leader, split majority/minority, one-way cuts), ``delay``
+(slow every link, or one node's). Each fault holds for a few seconds, then heals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from pyxos.chaos.proxy import LinkProxies
+from pyxos.server.local_cluster import LocalCluster
+
+KINDS = ("kill", "pause", "partition", "delay")
+
+
+@dataclass(slots=True)
+class Fault:
+    kind: str
+    detail: str
+    nodes: list[int]
+    start: float
+    end: float = 0.0
+
+    def as_dict(self, t0: float) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "detail": self.detail,
+            "nodes": self.nodes,
+            "start_s": round(self.start - t0, 3),
+            "end_s": round(self.end - t0, 3),
+        }
+
+
+def current_leader(cluster: LocalCluster) -> int | None:
+    for k in cluster.ids:
+        if not cluster.running(k):
+            continue
+        try:
+            info = redis.Redis(port=cluster.client_port(k), socket_timeout=0.5).info("paxos")
+        except (redis.RedisError, OSError):
+            continue
+        lid = info.get("leader_id")
+        if lid not in ("", None):
+            return int(lid)
+    return None
+
+
+@dataclass(slots=True)
+class Nemesis:
+    cluster: LocalCluster
+    proxies: LinkProxies
+    kinds: tuple[str, ...]
+    rng: random.Random
+    healthy: tuple[float, float] = (1.0, 3.0)
+    hold: tuple[float, float] = (1.5, 4.0)
+    faults: list[Fault] = field(default_factory=list)
+    paused: set[int] = field(default_factory=set)
+    killed: set[int] = field(default_factory=set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if await _wait(stop, self.rng.uniform(*self.healthy)):
+                break
+            fault = await asyncio.to_thread(self._inject)
+            self.faults.append(fault)
+            await _wait(stop, self.rng.uniform(*self.hold))
+            await asyncio.to_thread(self._heal)
+            fault.end = time.monotonic()
+
+    def _victim(self, leader_first: bool) -> int:
+        leader = current_leader(self.cluster) if leader_first else None
+        return leader if leader is not None else self.rng.choice(self.cluster.ids)
+
+    def _inject(self) -> Fault:
+        kind = self.rng.choice(self.kinds)
+        ids = self.cluster.ids
+        now = time.monotonic()
+        rng = self.rng
+        if kind == "kill":
+            roll = rng.random()
+            if roll < 0.15:
+                victims, detail = list(ids), "kill every node"
+            elif roll < 0.3:
+                victims, detail = rng.sample(ids, len(ids) // 2 + 1), "kill a majority"
+            elif roll < 0.65:
+                victims, detail = [self._victim(True)], "kill the leader"
+            else:
+                victims, detail = [rng.choice(ids)], "kill a node"
+            for k in victims:
+                self.cluster.kill(k)
+                self.killed.add(k)
+            return Fault(kind, detail, victims, now)
+        if kind == "pause":
+            leader_first = rng.random() < 0.5
+            victim = self._victim(leader_first)
+            self.cluster.signal(victim, signal.SIGSTOP)
+            self.paused.add(victim)
+            return Fault(
+                kind, "pause the leader" if leader_first else "pause a node", [victim], now
+            )
+        if kind == "partition":
+            shape = rng.choice(("isolate", "leader", "split", "oneway"))
+            if shape in ("isolate", "leader"):
+                victim = self._victim(shape == "leader")
+                self._cut({victim}, set(ids) - {victim})
+                return Fault(kind, f"isolate node {victim}", [victim], now)
+            if shape == "split":
+                minority = set(rng.sample(ids, (len(ids) - 1) // 2))
+                self._cut(minority, set(ids) - minority)
+                return Fault(kind, f"split {sorted(minority)} from the rest", sorted(minority), now)
+            a, b = rng.sample(ids, 2)
+            self.proxies.set(a, b, "drop")
+            return Fault(kind, f"one-way cut {a}->{b}", [a, b], now)
+        delay = rng.choice((0.05, 0.1, 0.2))
+        if rng.random() < 0.5:
+            for a, b in self.proxies.links:
+                self.proxies.set(a, b, "delay", delay)
+            return Fault("delay", f"{delay * 1000:.0f} ms on every link", list(ids), now)
+        victim = rng.choice(ids)
+        for a, b in self.proxies.links:
+            if victim in (a, b):
+                self.proxies.set(a, b, "delay", delay)
+        return Fault("delay", f"{delay * 1000:.0f} ms on node {victim}'s links", [victim], now)
+
+    def _cut(self, side: set[int], other: set[int]) -> None:
+        for a in side:
+            for b in other:
+                self.proxies.set(a, b, "drop")
+                self.proxies.set(b, a, "drop")
+
+    def _heal(self) -> None:
+        self.proxies.heal()
+        for k in list(self.paused):
+            self.cluster.signal(k, signal.SIGCONT)
+        self.paused.clear()
+        for k in list(self.killed):
+            self.cluster.start(k)
+        self.killed.clear()
+
+    def heal_all(self) -> None:
+        self._heal()
+        for k in self.cluster.ids:
+            self.cluster.signal(k, signal.SIGCONT)
+            if not self.cluster.running(k):
+                self.cluster.start(k)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` unless ``stop`` is set first; True when stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,245 @@
+"""``pyxos chaos``: real processes, real faults, and a verdict from what clients saw.
+
+1. start a cluster of ``pyxos serve`` processes, every peer link behind a proxy;
+2. run the workload and the nemesis together for ``duration`` seconds;
+3. heal everything, wait for a leader, read every key back (recorded in the history);
+4. judge: the history must be linearizable, no acknowledged unique write may be lost,
+   every replica must reach the same state digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from pyxos.chaos.nemesis import KINDS, Fault, Nemesis, current_leader
+from pyxos.chaos.proxy import LinkProxies
+from pyxos.chaos.workload import Recorder, Worker
+from pyxos.check import check_history, write_history
+from pyxos.server.local_cluster import LocalCluster, find_base_port
+
+NODE_ARGS = ["--tick-ms", "10", "--election-ms", "150", "--heartbeat-ms", "30"]
+
+
+@dataclass(slots=True)
+class ChaosConfig:
+    duration: float = 20.0
+    nodes: int = 3
+    nemesis: tuple[str, ...] = KINDS
+    seed: int = 0
+    workers: int = 10
+    keys: int = 8
+    think: float = 0.005
+    out: Path | None = None
+    test_bug: str | None = None
+    check_timeout: float = 120.0
+
+
+@dataclass(slots=True)
+class ChaosReport:
+    ops: int = 0
+    ok: int = 0
+    fail: int = 0
+    unknown: int = 0
+    faults: list[dict[str, object]] = field(default_factory=list)
+    linearizable: bool = False
+    checker_verdict: str = ""
+    checker_explanation: str = ""
+    lost_acked_writes: int = 0
+    acked_unique_writes: int = 0
+    converged: bool = False
+    digests: dict[int, str] = field(default_factory=dict)
+    ops_per_second: list[int] = field(default_factory=list)
+    duration_s: float = 0.0
+    check_seconds: float = 0.0
+    out: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.linearizable and self.lost_acked_writes == 0 and self.converged
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ops": self.ops,
+            "ok": self.ok,
+            "fail": self.fail,
+            "unknown": self.unknown,
+            "faults": len(self.faults),
+            "fault_list": self.faults,
+            "linearizable": self.linearizable,
+            "checker_verdict": self.checker_verdict,
+            "lost_acked_writes": self.lost_acked_writes,
+            "acked_unique_writes": self.acked_unique_writes,
+            "converged": self.converged,
+            "ops_per_second": self.ops_per_second,
+            "duration_s": round(self.duration_s, 1),
+            "check_seconds": round(self.check_seconds, 2),
+            "out": self.out,
+            "passed": self.passed,
+        }
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+async def _until(predicate: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = await asyncio.to_thread(predicate)
+        except (redis.RedisError, OSError):
+            value = None
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    return None
+
+
+def _digests(cluster: LocalCluster) -> dict[int, tuple[int, str]]:
+    out = {}
+    for k in cluster.ids:
+        info = redis.Redis(port=cluster.client_port(k), socket_timeout=2).info("digest")
+        out[k] = (int(info["applied_index"]), str(info["state_digest"]))
+    return out
+
+
+async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
+    """Run one chaos experiment; see the module docstring."""
+    report = ChaosReport()
+    rng = random.Random(cfg.seed)
+    root = cfg.out or Path(tempfile.mkdtemp(prefix="pyxos-chaos-"))
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "data"
+    pairs = [(a, b) for a in range(1, cfg.nodes + 1) for b in range(1, cfg.nodes + 1) if a != b]
+    ports = dict(zip(pairs, _free_ports(len(pairs)), strict=True))
+    args = list(NODE_ARGS)
+    if cfg.test_bug:
+        args += ["--test-bug", cfg.test_bug]
+    cluster = LocalCluster(
+        cfg.nodes, find_base_port(cfg.nodes), data, extra_args=args, peer_ports=ports
+    )
+    proxies = LinkProxies()
+    await proxies.start({k: ("127.0.0.1", cluster.listen_port(k)) for k in cluster.ids}, ports)
+    recorder = Recorder()
+    keys = [f"k{i}" for i in range(cfg.keys)]
+    endpoints = cluster.endpoints()
+    try:
+        cluster.start()
+        await asyncio.to_thread(cluster.wait_ready)
+        await _until(lambda: current_leader(cluster), 20)
+        stop = asyncio.Event()
+        workers = [
+            Worker(
+                i,
+                cfg.workers,
+                endpoints,
+                keys,
+                recorder,
+                random.Random(rng.getrandbits(64)),
+                cfg.think,
+            )
+            for i in range(cfg.workers)
+        ]
+        nemesis = Nemesis(cluster, proxies, cfg.nemesis, random.Random(rng.getrandbits(64)))
+        t0 = time.monotonic()
+        recorder.started = t0
+        tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+        tasks.append(asyncio.create_task(nemesis.run(stop)))
+        await asyncio.sleep(cfg.duration)
+        stop.set()
+        await asyncio.gather(*tasks)
+        report.duration_s = time.monotonic() - t0
+
+        # Heal, recover, read everything back.
+        await asyncio.to_thread(nemesis.heal_all)
+        await asyncio.to_thread(cluster.wait_ready, None, 60.0)
+        await _until(lambda: current_leader(cluster), 30)
+        final = Worker(10_000, 1, endpoints, keys, recorder, random.Random(0), 0.0)
+        final.process = 1_000_000
+        for key in keys:
+            for _ in range(20):
+                before = len(recorder.events)
+                await final.op("get", key, None, [b"GET", key.encode()])
+                if recorder.events[-1].type == "ok" or len(recorder.events) == before:
+                    break
+        added = list(recorder.added)
+        report.acked_unique_writes = len(added)
+        reader = redis.Redis(
+            port=cluster.client_port(current_leader(cluster) or 1), socket_timeout=10
+        )
+        for start in range(0, len(added), 1000):
+            batch = added[start : start + 1000]
+            values = await asyncio.to_thread(reader.mget, batch)
+            report.lost_acked_writes += sum(1 for v in values if v is None)
+
+        def same() -> dict[int, str] | None:
+            rows = _digests(cluster)
+            if len(set(rows.values())) == 1:
+                return {k: r[1] for k, r in rows.items()}
+            return None
+
+        digests = await _until(same, 30)
+        report.converged = digests is not None
+        report.digests = digests or {
+            k: r[1] for k, r in (await asyncio.to_thread(_digests, cluster)).items()
+        }
+        report.faults = [f.as_dict(t0) for f in nemesis.faults]
+        faults = nemesis.faults
+    finally:
+        cluster.close()
+        await proxies.close()
+
+    events = recorder.events
+    report.ops = sum(1 for e in events if e.type == "invoke")
+    report.ok = sum(1 for e in events if e.type == "ok")
+    report.fail = sum(1 for e in events if e.type == "fail")
+    report.unknown = report.ops - report.ok - report.fail
+    seconds = int(report.duration_s) + 1
+    per_second = [0] * seconds
+    for when, kind, _ in recorder.completions:
+        i = int(when - t0)
+        if kind == "ok" and 0 <= i < seconds:
+            per_second[i] += 1
+    report.ops_per_second = per_second
+    started = time.monotonic()
+    result = await asyncio.to_thread(check_history, events, None, timeout_s=cfg.check_timeout)
+    report.check_seconds = time.monotonic() - started
+    report.checker_verdict = result.verdict
+    report.linearizable = result.ok
+    if not result.ok:
+        report.checker_explanation = result.explain()[:4000]
+    if cfg.out is not None:
+        write_history(events, root / "history.jsonl")
+        for k in cluster.ids:
+            log = data / f"node{k}.log"
+            if log.exists():
+                shutil.copy(log, root / f"node{k}.log")
+        (root / "summary.json").write_text(json.dumps(report.as_dict(), indent=2))
+        from pyxos.chaos.timeline import plot_timeline
+
+        plot_timeline(recorder, faults, t0, root / "timeline.png")
+        report.out = str(root)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    return report
+
+
+__all__ = ["ChaosConfig", "ChaosReport", "Fault", "run_chaos"]
