@@ -199,9 +199,9 @@ def status(endpoints: str, as_json: bool) -> None:
 @click.option("--nodes", default=3, show_default=True, type=click.IntRange(3, 7))
 @click.option(
     "--nemesis",
-    default="kill,pause,partition,delay",
+    default="kill,crash,pause,partition,delay",
     show_default=True,
-    help="Comma-separated fault kinds: kill, pause, partition, delay.",
+    help="Comma-separated fault kinds: kill, crash, pause, partition, delay.",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--clients", default=10, show_default=True, type=click.IntRange(1, 256))

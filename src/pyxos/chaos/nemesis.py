@@ -1,7 +1,7 @@
 """A seeded schedule of faults against real processes and their links.
 
-Kinds (``--nemesis``): ``kill`` (SIGKILL one node, the leader, a majority or every node,
-then restart), ``pause`` (SIGSTOP a node or the leader, then SIGCONT), ``partition``
+Kinds (``--nemesis``): ``kill`` (SIGKILL one node, the leader or a majority, then
+restart), ``crash`` (SIGKILL every node at once, like a power cut), ``pause`` (SIGSTOP a node or the leader, then SIGCONT), ``partition``
 (isolate a node, isolate the leader, split majority/minority, one-way cuts), ``delay``
 (slow every link, or one node's). Each fault holds for a few seconds, then heals.
 """
@@ -19,7 +19,7 @@ import redis
 from pyxos.chaos.proxy import LinkProxies
 from pyxos.server.local_cluster import LocalCluster
 
-KINDS = ("kill", "pause", "partition", "delay")
+KINDS = ("kill", "crash", "pause", "partition", "delay")
 
 
 @dataclass(slots=True)
@@ -85,11 +85,14 @@ class Nemesis:
         ids = self.cluster.ids
         now = time.monotonic()
         rng = self.rng
+        if kind == "crash":
+            for k in ids:
+                self.cluster.kill(k)
+                self.killed.add(k)
+            return Fault(kind, "kill every node at once", list(ids), now)
         if kind == "kill":
             roll = rng.random()
-            if roll < 0.15:
-                victims, detail = list(ids), "kill every node"
-            elif roll < 0.3:
+            if roll < 0.2:
                 victims, detail = rng.sample(ids, len(ids) // 2 + 1), "kill a majority"
             elif roll < 0.65:
                 victims, detail = [self._victim(True)], "kill the leader"

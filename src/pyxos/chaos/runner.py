@@ -180,6 +180,7 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
                 await final.op("get", key, None, [b"GET", key.encode()])
                 if recorder.events[-1].type == "ok" or len(recorder.events) == before:
                     break
+        await final.close()
         added = list(recorder.added)
         report.acked_unique_writes = len(added)
         reader = redis.Redis(

@@ -13,6 +13,7 @@ present at the end: the plain count of acknowledged writes lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -103,8 +104,14 @@ class Worker:
             await self.step()
             if self.think:
                 await asyncio.sleep(self.rng.uniform(0, 2 * self.think))
+        await self.close()
+
+    async def close(self) -> None:
         if self.conn is not None:
-            self.conn.close()
+            conn, self.conn = self.conn, None
+            conn.close()
+            with contextlib.suppress(Exception):
+                await conn.writer.wait_closed()
 
     async def step(self) -> None:
         rng = self.rng
@@ -175,6 +182,8 @@ class Worker:
             rec.completions.append((time.monotonic(), outcome.kind, time.monotonic() - started))
             if outcome.kind == "info":
                 self.process += self.workers  # the old operation may still be in flight
+            else:
+                await asyncio.sleep(0.02)  # do not spin while a node is down
             return
         value: Any = None
         if f == "get":

@@ -18,7 +18,12 @@ BUGS = ("ack-before-fsync", "stale-reads", "skip-reproposal")
 
 
 class SkipsReproposal(Replica):
+    """Fills every slot it does not know to be chosen with a no-op after phase 1."""
+
     def _maybe_lead(self) -> None:
         for k, p in list(self._promises.items()):
             self._promises[k] = Promise(p.src, p.ballot, (), p.commit_index, p.snapshot_slot)
+        top = self.max_slot
+        self.max_slot = self.commit_index  # hide our own accepted values too
         super()._maybe_lead()
+        self.max_slot = max(self.max_slot, top)

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from pyxos.core.config import Config
 from pyxos.core.messages import InstallSnapshot, Message, SnapshotChunk, SnapshotChunkAck
-from pyxos.core.ready import Ready
+from pyxos.core.ready import Persist, Ready
 from pyxos.core.replica import Replica, Role
 from pyxos.core.statemachine import StateMachine
 from pyxos.runtime import envelope
@@ -354,10 +354,14 @@ class Node:
         for dst, message in ready.messages:
             self.transport.send(dst, message)
         if self.test_bug == "ack-before-fsync":
+            # Acknowledge now, write 200 ms later (in order): a crash in between forgets
+            # promises and acceptances that already left the node.
             for dst, message in ready.persisted_messages:
                 self.transport.send(dst, message)
             ready.persisted_messages = []
-            await asyncio.sleep(0.05)  # a slow disk: the acknowledgement is already out
+            persist, ready.persist = ready.persist, Persist()
+            persist.snapshot = None
+            loop.call_later(0.2, self._io.submit, self.storage.write, persist)
         persist = ready.persist
         if persist.snapshot is not None:
             # The snapshot's bytes are already durable (streamed in by SnapshotTransfers).
