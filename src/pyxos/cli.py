@@ -134,8 +134,14 @@ def cluster(nodes: int, port: int, data_dir: Path) -> None:
     Node k serves clients on PORT+k-1, peers on PORT+1000+k-1 and admin HTTP on
     PORT+2000+k-1; logs go to DATA_DIR/nodeK.log.
     """
+    import signal
+
     from pyxos.server.local_cluster import LocalCluster
 
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # run the finally below: never orphan the node processes
+
+    signal.signal(signal.SIGTERM, stop)
     local = LocalCluster(nodes, port, data_dir)
     local.start()
     try:

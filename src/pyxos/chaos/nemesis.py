@@ -1,9 +1,15 @@
 """A seeded schedule of faults against real processes and their links.
 
-Kinds (``--nemesis``): ``kill`` (SIGKILL one node, the leader or a majority, then
-restart), ``crash`` (SIGKILL every node at once, like a power cut), ``pause`` (SIGSTOP a node or the leader, then SIGCONT), ``partition``
-(isolate a node, isolate the leader, split majority/minority, one-way cuts), ``delay``
-(slow every link, or one node's). Each fault holds for a few seconds, then heals.
+Kinds (``--nemesis``):
+
+- ``kill``: SIGKILL one node, the leader or a majority, then restart them;
+- ``crash``: SIGKILL every node at once, like a power cut, then restart them;
+- ``pause``: SIGSTOP a node or the leader, then SIGCONT;
+- ``partition``: isolate a node, isolate the leader, split majority/minority, or cut one
+  link one way;
+- ``delay``: slow every link, or one node's links.
+
+Each fault holds for a few seconds, then heals.
 """
 
 from __future__ import annotations

@@ -42,7 +42,9 @@ class ChaosConfig:
     think: float = 0.005
     out: Path | None = None
     test_bug: str | None = None
-    check_timeout: float = 120.0
+    check_timeout: float = 300.0
+    rotate: float = 10.0
+    """Seconds before the workload moves to fresh keys (keeps each key's history short)."""
 
 
 @dataclass(slots=True)
@@ -174,7 +176,8 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         await _until(lambda: current_leader(cluster), 30)
         final = Worker(10_000, 1, endpoints, keys, recorder, random.Random(0), 0.0)
         final.process = 1_000_000
-        for key in keys:
+        generations = int(report.duration_s / cfg.rotate) + 1
+        for key in [f"{k}:g{g}" for g in range(generations) for k in keys]:
             for _ in range(20):
                 before = len(recorder.events)
                 await final.op("get", key, None, [b"GET", key.encode()])

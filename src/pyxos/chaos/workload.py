@@ -6,6 +6,10 @@ effect) or ``info`` (unknown: it may take effect at any time, or never). After a
 ``info`` the worker continues under a new process number, because its old operation may
 still be in flight. Every written value is unique, so a lost or resurrected write shows.
 
+Keys rotate: every ``rotate`` seconds the workers move to a fresh set of keys, as Jepsen's
+independent checker does, so that each key's history stays short enough for the
+linearizability search however long the run.
+
 Besides the register operations, workers add unique keys (``add``) that must all be
 present at the end: the plain count of acknowledged writes lost.
 """
@@ -81,6 +85,7 @@ class Worker:
         recorder: Recorder,
         rng: random.Random,
         think: float,
+        rotate: float = 10.0,
     ) -> None:
         self.index = index
         self.process = index
@@ -90,6 +95,7 @@ class Worker:
         self.recorder = recorder
         self.rng = rng
         self.think = think
+        self.rotate = rotate
         self.counter = 0
         self.node = index % len(endpoints)
         self.conn: _Conn | None = None
@@ -113,9 +119,12 @@ class Worker:
             with contextlib.suppress(Exception):
                 await conn.writer.wait_closed()
 
+    def generation(self) -> int:
+        return int((time.monotonic() - self.recorder.started) / self.rotate)
+
     async def step(self) -> None:
         rng = self.rng
-        key = rng.choice(self.keys)
+        key = f"{rng.choice(self.keys)}:g{self.generation()}"
         roll = rng.random()
         if roll < 0.40:
             await self.op("get", key, None, [b"GET", key.encode()])

@@ -201,6 +201,8 @@ class Replica:
         self.next_slot = self.max_slot + 1
         self._inflight: dict[int, _Inflight] = {}
         self._phase1_end = 0
+        self._commit_sent = 0
+        """The commit index the followers were last told (piggybacked or not)."""
         self._pending: deque[bytes] = deque()
         self._progress: dict[int, _PeerProgress] = {}
         self._read_seq = 0
@@ -315,6 +317,13 @@ class Replica:
             raise UsageError("ready() called again before advance()")
         self._flush_pending()
         self._flush_forward_reads()
+        if self.role is Role.LEADER and self.commit_index > self._commit_sent:
+            # Tell followers at once rather than at the next heartbeat: a follower answers
+            # its own clients only when it learns that their commands are chosen.
+            self._commit_sent = self.commit_index
+            notice = Commit(self.id, self.ballot, self.commit_index, self._read_seq)
+            for peer in self._peers:
+                self._send(peer, notice)
         out = self._out
         if self.commit_index > self.applied:
             for slot in range(self.applied + 1, self.commit_index + 1):
@@ -518,6 +527,7 @@ class Replica:
             self._read_queue = None
         self._read_round_open = True
         hb = Commit(self.id, self.ballot, self.commit_index, self._read_seq)
+        self._commit_sent = self.commit_index
         for peer in self._peers:
             self._send(peer, hb)
         self._check_reads()
@@ -565,6 +575,7 @@ class Replica:
         self.next_slot = first + len(values)
         self.max_slot = max(self.max_slot, self.next_slot - 1)
         msg = Propose(self.id, self.ballot, first, tuple(values), self.commit_index)
+        self._commit_sent = self.commit_index
         for peer in self._peers:
             self._send(peer, msg)
 

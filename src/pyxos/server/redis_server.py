@@ -26,6 +26,7 @@ from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
 from pyxos.runtime.node import Node
 from pyxos.server.info import info_text
 from pyxos.server.resp import ProtocolError, RequestParser
+from pyxos.transport.sockopts import set_nodelay
 
 log = logging.getLogger("pyxos.server")
 
@@ -104,6 +105,7 @@ class RedisServer:
     # ------------------------------------------------------------------ connections
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        set_nodelay(writer)
         task = asyncio.current_task()
         assert task is not None
         if len(self._clients) >= self.limits.max_clients:

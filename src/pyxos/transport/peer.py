@@ -27,6 +27,7 @@ from pyxos.transport.framing import (
     message_frames,
 )
 from pyxos.transport.handshake import HandshakeError, RejectReason
+from pyxos.transport.sockopts import set_nodelay
 
 
 class Backoff:
@@ -161,6 +162,7 @@ class OutboundPeer:
         try:
             async with asyncio.timeout(cfg.connect_timeout):
                 reader, writer = await asyncio.open_connection(self.host, self.port)
+                set_nodelay(writer)
         except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a bad host name
             self._counters.connect_failures += 1
             # Every failure is counted, but only the first of a run is worth an INFO line.

@@ -27,6 +27,7 @@ from pyxos.transport.framing import (
     decode_message,
 )
 from pyxos.transport.handshake import HandshakeError, RejectReason
+from pyxos.transport.sockopts import set_nodelay
 
 
 class Listener:
@@ -66,6 +67,7 @@ class Listener:
             self._server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        set_nodelay(writer)
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
