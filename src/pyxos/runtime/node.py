@@ -62,7 +62,8 @@ class Node:
         self._seq = itertools.count(1)
         self._waiters: dict[int, asyncio.Future[bytes]] = {}
         self._read_tokens = itertools.count(1)
-        self._read_waiters: dict[int, tuple[asyncio.Future[int], int]] = {}
+        self._read_waiters: dict[int, asyncio.Future[bool]] = {}
+        self._deadlines: list[tuple[float, int, bool]] = []
         self._read_ready: list[tuple[int, int]] = []
         self._wake = asyncio.Event()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pyxos-io-{self.id}")
@@ -159,32 +160,57 @@ class Node:
     def leader_id(self) -> int | None:
         return self.replica.leader
 
+    def submit_future(self, payload: bytes, timeout: float = 5.0) -> asyncio.Future[bytes] | None:
+        """Propose ``payload`` now; the future gets the reply once it is applied here.
+
+        Returns None when no leader is known (nothing was proposed: use :meth:`submit`,
+        which waits for one). The future fails with :class:`UnknownOutcome` after
+        ``timeout`` or when the leader changes while the command is in flight. This is the
+        server's fast path: no task and no timer per command.
+        """
+        self._check_alive()
+        seq = next(self._seq)
+        if not self.replica.propose(envelope.pack(self.id, self._incarnation, seq, payload)):
+            return None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._waiters[seq] = future
+        heapq.heappush(self._deadlines, (loop.time() + timeout, seq, False))
+        self.metrics.proposals.inc()
+        self._wake.set()
+        return future
+
     async def submit(self, payload: bytes, timeout: float = 5.0) -> bytes:
         """Put ``payload`` in the log; return the state machine's reply once applied here.
 
         Raises :class:`Unavailable` if it was never proposed (no leader within the
         timeout), :class:`UnknownOutcome` if it was proposed but not seen applied in time.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            future = self.submit_future(payload, max(0.0, deadline - loop.time()))
+            if future is not None:
+                return await future
+            if loop.time() >= deadline:
+                raise Unavailable("no leader is known")
+            await self._wait_for_leader(deadline - loop.time())
+            self._check_alive()
+
+    def read_future(self, timeout: float = 5.0) -> asyncio.Future[bool]:
+        """Ask for a read index; the future becomes True once this node may serve a read.
+
+        False means no leader confirmed it (none known, or leadership lost): retry.
+        """
         self._check_alive()
-        seq = next(self._seq)
-        command = envelope.pack(self.id, self._incarnation, seq, payload)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiters[seq] = future
-        deadline = time.monotonic() + timeout
-        try:
-            while not self.replica.propose(command):
-                if time.monotonic() >= deadline:
-                    raise Unavailable("no leader is known")
-                await self._wait_for_leader(deadline)
-                self._check_alive()
-            self.metrics.proposals.inc()
-            self._wake.set()
-            try:
-                return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                raise UnknownOutcome(f"not applied within {timeout:.1f}s") from None
-        finally:
-            self._waiters.pop(seq, None)
+        loop = asyncio.get_running_loop()
+        token = next(self._read_tokens)
+        future: asyncio.Future[bool] = loop.create_future()
+        self._read_waiters[token] = future
+        heapq.heappush(self._deadlines, (loop.time() + timeout, token, True))
+        self.replica.read_index(token)
+        self._wake.set()
+        return future
 
     async def read(self, fn: Callable[[Any], T], timeout: float = 5.0) -> T:
         """Run ``fn(state_machine)`` once this node reflects every write before the call.
@@ -195,26 +221,34 @@ class Node:
         self._check_alive()
         if self.test_bug == "stale-reads":
             return fn(self.sm)
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while True:
-            token = next(self._read_tokens)
-            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            self._read_waiters[token] = (future, 0)
-            self.replica.read_index(token)
-            self._wake.set()
             try:
-                ok = await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
+                ok = await self.read_future(max(0.0, deadline - loop.time()))
+            except UnknownOutcome:
                 raise Unavailable(f"no read index within {timeout:.1f}s") from None
-            finally:
-                self._read_waiters.pop(token, None)
             if ok:
                 self.metrics.reads.inc()
                 return fn(self.sm)
-            if time.monotonic() >= deadline:
+            if loop.time() >= deadline:
                 raise Unavailable("no leader confirmed the read")
-            await self._wait_for_leader(deadline)
+            await self._wait_for_leader(deadline - loop.time())
             self._check_alive()
+
+    def _expire(self, now: float) -> None:
+        """Fail the commands and reads whose time ran out (checked every tick)."""
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, key, is_read = heapq.heappop(heap)
+            if is_read:
+                read = self._read_waiters.pop(key, None)
+                if read is not None and not read.done():
+                    read.set_exception(UnknownOutcome("no read index in time"))
+            else:
+                write = self._waiters.pop(key, None)
+                if write is not None and not write.done():
+                    write.set_exception(UnknownOutcome("not applied in time"))
 
     async def wait_for_change(self, timeout: float) -> None:
         """Return after the next batch this node carries out, or after ``timeout``."""
@@ -267,13 +301,11 @@ class Node:
         if self._closed:
             raise Unavailable("node stopped")
 
-    async def _wait_for_leader(self, deadline: float) -> None:
-        """Sleep until the next tick or a leader change, whichever is first."""
+    async def _wait_for_leader(self, remaining: float) -> None:
+        """Sleep until a leader change or a heartbeat period, whichever is first."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._leader_changes.append(future)
-        wait = min(
-            self.config.tick_seconds * self.config.heartbeat_ticks, deadline - time.monotonic()
-        )
+        wait = min(self.config.tick_seconds * self.config.heartbeat_ticks, remaining)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(future, max(0.0, wait))
 
@@ -285,6 +317,8 @@ class Node:
         leader = self.replica.leader
         self.replica.tick()
         self._note_leader(leader)
+        if self._deadlines:
+            self._expire(loop.time())
         self._wake.set()
         self._signal_change()
 
@@ -393,13 +427,12 @@ class Node:
         if ready.committed:
             self._apply(ready.committed)
         for token, index in ready.reads:
-            waiter = self._read_waiters.get(token)
-            if waiter is not None:
+            if token in self._read_waiters:
                 heapq.heappush(self._read_ready, (index, token))
         for token in ready.failed_reads:
-            waiter = self._read_waiters.get(token)
-            if waiter is not None and not waiter[0].done():
-                waiter[0].set_result(0)
+            failed = self._read_waiters.pop(token, None)
+            if failed is not None and not failed.done():
+                failed.set_result(False)
         self._serve_reads()
         for peer in ready.snapshots_to_send:
             self.snapshots.send_to(peer)
@@ -426,9 +459,9 @@ class Node:
         heap = self._read_ready
         while heap and heap[0][0] <= self.applied:
             _, token = heapq.heappop(heap)
-            waiter = self._read_waiters.get(token)
-            if waiter is not None and not waiter[0].done():
-                waiter[0].set_result(1)
+            waiter = self._read_waiters.pop(token, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(True)
 
     async def _maybe_snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.applied - self._last_snapshot < self.config.snapshot_every:
@@ -460,7 +493,7 @@ class Node:
             if not future.done():
                 future.set_exception(exc)
         self._waiters.clear()
-        for read_future, _ in self._read_waiters.values():
+        for read_future in self._read_waiters.values():
             if not read_future.done():
                 read_future.set_exception(exc)
         self._read_waiters.clear()

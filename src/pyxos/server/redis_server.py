@@ -17,18 +17,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pyxos.kv import CommandKind, KVStateMachine, classify, encode_request, to_resp3
 from pyxos.kv.commands import string2ll
-from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
+from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
 from pyxos.runtime.node import Node
 from pyxos.server.info import info_text
 from pyxos.server.resp import ProtocolError, RequestParser
 from pyxos.transport.sockopts import set_nodelay
 
 log = logging.getLogger("pyxos.server")
+
+_Reply = bytes | asyncio.Future[bytes] | Coroutine[Any, Any, bytes]
+"""A reply ready now, one that a future will bring, or one a coroutine will compute."""
 
 OK = b"+OK\r\n"
 PONG = b"+PONG\r\n"
@@ -161,7 +165,7 @@ class _Connection:
         self.closing = False
         self._run: list[asyncio.Future[bytes]] = []
         self._run_kind = CommandKind.LOCAL
-        self._replies: asyncio.Queue[Awaitable[bytes] | bytes | None] = asyncio.Queue(
+        self._replies: asyncio.Queue[asyncio.Future[bytes] | bytes | None] = asyncio.Queue(
             maxsize=limits.max_pipeline
         )
 
@@ -196,7 +200,7 @@ class _Connection:
             item = await queue.get()
             if item is None:
                 break
-            out = [item if isinstance(item, bytes) else await item]
+            out = [item if isinstance(item, bytes) else await self._settle(item)]
             while not queue.empty():
                 nxt = queue.get_nowait()
                 if nxt is None:
@@ -205,13 +209,18 @@ class _Connection:
                     return
                 if isinstance(nxt, bytes):
                     out.append(nxt)
-                elif isinstance(nxt, asyncio.Future) and nxt.done():
-                    out.append(nxt.result())
+                elif nxt.done():
+                    out.append(self._reply_bytes(nxt))
                 else:
                     writer.write(b"".join(out))
-                    out = [await nxt]
+                    out = [await self._settle(nxt)]
             writer.write(b"".join(out))
             await writer.drain()
+
+    async def _settle(self, future: asyncio.Future[bytes]) -> bytes:
+        with contextlib.suppress(Exception):
+            await future
+        return self._reply_bytes(future)
 
     async def _dispatch(self, argv: list[bytes]) -> None:
         kind = self._kind(argv)
@@ -224,7 +233,7 @@ class _Connection:
         self._run_kind = kind
         reply = self._handle(argv)
         if not isinstance(reply, bytes):
-            future = asyncio.ensure_future(reply)
+            future = reply if isinstance(reply, asyncio.Future) else asyncio.ensure_future(reply)
             self._run.append(future)
             if len(self._run) > 64:
                 self._run = [f for f in self._run if not f.done()]
@@ -240,9 +249,7 @@ class _Connection:
 
     # ------------------------------------------------------------------ commands
 
-    def _handle(
-        self, argv: Sequence[bytes], client: int = 0, seq: int = 0
-    ) -> bytes | Awaitable[bytes]:
+    def _handle(self, argv: Sequence[bytes], client: int = 0, seq: int = 0) -> _Reply:
         metrics = self.node.metrics
         name = argv[0].lower() if argv else b""
         if not self.authenticated and name not in (b"auth", b"hello", b"quit"):
@@ -263,7 +270,7 @@ class _Connection:
         metrics.client_ops.labels("local").inc()
         return self._local(name, argv)
 
-    def _with_session(self, argv: Sequence[bytes]) -> bytes | Awaitable[bytes]:
+    def _with_session(self, argv: Sequence[bytes]) -> _Reply:
         if len(argv) < 4:
             return b"-ERR wrong number of arguments for 'rid' command\r\n"
         client, seq = string2ll(argv[1]), string2ll(argv[2])
@@ -277,29 +284,80 @@ class _Connection:
             return self._handle(inner, client, seq)
         return self._write(inner, client, seq)
 
-    async def _write(self, argv: Sequence[bytes], client: int, seq: int) -> bytes:
+    def _write(self, argv: Sequence[bytes], client: int, seq: int) -> _Reply:
+        """Propose a write. The fast path returns the node's own future (no task, no timer);
+        :meth:`_reply_bytes` turns its result or error into RESP when it is sent."""
+        payload = encode_request(list(argv), client, seq)
         try:
-            reply = await self.node.submit(
-                encode_request(list(argv), client, seq), self.server.limits.timeout
-            )
-        except Unavailable as exc:
-            return self._fail("NOLEADER", f"no leader reachable, command not applied ({exc})")
-        except UnknownOutcome as exc:
-            return self._fail("TIMEOUT", f"outcome unknown, the command may still apply ({exc})")
-        except NodeFailed as exc:
-            return self._fail("NODEFAILED", f"this node stopped: {exc}")
+            future = self.node.submit_future(payload, self.server.limits.timeout)
+        except PyxosError as exc:
+            return self._error_reply(exc)
+        if future is None:
+            return self._write_slow(payload)  # no leader known yet: wait for one
+        if self.protocol == 3:
+            out: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(lambda f: out.set_result(self._reply_bytes(f)))
+            return out
+        return future
+
+    async def _write_slow(self, payload: bytes) -> bytes:
+        try:
+            reply = await self.node.submit(payload, self.server.limits.timeout)
+        except PyxosError as exc:
+            return self._error_reply(exc)
         return to_resp3(reply) if self.protocol == 3 else reply
 
-    async def _read(self, argv: Sequence[bytes]) -> bytes:
+    def _read(self, argv: Sequence[bytes]) -> bytes | asyncio.Future[bytes]:
+        """Ask for a read index; answer from local state once it is applied here."""
+        kv, protocol, node = self.server.kv, self.protocol, self.node
+        if node.test_bug == "stale-reads":
+            return kv.read(argv, protocol)
+        try:
+            index = node.read_future(self.server.limits.timeout)
+        except PyxosError as exc:
+            return self._error_reply(exc)
+        out: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def done(f: asyncio.Future[bool]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                out.set_result(self._error_reply(exc))
+            elif f.result():
+                node.metrics.reads.inc()
+                out.set_result(kv.read(argv, protocol))
+            else:  # no leader confirmed it: retry, waiting for a leader
+                task = asyncio.ensure_future(self._read_slow(argv))
+                task.add_done_callback(lambda t: out.set_result(t.result()))
+
+        index.add_done_callback(done)
+        return out
+
+    async def _read_slow(self, argv: Sequence[bytes]) -> bytes:
         kv, protocol = self.server.kv, self.protocol
         try:
             return await self.node.read(
                 lambda _: kv.read(argv, protocol), self.server.limits.timeout
             )
-        except Unavailable as exc:
-            return self._fail("NOLEADER", f"no leader confirmed the read ({exc})")
-        except NodeFailed as exc:
+        except PyxosError as exc:
+            return self._error_reply(exc)
+
+    def _reply_bytes(self, future: asyncio.Future[bytes]) -> bytes:
+        """The RESP bytes for a finished write future: its reply, or the error for why not."""
+        exc = future.exception()
+        if exc is not None:
+            return self._error_reply(exc)
+        reply = future.result()
+        return to_resp3(reply) if self.protocol == 3 else reply
+
+    def _error_reply(self, exc: BaseException) -> bytes:
+        if isinstance(exc, Unavailable):
+            return self._fail("NOLEADER", f"no leader reachable, command not applied ({exc})")
+        if isinstance(exc, UnknownOutcome):
+            return self._fail("TIMEOUT", f"outcome unknown, the command may still apply ({exc})")
+        if isinstance(exc, NodeFailed):
             return self._fail("NODEFAILED", f"this node stopped: {exc}")
+        log.error("unexpected error serving a command: %r", exc)
+        return self._fail("ERR", f"internal error: {exc!r}")
 
     def _fail(self, code: str, text: str) -> bytes:
         self.node.metrics.client_errors.labels(code.lower()).inc()

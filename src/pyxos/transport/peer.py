@@ -56,6 +56,10 @@ class Backoff:
         self.attempt = 0
 
 
+_last_encoded: tuple[Message, int, bytes, int] | None = None
+"""``(message, chunk_size, wire, size)`` of the last message encoded (see ``_encode``)."""
+
+
 class OutboundPeer:
     """The queue for ``peer_id`` and the task that keeps a connection to it."""
 
@@ -81,6 +85,20 @@ class OutboundPeer:
         """An authenticated connection is up."""
         return self.conn is not None and not self.conn.is_closed
 
+    def _encode(self, message: Message) -> tuple[bytes, int]:
+        """Encode ``message``, reusing the bytes when the same object was just encoded.
+
+        A leader broadcasts one message object to every peer; encoding it once instead of
+        once per peer matters at tens of thousands of messages a second.
+        """
+        global _last_encoded
+        cache = _last_encoded
+        if cache is not None and cache[0] is message and cache[1] == self._chunk_size:
+            return cache[2], cache[3]
+        wire, size = message_frames(message, self._chunk_size)
+        _last_encoded = (message, self._chunk_size, wire, size)
+        return wire, size
+
     def send(self, message: Message) -> bool:
         """Queue ``message``; ``False`` (and counted) when it is dropped instead.
 
@@ -94,7 +112,7 @@ class OutboundPeer:
         if len(queue) >= self._limit:
             self._counters.dropped_queue_full += 1
             return False
-        wire, size = message_frames(message, self._chunk_size)
+        wire, size = self._encode(message)
         if size > self._max_message:
             self._counters.dropped_too_large += 1
             self._ctx.log.error(
