@@ -88,6 +88,8 @@ def sim(seeds: int, start_seed: int, nodes: int, scenario: str, jobs: int, as_js
 @click.option("--port", type=int, help="Client (Redis protocol) port.  [default: 6380]")
 @click.option("--host", help="Client port bind address.  [default: 127.0.0.1]")
 @click.option("--admin", type=int, help="Admin HTTP port (/metrics, /status, /health).")
+@click.option("--admin-host", help="Admin port bind address.  [default: 127.0.0.1]")
+@click.option("--max-clients", type=int, help="Refuse clients beyond this many.  [default: 10000]")
 @click.option("--data-dir", help="Where this node keeps its log and snapshots.")
 @click.option("--cluster-id", help="Name shared by the members; peers from another are refused.")
 @click.option("--secret", envvar="PYXOS_SECRET", help="Shared peer secret (or $PYXOS_SECRET).")

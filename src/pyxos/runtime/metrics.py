@@ -1,12 +1,25 @@
 """Prometheus metrics for one node, in a registry of its own.
 
 A registry per node (rather than the global default) lets tests and ``pyxos cluster`` run
-several nodes in one process without their counters colliding.
+several nodes in one process without their counters colliding. Counters and histograms are
+updated where things happen; the gauges (commit and applied index, ballot, leadership,
+peers) read the node's live state whenever the registry is collected, once
+:meth:`NodeMetrics.follow` has tied them to a node.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from pyxos.runtime.node import Node
 
 _FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 _BATCH_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -58,7 +71,50 @@ class NodeMetrics:
         self.ballot_round = Gauge("pyxos_ballot_round", "Round of the promised ballot", registry=r)
         self.is_leader = Gauge("pyxos_is_leader", "1 when this node leads", registry=r)
         self.node_id = node_id
+        self._following = False
+
+    def follow(self, node: Node) -> None:
+        """Make the gauges read ``node``'s live state at every collection (idempotent)."""
+        if self._following:
+            return
+        self._following = True
+        self.commit_index.set_function(lambda: node.replica.commit_index)
+        self.applied_index.set_function(lambda: node.applied)
+        self.ballot_round.set_function(lambda: node.replica.promised.round)
+        self.is_leader.set_function(lambda: 1 if node.role.value == "leader" else 0)
+        self.registry.register(_PeerCollector(node))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _PeerCollector(Collector):
+    """``pyxos_peer_connected`` and ``pyxos_peer_last_contact_seconds``, one series a peer."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def describe(self) -> list[Metric]:
+        return list(self._families({}))
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(self.node.status()["peers"])
+
+    @staticmethod
+    def _families(peers: dict[str, dict[str, object]]) -> Iterator[Metric]:
+        connected = GaugeMetricFamily(
+            "pyxos_peer_connected", "1 while the link to the peer is up", labels=["peer"]
+        )
+        contact = GaugeMetricFamily(
+            "pyxos_peer_last_contact_seconds",
+            "Seconds since the last message from the peer (absent before the first)",
+            labels=["peer"],
+        )
+        for peer, row in sorted(peers.items()):
+            connected.add_metric([peer], 1.0 if row["connected"] else 0.0)
+            last = row["last_contact_seconds"]
+            if isinstance(last, int | float):
+                contact.add_metric([peer], float(last))
+        yield connected
+        yield contact

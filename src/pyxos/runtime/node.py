@@ -279,6 +279,7 @@ class Node:
             peers[str(pid)] = {
                 "address": "{}:{}".format(*self.config.members[pid]),
                 "connected": st.connected,
+                "inbound_connected": st.inbound_connected,
                 "last_contact_seconds": None if last is None else round(now - last, 3),
             }
         return {
@@ -373,7 +374,9 @@ class Node:
                 while self.replica.has_ready():
                     ready = self.replica.ready()
                     await self._carry_out(ready, loop)
-                    self.replica.advance(ready)
+                    leader = self.replica.leader
+                    self.replica.advance(ready)  # may finish phase 1: a new leader
+                    self._note_leader(leader)
                     await self._maybe_snapshot(loop)
                     self._signal_change()
         except StorageError as exc:

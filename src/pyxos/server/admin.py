@@ -1,7 +1,10 @@
 """The admin HTTP port: ``/metrics`` (Prometheus), ``/status`` (JSON) and ``/health``.
 
 A deliberately tiny HTTP/1.1 responder: three read-only GET endpoints do not justify a web
-framework, and it must never let a malformed request disturb the node.
+framework, and it must never let a malformed request disturb the node. Every connection
+gets one response and is closed: 400 for a request line that is not HTTP, 405 (with
+``Allow``) for methods other than GET and HEAD, 404 for other paths, 431 for a request head
+over 8 KiB; a client that sends nothing complete within 5 seconds is disconnected.
 """
 
 from __future__ import annotations
@@ -17,6 +20,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyxos.admin")
 _MAX_REQUEST = 8192
+_READ_TIMEOUT = 5.0
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+
+
+class _TooLarge(Exception):
+    """The request head is over :data:`_MAX_REQUEST` bytes."""
 
 
 class AdminServer:
@@ -26,6 +42,7 @@ class AdminServer:
         self.port = port
         self._server: asyncio.Server | None = None
         self.address: tuple[str, int] | None = None
+        node.metrics.follow(node)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
@@ -40,7 +57,6 @@ class AdminServer:
     def _route(self, path: str) -> tuple[int, str, bytes]:
         node = self.node
         if path == "/metrics":
-            self._refresh_gauges()
             return 200, "text/plain; version=0.0.4; charset=utf-8", node.metrics.render()
         if path == "/status":
             return 200, "application/json", json.dumps(node.status()).encode()
@@ -55,48 +71,43 @@ class AdminServer:
             return 200, "application/json", json.dumps(body).encode()
         return 404, "text/plain", b"not found: try /metrics, /status or /health\n"
 
-    def _refresh_gauges(self) -> None:
-        node, m = self.node, self.node.metrics
-        status = node.status()
-        m.commit_index.set(status["commit_index"])
-        m.applied_index.set(status["applied_index"])
-        m.ballot_round.set(node.replica.promised.round)
-        m.is_leader.set(1 if status["role"] == "leader" else 0)
+    async def _read_head(self, reader: asyncio.StreamReader) -> bytes:
+        """The request line and headers, at most :data:`_MAX_REQUEST` bytes."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT)
+        except asyncio.LimitOverrunError as exc:  # no blank line within the stream's limit
+            raise _TooLarge from exc
+        if len(head) > _MAX_REQUEST:
+            raise _TooLarge
+        return head
+
+    def _respond(self, head: bytes) -> tuple[int, str, bytes, dict[str, str]]:
+        parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return 400, "text/plain", b"bad request\n", {}
+        if parts[0] not in ("GET", "HEAD"):
+            return 405, "text/plain", b"method not allowed\n", {"Allow": "GET, HEAD"}
+        return (*self._route(parts[1].split("?", 1)[0]), {})
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        extra: dict[str, str]
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            if len(head) > _MAX_REQUEST:
-                raise ValueError("request too large")
-            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
-            is_head = bool(parts) and parts[0] == "HEAD"
-            if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-                status, ctype, body = 400, "text/plain", b"bad request\n"
-            elif parts[0] not in ("GET", "HEAD"):
-                status, ctype, body = 405, "text/plain", b"method not allowed\n"
+            try:
+                head = await self._read_head(reader)
+            except _TooLarge:
+                status, ctype, body, extra = 431, "text/plain", b"request head too large\n", {}
+                is_head = False
             else:
-                status, ctype, body = self._route(parts[1].split("?", 1)[0])
-            reason = {
-                200: "OK",
-                400: "Bad Request",
-                404: "Not Found",
-                405: "Method Not Allowed",
-                503: "Service Unavailable",
-            }[status]
+                status, ctype, body, extra = self._respond(head)
+                is_head = head.split(None, 1)[:1] == [b"HEAD"]
+            headers = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
             writer.write(
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n".encode()
                 + (b"" if is_head else body)
             )
             await writer.drain()
-        except (
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            TimeoutError,
-            ValueError,
-            ConnectionError,
-            UnicodeDecodeError,
-        ):
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
         except Exception:
             log.exception("admin request failed")

@@ -2,7 +2,10 @@
 
 ``pyxos serve`` builds a :class:`ServeSettings` from flags and an optional TOML file and
 calls :func:`run`. SIGTERM and Ctrl-C stop it cleanly; a storage failure stops it with
-exit status 3 (it must not keep serving on state it could not persist).
+exit status 3 (it must not keep serving on state it could not persist). Settings of the
+wrong type or out of range are refused by :meth:`ServeSettings.node_config` with a
+:class:`ConfigError` naming the setting; a node that cannot start (its port is taken, its
+data directory is locked or belongs to another cluster) logs why and exits with status 1.
 """
 
 from __future__ import annotations
@@ -24,8 +27,43 @@ from pyxos.runtime.config import ConfigError, NodeConfig, parse_cluster
 from pyxos.runtime.node import Node
 from pyxos.server.admin import AdminServer
 from pyxos.server.redis_server import RedisServer, ServerLimits
+from pyxos.storage.errors import StorageError
 
+EXIT_CANNOT_START = 1
 EXIT_STORAGE_FAILED = 3
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# The TOML types each setting accepts (a TOML integer is fine where a float is expected).
+_INT = (int,)
+_FLOAT = (int, float)
+_STR = (str,)
+_SETTING_TYPES: dict[str, tuple[type, ...]] = {
+    "id": _INT,
+    "cluster": _STR,
+    "port": _INT,
+    "host": _STR,
+    "admin": _INT,
+    "admin_host": _STR,
+    "data_dir": _STR,
+    "cluster_id": _STR,
+    "secret": _STR,
+    "password": _STR,
+    "tick_ms": _FLOAT,
+    "election_ms": _FLOAT,
+    "heartbeat_ms": _FLOAT,
+    "snapshot_every": _INT,
+    "request_timeout": _FLOAT,
+    "max_clients": _INT,
+    "log_level": _STR,
+    "log_json": (bool,),
+    "test_bug": _STR,
+}
+_TYPE_NAMES: dict[tuple[type, ...], str] = {
+    _INT: "an integer",
+    _FLOAT: "a number",
+    _STR: "a string",
+    (bool,): "true or false",
+}
 
 
 @dataclass(slots=True)
@@ -65,15 +103,52 @@ class ServeSettings:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
+        for name, value in data.items():
+            problem = _type_problem(name, value)
+            if problem:
+                raise ConfigError(f"{path}: {problem}")
         return data
 
+    def check(self) -> None:
+        """Refuse settings of the wrong type or out of range, naming the setting."""
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.name in ("admin", "password", "test_bug"):
+                continue
+            problem = _type_problem(f.name, value)
+            if problem:
+                raise ConfigError(problem)
+        for name in ("port", "admin"):
+            port = getattr(self, name)
+            lowest = 0 if name == "admin" else 1  # admin = 0 switches the admin port off
+            if port is not None and not lowest <= port <= 65535:
+                raise ConfigError(f"{name} {port} is out of range ({lowest}..65535)")
+        for name in ("tick_ms", "election_ms", "heartbeat_ms", "request_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.max_clients < 1:
+            raise ConfigError("max_clients must be at least 1")
+        if self.snapshot_every < 1:
+            raise ConfigError("snapshot_every must be at least 1")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(
+                f"bad log level {self.log_level!r}: choose from {', '.join(LOG_LEVELS)}"
+            )
+        if self.test_bug is not None:
+            from pyxos.runtime.bugs import BUGS
+
+            if self.test_bug not in BUGS:
+                raise ConfigError(f"unknown test bug {self.test_bug!r}")
+
     def node_config(self) -> NodeConfig:
-        if self.id <= 0:
+        """The node's configuration; :class:`ConfigError` if any setting cannot work."""
+        if not isinstance(self.id, int) or isinstance(self.id, bool) or self.id <= 0:
             raise ConfigError("--id is required (a positive node id)")
         if not self.data_dir:
             raise ConfigError("--data-dir is required")
-        if self.tick_ms <= 0:
-            raise ConfigError("tick_ms must be positive")
+        self.check()
         election = max(2, round(self.election_ms / self.tick_ms))
         heartbeat = max(1, round(self.heartbeat_ms / self.tick_ms))
         if heartbeat >= election:
@@ -89,6 +164,16 @@ class ServeSettings:
             heartbeat_ticks=heartbeat,
             snapshot_every=self.snapshot_every,
         )
+
+
+def _type_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the setting ``name``, or ``None`` if its type fits."""
+    wanted = _SETTING_TYPES.get(name)
+    if wanted is None:
+        return None
+    if isinstance(value, wanted) and (bool in wanted or not isinstance(value, bool)):
+        return None
+    return f"setting {name!r} must be {_TYPE_NAMES[wanted]}, not {value!r}"
 
 
 class _JsonFormatter(logging.Formatter):
@@ -138,7 +223,11 @@ async def serve(settings: ServeSettings, ready: asyncio.Event | None = None) -> 
         stop.set()
 
     kv = KVStateMachine()
-    node = Node(config, kv, on_fatal=fatal, test_bug=settings.test_bug)
+    try:
+        node = Node(config, kv, on_fatal=fatal, test_bug=settings.test_bug)
+    except (StorageError, OSError) as exc:
+        log.critical("node %d cannot start: %s", config.node_id, exc)
+        return EXIT_CANNOT_START
     limits = ServerLimits(timeout=settings.request_timeout, max_clients=settings.max_clients)
     redis = RedisServer(
         node, kv, settings.host, settings.port, password=settings.password, limits=limits
@@ -149,10 +238,19 @@ async def serve(settings: ServeSettings, ready: asyncio.Event | None = None) -> 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
-    await node.start()
-    await redis.start()
-    if admin is not None:
-        await admin.start()
+    try:
+        await node.start()
+        await redis.start()
+        if admin is not None:
+            await admin.start()
+    except OSError as exc:
+        # Typically a port that is already taken: say which, rather than a traceback.
+        log.critical("node %d cannot start: %s", config.node_id, exc)
+        if admin is not None:
+            await admin.close()
+        await redis.close()
+        await node.close()
+        return EXIT_CANNOT_START
     log.info(
         "node %d up in %.2fs: clients on %s:%d, peers on %s:%d%s",
         config.node_id,

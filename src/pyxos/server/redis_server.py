@@ -113,6 +113,7 @@ class RedisServer:
         task = asyncio.current_task()
         assert task is not None
         if len(self._clients) >= self.limits.max_clients:
+            self.node.metrics.client_errors.labels("maxclients").inc()
             writer.write(b"-ERR max number of clients reached\r\n")
             with contextlib.suppress(Exception):
                 await writer.drain()
@@ -179,6 +180,7 @@ class _Connection:
                 try:
                     commands = self.parser.feed(data)
                 except ProtocolError as exc:
+                    self.node.metrics.client_errors.labels("protocol").inc()
                     for argv in exc.commands:
                         await self._dispatch(argv)
                     await self._replies.put(exc.reply)
@@ -378,7 +380,10 @@ class _Connection:
         if name == b"hello":
             return self._hello(argv[1:])
         if name == b"select":
-            return OK if argv[1] == b"0" else b"-ERR DB index is out of range\r\n"
+            index = string2ll(argv[1])
+            if index is None:
+                return b"-ERR value is not an integer or out of range\r\n"
+            return OK if index == 0 else b"-ERR DB index is out of range\r\n"
         if name == b"info":
             text = info_text(self.node, self.server, [a.decode(errors="replace") for a in argv[1:]])
             return _bulk(text.encode())
