@@ -11,6 +11,7 @@ from inproc import InprocCluster
 
 from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
 from pyxos.storage import StorageError
+from pyxos.transport import TransportConfig
 
 
 @pytest.fixture
@@ -75,7 +76,14 @@ async def test_restart_of_every_node_recovers_the_log_from_disk(cluster: InprocC
 
 
 async def test_lagging_node_receives_a_snapshot_in_chunks(tmp_path: Path) -> None:
-    c = InprocCluster(tmp_path, snapshot_every=20, snapshot_chunk=1000)
+    # Queued messages are dropped on reconnect (stale_after=1 ms), so the lagger cannot catch
+    # up from proposals the leader queued while it was down: it needs the snapshot.
+    c = InprocCluster(
+        tmp_path,
+        snapshot_every=20,
+        snapshot_chunk=1000,
+        transport=TransportConfig(stale_after=0.001),
+    )
     await c.start()
     try:
         leader = await c.leader()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyxos.core.replica import Options
+from pyxos.transport import TransportConfig
 
 
 class ConfigError(ValueError):
@@ -58,6 +59,8 @@ class NodeConfig:
     snapshot_chunk: int = 512 * 1024
     """Bytes per snapshot chunk; below the transport's 1 MiB split size."""
     core: Options = field(default_factory=Options)
+    transport: TransportConfig | None = None
+    """Peer link settings (queues, heartbeats, reconnects); defaults when None."""
 
     def __post_init__(self) -> None:
         if self.node_id not in self.members:

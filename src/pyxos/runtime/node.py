@@ -113,6 +113,7 @@ class Node:
             config.secret,
             config.members,
             self._on_message,
+            config=config.transport,
         )
         self.snapshots = SnapshotTransfers(self)
 
