@@ -36,7 +36,7 @@ def info_text(node: Node, server: RedisServer, sections: list[str]) -> str:
             "",
         ]
     if "clients" in wanted:
-        out += ["# Clients", f"connected_clients:{len(server._clients)}", ""]
+        out += ["# Clients", f"connected_clients:{server.client_count}", ""]
     if "replication" in wanted:
         leader = status["leader_id"]
         role = "master" if status["role"] == "leader" else "slave"

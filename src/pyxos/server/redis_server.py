@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pyxos.kv import CommandKind, KVStateMachine, classify, encode_request, to_resp3
 from pyxos.kv.commands import string2ll
@@ -27,7 +29,6 @@ from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOut
 from pyxos.runtime.node import Node
 from pyxos.server.info import info_text
 from pyxos.server.resp import ProtocolError, RequestParser
-from pyxos.transport.sockopts import set_nodelay
 
 log = logging.getLogger("pyxos.server")
 
@@ -81,13 +82,15 @@ class RedisServer:
         self.password = password.encode() if password else None
         self.limits = limits or ServerLimits()
         self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[_Connection] = set()
         self._next_client_id = 0
         self.address: tuple[str, int] | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.port, reuse_address=True
+        )
         sock = self._server.sockets[0]
         self.address = sock.getsockname()[:2]
         log.info("node %d serving Redis clients on %s:%d", self.node.id, *self.address)
@@ -95,65 +98,31 @@ class RedisServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        # Close the sockets rather than cancel the handlers: each sees EOF and ends cleanly.
-        for writer in list(self._writers):
-            writer.close()
-        if self._clients:
-            await asyncio.wait(list(self._clients), timeout=2.0)
-        for task in list(self._clients):
-            task.cancel()
+        for conn in list(self._connections):
+            conn.abort()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
 
-    # ------------------------------------------------------------------ connections
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        set_nodelay(writer)
-        task = asyncio.current_task()
-        assert task is not None
-        if len(self._clients) >= self.limits.max_clients:
-            self.node.metrics.client_errors.labels("maxclients").inc()
-            writer.write(b"-ERR max number of clients reached\r\n")
-            with contextlib.suppress(Exception):
-                await writer.drain()
-            writer.close()
-            return
-        self._clients.add(task)
-        self._writers.add(writer)
-        self._next_client_id += 1
-        conn = _Connection(self, reader, writer, self._next_client_id)
-        try:
-            await conn.run()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("client connection failed")
-        finally:
-            self._clients.discard(task)
-            self._writers.discard(writer)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+    @property
+    def client_count(self) -> int:
+        return len(self._connections)
 
 
-class _Connection:
-    """One client: parse, dispatch, reply in order."""
+class _Connection(asyncio.Protocol):
+    """One client, as a protocol object: callbacks instead of a task per connection.
 
-    def __init__(
-        self,
-        server: RedisServer,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        client_id: int,
-    ) -> None:
+    Commands are dispatched as their bytes arrive and replies leave strictly in request
+    order: ``_pending`` holds each reply (bytes, or a future that will bring them) and
+    ``_flush`` writes every finished head in one ``write``. A read never overtakes the
+    writes sent before it on this connection, nor a write the reads before it: commands of
+    the other kind wait in ``_held`` until the current run is answered.
+    """
+
+    def __init__(self, server: RedisServer) -> None:
         self.server = server
         self.node = server.node
-        self.reader = reader
-        self.writer = writer
-        self.id = client_id
+        self.id = 0
         self.protocol = 2
         self.name = b""
         self.authenticated = server.password is None
@@ -164,88 +133,140 @@ class _Connection:
             require_auth=not self.authenticated,
         )
         self.closing = False
-        self._run: list[asyncio.Future[bytes]] = []
+        self.transport: asyncio.Transport | None = None
+        self._pending: deque[bytes | asyncio.Future[bytes]] = deque()
+        self._held: deque[list[bytes]] = deque()
         self._run_kind = CommandKind.LOCAL
-        self._replies: asyncio.Queue[asyncio.Future[bytes] | bytes | None] = asyncio.Queue(
-            maxsize=limits.max_pipeline
-        )
+        self._run_open = 0
+        self._paused = False
+        self._write_paused = False
+        self._final_error: bytes | None = None
 
-    async def run(self) -> None:
-        sender = asyncio.create_task(self._send_replies())
+    # ---- transport callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but behave as one.
+        self.transport = tcp = cast(asyncio.Transport, transport)
+        sock = tcp.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        server = self.server
+        if len(server._connections) >= server.limits.max_clients:
+            self.node.metrics.client_errors.labels("maxclients").inc()
+            tcp.write(b"-ERR max number of clients reached\r\n")
+            tcp.close()
+            self.closing = True
+            return
+        server._next_client_id += 1
+        self.id = server._next_client_id
+        server._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.server._connections.discard(self)
+        self._held.clear()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self._final_error is not None:
+            return
         try:
-            while not self.closing:
-                data = await self.reader.read(65536)
-                if not data:
-                    break
-                try:
-                    commands = self.parser.feed(data)
-                except ProtocolError as exc:
-                    self.node.metrics.client_errors.labels("protocol").inc()
-                    for argv in exc.commands:
-                        await self._dispatch(argv)
-                    await self._replies.put(exc.reply)
-                    break
-                for argv in commands:
-                    await self._dispatch(argv)
-                    if self.closing:
-                        break
-        finally:
-            await self._replies.put(None)
-            with contextlib.suppress(Exception):
-                await sender
+            commands = self.parser.feed(data)
+        except ProtocolError as exc:
+            # Like Redis: run what came before the bad bytes, answer the error, close.
+            self.node.metrics.client_errors.labels("protocol").inc()
+            commands, self._final_error = exc.commands, exc.reply
+        for argv in commands:
+            if self._held or self.closing:
+                self._held.append(argv)
+            else:
+                self._dispatch(argv)
+        self._finish_if_done()
+        self._flush()
 
-    async def _send_replies(self) -> None:
-        """Write replies in request order; batch whatever is already done into one write."""
-        queue = self._replies
-        writer = self.writer
-        while True:
-            item = await queue.get()
-            if item is None:
-                break
-            out = [item if isinstance(item, bytes) else await self._settle(item)]
-            while not queue.empty():
-                nxt = queue.get_nowait()
-                if nxt is None:
-                    writer.write(b"".join(out))
-                    await writer.drain()
-                    return
-                if isinstance(nxt, bytes):
-                    out.append(nxt)
-                elif nxt.done():
-                    out.append(self._reply_bytes(nxt))
-                else:
-                    writer.write(b"".join(out))
-                    out = [await self._settle(nxt)]
-            writer.write(b"".join(out))
-            await writer.drain()
+    def _finish_if_done(self) -> None:
+        if self._final_error is not None and not self._held and not self.closing:
+            self._pending.append(self._final_error)
+            self.closing = True
 
-    async def _settle(self, future: asyncio.Future[bytes]) -> bytes:
-        with contextlib.suppress(Exception):
-            await future
-        return self._reply_bytes(future)
+    # ---- dispatch and ordered replies
 
-    async def _dispatch(self, argv: list[bytes]) -> None:
+    def _dispatch(self, argv: list[bytes]) -> None:
         kind = self._kind(argv)
-        if kind is not self._run_kind and self._run:
-            # A read must see the writes sent before it on this connection, and must not
-            # see those sent after it: wait for the previous run of the other kind.
-            # (Consecutive writes, or consecutive reads, still run concurrently.)
-            await asyncio.wait(self._run)
-            self._run = []
+        if kind is not self._run_kind and self._run_open:
+            self._held.append(argv)
+            return
         self._run_kind = kind
-        reply = self._handle(argv)
-        if not isinstance(reply, bytes):
-            future = reply if isinstance(reply, asyncio.Future) else asyncio.ensure_future(reply)
-            self._run.append(future)
-            if len(self._run) > 64:
-                self._run = [f for f in self._run if not f.done()]
-            await self._replies.put(future)
-        else:
-            await self._replies.put(reply)
+        try:
+            reply = self._handle(argv)
+        except Exception as exc:  # a bug must cost one reply, never the connection
+            log.exception("command failed")
+            reply = _error(f"ERR internal error: {exc!r}")
+        if isinstance(reply, bytes):
+            self._pending.append(reply)
+            return
+        future = reply if isinstance(reply, asyncio.Future) else asyncio.ensure_future(reply)
+        self._run_open += 1
+        self._pending.append(future)
+        future.add_done_callback(self._on_done)
+        self._update_reading()
+
+    def _on_done(self, future: asyncio.Future[bytes]) -> None:
+        self._run_open -= 1
+        while self._held and not self._run_open and not self.closing:
+            self._dispatch(self._held.popleft())
+        self._finish_if_done()
+        self._flush()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        out: list[bytes] = []
+        while pending:
+            head = pending[0]
+            if isinstance(head, bytes):
+                out.append(head)
+            elif head.done():
+                out.append(self._reply_bytes(head))
+            else:
+                break
+            pending.popleft()
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.closing and not pending and transport is not None:
+            transport.close()
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Back-pressure: stop reading while too many replies are owed or unsent."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        busy = self._write_paused or len(self._pending) + len(self._held) >= (
+            self.server.limits.max_pipeline
+        )
+        if busy and not self._paused:
+            self._paused = True
+            transport.pause_reading()
+        elif not busy and self._paused:
+            self._paused = False
+            transport.resume_reading()
 
     @staticmethod
     def _kind(argv: Sequence[bytes]) -> CommandKind:
-        if argv and argv[0].lower() == b"rid" and len(argv) > 3:
+        if argv and len(argv) > 3 and argv[0].lower() == b"rid":
             argv = argv[3:]
         return classify(argv).kind
 
