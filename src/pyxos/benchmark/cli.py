@@ -69,7 +69,8 @@ def bench_command(
 
     Keys are drawn uniformly from KEYS keys (preloaded with MSET when the mix has GETs);
     prints throughput and p50/p99/p99.9 latency overall and per operation, and how busy
-    the load generator itself was. Exit status 0 when operations completed without errors.
+    the load generator itself was. One Ctrl-C ends the measurement early and still reports
+    it. Exit status 0 when operations completed without errors.
     """
     sys.exit(
         main_bench(

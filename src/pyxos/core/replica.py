@@ -210,6 +210,7 @@ class Replica:
         self._read_queue: _ReadRound | None = None
         self._read_round_open = False
         self._forward_reads: list[int] = []
+        self._acked_read_seq = -1
 
         # Output being assembled for the next Ready.
         self._out = Ready()
@@ -370,6 +371,7 @@ class Replica:
         was_leader = self.role is Role.LEADER
         self.role = Role.FOLLOWER
         self.leader = leader
+        self._acked_read_seq = -1  # read rounds are numbered per leader
         self._votes.clear()
         self._promises.clear()
         if backoff:
@@ -789,7 +791,11 @@ class Replica:
             return
         self._follow(m.src, m.ballot)
         self._learn_commit(m.ballot, m.commit_index)
-        self._send(m.src, CommitAck(self.id, m.ballot, self.commit_index, m.read_seq))
+        if m.read_seq != self._acked_read_seq or self.commit_index < m.commit_index:
+            # A bare commit notice (same heartbeat round, nothing missing here) needs no
+            # answer; a new round (reads, liveness) or a gap to fill does.
+            self._acked_read_seq = m.read_seq
+            self._send(m.src, CommitAck(self.id, m.ballot, self.commit_index, m.read_seq))
 
     def _follow(self, leader: int, ballot: Ballot) -> None:
         """A leader with a ballot at least our promise is alive: follow it."""

@@ -61,6 +61,10 @@ class NodeMetrics:
         self.client_ops = Counter(
             "pyxos_client_ops", "Client commands received", ["kind"], registry=r
         )
+        # Labelled children looked up once: labels() costs microseconds per command.
+        self.ops_write = self.client_ops.labels("write")
+        self.ops_read = self.client_ops.labels("read")
+        self.ops_local = self.client_ops.labels("local")
         self.client_errors = Counter(
             "pyxos_client_errors", "Client commands answered with an error", ["kind"], registry=r
         )

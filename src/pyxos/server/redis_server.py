@@ -285,12 +285,12 @@ class _Connection(asyncio.Protocol):
             metrics.client_errors.labels("invalid").inc()
             return error
         if kind is CommandKind.WRITE:
-            metrics.client_ops.labels("write").inc()
+            metrics.ops_write.inc()
             return self._write(argv, client, seq)
         if kind is CommandKind.READ:
-            metrics.client_ops.labels("read").inc()
+            metrics.ops_read.inc()
             return self._read(argv)
-        metrics.client_ops.labels("local").inc()
+        metrics.ops_local.inc()
         return self._local(name, argv)
 
     def _with_session(self, argv: Sequence[bytes]) -> _Reply:
