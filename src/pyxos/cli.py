@@ -264,7 +264,9 @@ def chaos(
     )
     for fault in report.faults:
         click.echo(
-            f"  {fault['start_s']:>7}s-{fault['end_s']:>7}s  {fault['kind']:<9} {fault['detail']}"
+            f"  {fault['start_s']:>7}s-{fault['end_s']:>7}s  {fault['kind']:<9} "
+            f"{fault['detail']:<34} no success for {fault['longest_ok_gap_s']}s, "
+            f"first success {fault['recovery_s']}s after healing"
         )
     click.echo(
         f"linearizable: {report.linearizable} (checker: {report.checker_verdict}, "
@@ -312,6 +314,14 @@ def demo(writes: int, port: int | None, data_dir: Path | None) -> None:
 
     sys.exit(0 if run_demo(writes, port, data_dir) else 1)
 
+
+def _add_bench() -> None:
+    from pyxos.benchmark.cli import bench_command
+
+    main.add_command(bench_command, "bench")
+
+
+_add_bench()
 
 if __name__ == "__main__":
     main()

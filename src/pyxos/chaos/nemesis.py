@@ -19,6 +19,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -36,7 +37,7 @@ class Fault:
     start: float
     end: float = 0.0
 
-    def as_dict(self, t0: float) -> dict[str, object]:
+    def as_dict(self, t0: float) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "detail": self.detail,

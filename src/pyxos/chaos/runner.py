@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import shutil
@@ -123,6 +124,18 @@ def _digests(cluster: LocalCluster) -> dict[int, tuple[int, str]]:
     return out
 
 
+def _availability(fault: Fault, recorder: Recorder, end_of_run: float) -> dict[str, float]:
+    """How long clients saw no success during a fault, and how soon after it they did."""
+    oks = sorted(t for t, kind, _ in recorder.completions if kind == "ok")
+    end = fault.end or end_of_run
+    inside = [fault.start, *[t for t in oks if fault.start < t < end], end]
+    after = next((t for t in oks if t >= end), None)
+    return {
+        "longest_ok_gap_s": round(max(b - a for a, b in itertools.pairwise(inside)), 3),
+        "recovery_s": round(after - end, 3) if after is not None else -1.0,
+    }
+
+
 async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     """Run one chaos experiment; see the module docstring."""
     report = ChaosReport()
@@ -205,7 +218,10 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         report.digests = digests or {
             k: r[1] for k, r in (await asyncio.to_thread(_digests, cluster)).items()
         }
-        report.faults = [f.as_dict(t0) for f in nemesis.faults]
+        report.faults = [
+            f.as_dict(t0) | _availability(f, recorder, report.duration_s + t0)
+            for f in nemesis.faults
+        ]
         faults = nemesis.faults
     finally:
         cluster.close()
