@@ -23,7 +23,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pyxos.kv import CommandKind, KVStateMachine, classify, encode_request, to_resp3
+from pyxos.kv import Classification, CommandKind, KVStateMachine, classify, encode_request, to_resp3
 from pyxos.kv.commands import string2ll
 from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
 from pyxos.runtime.node import Node
@@ -204,13 +204,15 @@ class _Connection(asyncio.Protocol):
     # ---- dispatch and ordered replies
 
     def _dispatch(self, argv: list[bytes]) -> None:
-        kind = self._kind(argv)
+        is_rid = len(argv) > 3 and argv[0].lower() == b"rid"
+        known = classify(argv[3:] if is_rid else argv)
+        kind = known.kind
         if kind is not self._run_kind and self._run_open:
             self._held.append(argv)
             return
         self._run_kind = kind
         try:
-            reply = self._handle(argv)
+            reply = self._handle(argv, known=None if is_rid else known)
         except Exception as exc:  # a bug must cost one reply, never the connection
             log.exception("command failed")
             reply = _error(f"ERR internal error: {exc!r}")
@@ -264,15 +266,15 @@ class _Connection(asyncio.Protocol):
             self._paused = False
             transport.resume_reading()
 
-    @staticmethod
-    def _kind(argv: Sequence[bytes]) -> CommandKind:
-        if argv and len(argv) > 3 and argv[0].lower() == b"rid":
-            argv = argv[3:]
-        return classify(argv).kind
-
     # ------------------------------------------------------------------ commands
 
-    def _handle(self, argv: Sequence[bytes], client: int = 0, seq: int = 0) -> _Reply:
+    def _handle(
+        self,
+        argv: Sequence[bytes],
+        client: int = 0,
+        seq: int = 0,
+        known: Classification | None = None,
+    ) -> _Reply:
         metrics = self.node.metrics
         name = argv[0].lower() if argv else b""
         if not self.authenticated and name not in (b"auth", b"hello", b"quit"):
@@ -280,7 +282,7 @@ class _Connection(asyncio.Protocol):
             return NOAUTH
         if name == b"rid" and client == 0:
             return self._with_session(argv)
-        kind, _spec, error = classify(argv)
+        kind, _spec, error = known if known is not None else classify(argv)
         if error is not None:
             metrics.client_errors.labels("invalid").inc()
             return error
