@@ -14,6 +14,11 @@ A driver (the simulator or the asyncio runtime) loops:
 6. send a snapshot to each peer in ``ready.snapshots_to_send``;
 7. ``replica.advance(ready)``.
 
+A driver may also pipeline: ``advance(ready, persisted=False)`` right after handing the
+write to its I/O thread, take the next ``Ready`` while the write is in flight, and call
+``replica.persisted(ready)`` (then send ``persisted_messages``) once that write is durable.
+Writes must become durable in the order their batches were taken.
+
 The replica may be stepped between ``ready()`` and ``advance()``: what happens meanwhile
 goes into the next ``Ready``, which is how batches grow while a sync is in flight.
 """
@@ -76,6 +81,10 @@ class Ready:
     failed_reads: list[int] = field(default_factory=list)
     """Tokens that cannot be served here (no leader, or leadership lost): retry elsewhere."""
     snapshots_to_send: list[int] = field(default_factory=list)
+    self_accepts: list[tuple[Ballot, int]] = field(default_factory=list)
+    """The core's own: slots this node accepted in the batch, counted at ``persisted``."""
+    self_promise: Ballot | None = None
+    """The core's own: this candidate's promise to itself, counted at ``persisted``."""
 
 
 @dataclass(slots=True)

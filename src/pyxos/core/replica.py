@@ -333,21 +333,37 @@ class Replica:
         persist = out.persist
         if persist.entries or persist.promised is not None or persist.snapshot is not None:
             persist.must_sync = True
+        out.self_accepts, self._self_accepts = self._self_accepts, []
+        out.self_promise, self._self_promise = self._self_promise, None
         self._out = Ready()
         self._outstanding = out
         return out
 
-    def advance(self, ready: Ready) -> None:
-        """Acknowledge that ``ready`` was carried out: its writes are durable."""
+    def advance(self, ready: Ready, *, persisted: bool = True) -> None:
+        """Release ``ready``, so that the next ``ready()`` may be taken.
+
+        With ``persisted=True`` (the default) the driver says that the batch's writes are
+        already durable. A driver that writes asynchronously passes ``persisted=False``,
+        keeps going with the next batches while the write is in flight, and calls
+        :meth:`persisted` once it is durable (batches must become durable in order).
+        """
         if ready is not self._outstanding:
             raise UsageError("advance() must get the Ready returned by the last ready()")
         self._outstanding = None
-        accepts, self._self_accepts = self._self_accepts, []
-        promise, self._self_promise = self._self_promise, None
+        if persisted:
+            self.persisted(ready)
+
+    def persisted(self, ready: Ready) -> None:
+        """``ready``'s writes are durable: count our own promise and acceptances now.
+
+        Until then this node's own vote must not count: a crash could still lose it.
+        """
+        accepts, ready.self_accepts = ready.self_accepts, []
+        promise, ready.self_promise = ready.self_promise, None
         if promise is not None and self.role is Role.CANDIDATE and promise == self.ballot:
             self._votes.add(self.id)
             self._maybe_lead()
-        if self.role is Role.LEADER:
+        if self.role is Role.LEADER and accepts:
             chosen_any = False
             for ballot, slot in accepts:
                 if ballot == self.ballot:

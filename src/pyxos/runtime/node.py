@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -39,6 +40,32 @@ from pyxos.transport import Transport
 T = TypeVar("T")
 
 log = logging.getLogger("pyxos.node")
+
+MAX_WRITES_IN_FLIGHT = 64
+"""Batches taken but not yet durable, at most (they share group-committed writes)."""
+
+
+def _barrier() -> None:
+    """An empty job for the I/O thread: it completes once every earlier write has."""
+
+
+def _merge(batches: list[Persist]) -> Persist:
+    """Several batches' writes as one transaction, later batches winning."""
+    if len(batches) == 1:
+        return batches[0]
+    out = Persist()
+    for p in batches:
+        if p.promised is not None:
+            out.promised = p.promised
+        out.entries.extend(p.entries)
+        if p.commit_index is not None:
+            out.commit_index = max(out.commit_index or 0, p.commit_index)
+        if p.snapshot is not None:
+            out.snapshot = p.snapshot
+        if p.compact_through is not None:
+            out.compact_through = max(out.compact_through or 0, p.compact_through)
+        out.must_sync |= p.must_sync
+    return out
 
 
 class Node:
@@ -75,6 +102,9 @@ class Node:
         self._last_snapshot = 0
         self._snapshotting = False
         self._deferred_commit: int | None = None
+        self._writes_in_flight = 0
+        self._write_queue: list[Ready] = []
+        self._writing = False
         self._leader_changes: list[asyncio.Future[None]] = []
         self._changed = asyncio.Event()
         self.storage = Storage.open(
@@ -372,12 +402,12 @@ class Node:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while self.replica.has_ready():
+                while self.replica.has_ready() and self._writes_in_flight < MAX_WRITES_IN_FLIGHT:
                     ready = self.replica.ready()
-                    await self._carry_out(ready, loop)
-                    leader = self.replica.leader
-                    self.replica.advance(ready)  # may finish phase 1: a new leader
-                    self._note_leader(leader)
+                    self._carry_out(ready, loop)
+                    # Release the batch now; our own votes in it count once its write is
+                    # durable (_written). The next batch can go out meanwhile: pipelining.
+                    self.replica.advance(ready, persisted=False)
                     await self._maybe_snapshot(loop)
                     self._signal_change()
         except StorageError as exc:
@@ -388,7 +418,7 @@ class Node:
             self.log.exception("driver crashed")
             self._fatal(f"driver crashed: {exc!r}")
 
-    async def _carry_out(self, ready: Ready, loop: asyncio.AbstractEventLoop) -> None:
+    def _carry_out(self, ready: Ready, loop: asyncio.AbstractEventLoop) -> None:
         for dst, message in ready.messages:
             self.transport.send(dst, message)
         if self.test_bug == "ack-before-fsync":
@@ -415,14 +445,21 @@ class Node:
             persist.commit_index = self._deferred_commit
         if persist.commit_index is not None:
             self._deferred_commit = None
-        if not persist.empty() or persist.must_sync:
-            started = time.perf_counter()
-            await loop.run_in_executor(self._io, self.storage.write, persist)
-            if persist.must_sync:
-                self.metrics.fsync_seconds.observe(time.perf_counter() - started)
-            self.metrics.batch_entries.observe(len(persist.entries))
-        for dst, message in ready.persisted_messages:
-            self.transport.send(dst, message)
+        depends = bool(ready.persisted_messages or ready.self_accepts) or (
+            ready.self_promise is not None
+        )
+        if not persist.empty() or persist.must_sync or (depends and self._writes_in_flight):
+            # Group commit: one write (one transaction, one sync) at a time on the I/O
+            # thread; batches taken while it runs are merged into the next one. Batches
+            # become durable in the order they were taken, as the core requires. A batch
+            # with nothing to write whose messages may rest on an earlier write (an
+            # Accepted for a slot the previous batch wrote) waits its turn too.
+            self._writes_in_flight += 1
+            self._write_queue.append(ready)
+            if not self._writing:
+                self._start_write(loop)
+        else:
+            self._written(ready)
         if ready.snapshot_install is not None:
             self.sm.restore(self.storage.read_snapshot())
             self.applied = ready.snapshot_install.last_slot
@@ -440,6 +477,50 @@ class Node:
         self._serve_reads()
         for peer in ready.snapshots_to_send:
             self.snapshots.send_to(peer)
+
+    def _start_write(self, loop: asyncio.AbstractEventLoop) -> None:
+        readies, self._write_queue = self._write_queue, []
+        merged = _merge([r.persist for r in readies])
+        self._writing = True
+        job: Callable[[], None] = (
+            functools.partial(self.storage.write, merged)
+            if not merged.empty() or merged.must_sync
+            else _barrier
+        )
+        future = asyncio.wrap_future(self._io.submit(job), loop=loop)
+        future.add_done_callback(
+            functools.partial(self._write_done, readies, merged, time.perf_counter())
+        )
+
+    def _write_done(
+        self, readies: list[Ready], merged: Persist, started: float, future: asyncio.Future[None]
+    ) -> None:
+        self._writing = False
+        self._writes_in_flight -= len(readies)
+        if future.cancelled() or self._closed:
+            return
+        exc = future.exception()
+        if exc is not None:
+            self._fatal(f"storage failed: {exc}")
+            return
+        if merged.must_sync:
+            self.metrics.fsync_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_entries.observe(len(merged.entries))
+        for ready in readies:
+            self._written(ready)
+        if self._write_queue and self.failed is None:
+            self._start_write(asyncio.get_running_loop())
+
+    def _written(self, ready: Ready) -> None:
+        """``ready``'s write is durable: send what depended on it, count our own votes."""
+        if self.failed is not None:
+            return
+        for dst, message in ready.persisted_messages:
+            self.transport.send(dst, message)
+        leader = self.replica.leader
+        self.replica.persisted(ready)  # may finish phase 1 or choose slots
+        self._note_leader(leader)
+        self._wake.set()
 
     def _apply(self, committed: list[tuple[int, tuple[bytes, ...]]]) -> None:
         sm = self.sm

@@ -12,6 +12,7 @@ violation with the tick it happened at.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 import hashlib
 import random
 from collections.abc import Callable
@@ -59,8 +60,8 @@ class _Node:
     storage: SimStorage
     app: _App
     up: bool = True
-    outstanding: Ready | None = None
-    sync_at: int = 0
+    pending: deque[tuple[Ready, int]] = field(default_factory=deque)
+    """Batches written but not yet synced, with the tick their sync completes."""
     waiting: dict[bytes, int] = field(default_factory=dict)
     """Commands a client submitted here and is waiting on: command -> client id."""
     reads: dict[int, tuple[int, int]] = field(default_factory=dict)
@@ -103,6 +104,7 @@ class Cluster:
         read_ratio: float = 0.2,
         compact_every: int = 0,
         sync_delay: int = 1,
+        pipeline: int = 1,
         replica_factory: ReplicaFactory = Replica,
         forget_promises: bool = False,
         client_timeout: int = 40,
@@ -117,6 +119,7 @@ class Cluster:
         self.factory = replica_factory
         self.compact_every = compact_every
         self.sync_delay = sync_delay
+        self.pipeline = pipeline
         self.read_ratio = read_ratio
         self.client_timeout = client_timeout
         self._node_seeds = {i: root.getrandbits(64) for i in self.config.members}
@@ -158,7 +161,7 @@ class Cluster:
         if not n.up:
             return
         n.up = False
-        n.outstanding = None
+        n.pending.clear()
         n.storage.crash(self.crash_rng)
         n.waiting.clear()
         n.reads.clear()
@@ -211,47 +214,48 @@ class Cluster:
         self._check_progressive()
 
     def _drive(self, node: _Node) -> None:
-        if node.outstanding is not None and self.now >= node.sync_at:
-            self._finish(node)
-        if node.outstanding is None and node.replica.has_ready():
+        """Carry out Readys; up to ``pipeline`` batches may be syncing at once."""
+        while node.pending and self.now >= node.pending[0][1]:
+            self._synced(node)
+        while len(node.pending) < self.pipeline and node.replica.has_ready():
             ready = node.replica.ready()
             for dst, message in ready.messages:
                 self.net.send(self.now, node.id, dst, message)
             node.storage.write(ready.persist)
-            node.outstanding = ready
-            node.sync_at = self.now + self.sync_delay
+            if ready.snapshot_install is not None:
+                node.app.restore(ready.snapshot_install.data)
+                self._check_snapshot(node)
+            for slot, value in ready.committed:
+                self._apply(node, slot, value)
+            for token, index in ready.reads:
+                client = self._read_clients.get(token)
+                if client is not None:
+                    node.reads[token] = (index, client)
+            for token in ready.failed_reads:
+                self._fail_read(token)
+            for peer in ready.snapshots_to_send:
+                snap = node.storage.durable.snapshot
+                if snap is not None:
+                    msg = InstallSnapshot(node.id, snap[0], self.config.members, snap[1])
+                    self.net.send(self.now, node.id, peer, msg)
+            node.replica.advance(ready, persisted=False)
+            node.pending.append((ready, self.now + self.sync_delay))
             if self.sync_delay == 0:
-                self._finish(node)
+                self._synced(node)
+            last = node.app.last
+            if self.compact_every and last - node.replica.snapshot_slot >= self.compact_every:
+                node.storage.save_app_snapshot(last, node.app.snapshot())
+                node.replica.compact(last)
 
-    def _finish(self, node: _Node) -> None:
-        ready = node.outstanding
-        assert ready is not None
-        node.outstanding = None
+    def _synced(self, node: _Node) -> None:
+        """The oldest batch in flight is durable: release what depended on it."""
+        ready, _ = node.pending.popleft()
         if ready.persist.must_sync or node.storage.unsynced:
             node.storage.sync()
         for dst, message in ready.persisted_messages:
             self._note_promises(node.id, message)
             self.net.send(self.now, node.id, dst, message)
-        if ready.snapshot_install is not None:
-            node.app.restore(ready.snapshot_install.data)
-            self._check_snapshot(node)
-        for slot, value in ready.committed:
-            self._apply(node, slot, value)
-        for token, index in ready.reads:
-            client = self._read_clients.get(token)
-            if client is not None:
-                node.reads[token] = (index, client)
-        for token in ready.failed_reads:
-            self._fail_read(token)
-        for peer in ready.snapshots_to_send:
-            snap = node.storage.durable.snapshot
-            if snap is not None:
-                msg = InstallSnapshot(node.id, snap[0], self.config.members, snap[1])
-                self.net.send(self.now, node.id, peer, msg)
-        node.replica.advance(ready)
-        if self.compact_every and node.app.last - node.replica.snapshot_slot >= self.compact_every:
-            node.storage.save_app_snapshot(node.app.last, node.app.snapshot())
-            node.replica.compact(node.app.last)
+        node.replica.persisted(ready)
 
     # ------------------------------------------------------------------ learner checks
 

@@ -56,6 +56,7 @@ class _Weather:
     faults: Faults
     compact_every: int
     sync_delay: int
+    pipeline: int
     clients: int
     read_ratio: float
 
@@ -75,6 +76,7 @@ class _Weather:
             ),
             compact_every=rng.choice((0, 0, 8, 40)),
             sync_delay=rng.choice((0, 1, 2)),
+            pipeline=rng.choice((1, 1, 3)),
             clients=rng.randint(2, 12),
             read_ratio=rng.choice((0.0, 0.1, 0.3)),
         )
@@ -106,6 +108,7 @@ def run_seed(
             faults=Faults(drop=0.0, max_delay=3),
             compact_every=0,
             sync_delay=1,
+            pipeline=2,
             clients=4,
             read_ratio=0.1,
         )
@@ -121,6 +124,7 @@ def run_seed(
         read_ratio=weather.read_ratio,
         compact_every=weather.compact_every,
         sync_delay=weather.sync_delay,
+        pipeline=weather.pipeline,
         forget_promises=forget_promises,
         **extra,
     )
