@@ -35,7 +35,7 @@ SECRET = b"bench-secret-0123456789abcdef"
 def _install_uvloop(enabled: bool) -> str:
     if enabled:
         try:
-            import uvloop  # noqa: PLC0415
+            import uvloop
         except ImportError:
             return "asyncio"
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

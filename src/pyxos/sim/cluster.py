@@ -12,9 +12,9 @@ violation with the tick it happened at.
 from __future__ import annotations
 
 import bisect
-from collections import deque
 import hashlib
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
