@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import msgspec
@@ -11,6 +10,7 @@ import msgspec
 from pyxos.core.replica import Role
 from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.node import Node
+from pyxos.server.local_cluster import free_ports
 
 
 class ListMachine:
@@ -28,17 +28,6 @@ class ListMachine:
 
     def restore(self, data: bytes) -> None:
         self.items = msgspec.msgpack.decode(data, type=list[bytes])
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class InprocCluster:

@@ -14,7 +14,6 @@ import itertools
 import json
 import random
 import shutil
-import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from pyxos.chaos.nemesis import KINDS, Fault, Nemesis, current_leader
 from pyxos.chaos.proxy import LinkProxies
 from pyxos.chaos.workload import Recorder, Worker
 from pyxos.check import check_history, write_history
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.server.local_cluster import LocalCluster, find_base_port, free_ports
 
 NODE_ARGS = ["--tick-ms", "10", "--election-ms", "150", "--heartbeat-ms", "30"]
 
@@ -92,17 +91,6 @@ class ChaosReport:
         }
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 async def _until(predicate: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -144,7 +132,7 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     root.mkdir(parents=True, exist_ok=True)
     data = root / "data"
     pairs = [(a, b) for a in range(1, cfg.nodes + 1) for b in range(1, cfg.nodes + 1) if a != b]
-    ports = dict(zip(pairs, _free_ports(len(pairs)), strict=True))
+    ports = dict(zip(pairs, free_ports(len(pairs)), strict=True))
     args = list(NODE_ARGS)
     if cfg.test_bug:
         args += ["--test-bug", cfg.test_bug]

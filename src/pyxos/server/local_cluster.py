@@ -35,6 +35,18 @@ def ports_free(ports: list[int], host: str = "127.0.0.1") -> bool:
     return True
 
 
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports the kernel says are free right now."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def find_base_port(nodes: int, start: int = 20000, stop: int = 60000, step: int = 37) -> int:
     """A base port whose client, peer and admin ports are all free (for tests)."""
     pid_offset = (os.getpid() * 7919) % (stop - start - 3000)
