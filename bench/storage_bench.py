@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+from benchlib import filesystem_of  # bench/ is on sys.path when run as a script
 
 from pyxos.core.ballot import Ballot
 from pyxos.core.messages import SlotValue
@@ -35,21 +36,6 @@ from pyxos.core.ready import Persist
 from pyxos.storage import Storage
 
 BALLOT = Ballot(3, 1)
-
-
-def filesystem_of(path: Path) -> str:
-    """The file system type holding ``path`` (from /proc/mounts; "?" elsewhere)."""
-    best, kind = "", "?"
-    try:
-        with open("/proc/mounts") as mounts:
-            for line in mounts:
-                fields = line.split()
-                point = fields[1]
-                if str(path.resolve()).startswith(point) and len(point) > len(best):
-                    best, kind = point, f"{fields[2]} ({fields[0]} on {point})"
-    except OSError:
-        pass
-    return kind
 
 
 def open_store(path: Path) -> Storage:

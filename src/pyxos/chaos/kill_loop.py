@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from pyxos.chaos.nemesis import current_leader
 from pyxos.server.local_cluster import LocalCluster
 
 
@@ -46,20 +47,6 @@ class KillReport:
             "duration_s": round(self.duration_s, 1),
             "writes_per_s": round(self.acked / self.duration_s) if self.duration_s else 0,
         }
-
-
-def leader_of(cluster: LocalCluster) -> int | None:
-    for k in cluster.ids:
-        if not cluster.running(k):
-            continue
-        try:
-            conn = redis.Redis(port=cluster.client_port(k), socket_timeout=1)
-            lid = conn.info("paxos")["leader_id"]
-        except (redis.RedisError, OSError, KeyError):
-            continue
-        if lid not in ("", None):
-            return int(lid)
-    return None
 
 
 def run(
@@ -107,7 +94,7 @@ def run(
     try:
         for _ in range(kills):
             stop.wait(interval)
-            lid = leader_of(cluster)
+            lid = current_leader(cluster)
             victim = lid if (lid is not None and rng.random() < 0.5) else rng.choice(cluster.ids)
             report.leader_kills += victim == lid
             cluster.kill(victim)
@@ -131,7 +118,7 @@ def run(
             after = next((t for t in times if t > k), None)
             report.gaps_after_kill_s.append((after or time.monotonic()) - k)
     # Read everything back through one node (linearizable reads).
-    lid = leader_of(cluster) or cluster.ids[0]
+    lid = current_leader(cluster) or cluster.ids[0]
     reader = redis.Redis(port=cluster.client_port(lid), socket_timeout=10)
     keys = list(acked)
     for start in range(0, len(keys), 500):

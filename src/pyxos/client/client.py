@@ -101,14 +101,39 @@ def _pick_leader(infos: dict[int, dict[str, str]]) -> int | None:
     return None
 
 
-def _classify_error(reply: hiredis.ReplyError) -> tuple[str, str]:
+def _retry_reason(reply: hiredis.ReplyError) -> tuple[ResponseError, bool]:
+    """For an error reply worth retrying elsewhere: the error and whether the outcome is
+    unknown. Raises :class:`ResponseError` for a definite refusal."""
     text = str(reply)
     code = text.split(" ", 1)[0]
-    return code, text
+    if code not in _RETRYABLE:
+        raise ResponseError(text)
+    return ResponseError(text), code in _UNKNOWN
+
+
+def _gave_up(unknown: bool, attempts: int, last: Exception | None) -> ClientError:
+    if unknown:
+        return UnknownOutcomeError(f"outcome unknown after {attempts} attempts: {last}")
+    return UnavailableError(f"no node took the request: {last}")
 
 
 class _Commands:
-    """The typed helpers both clients share; ``execute`` does the work."""
+    """What both clients share: settings, and the typed helpers; ``execute`` does the work."""
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str | Endpoint],
+        *,
+        password: str | None = None,
+        timeout: float = 5.0,
+        attempts: int = 6,
+    ) -> None:
+        self.endpoints = parse_endpoints(endpoints)
+        self.password = password
+        self.timeout = timeout
+        self.attempts = attempts
+        self._current = 0
+        self._discovered = False
 
     def execute(self, *argv: Any) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -146,16 +171,11 @@ class Client(_Commands):
         timeout: float = 5.0,
         attempts: int = 6,
     ) -> None:
-        self.endpoints = parse_endpoints(endpoints)
-        self.password = password
-        self.timeout = timeout
-        self.attempts = attempts
+        super().__init__(endpoints, password=password, timeout=timeout, attempts=attempts)
         self.client_id = _new_client_id()
         self._seq = 0
-        self._current = 0
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
-        self._discovered = False
 
     def close(self) -> None:
         if self._sock is not None:
@@ -192,17 +212,12 @@ class Client(_Commands):
                 self._next_endpoint(attempt)
                 continue
             if isinstance(reply, hiredis.ReplyError):
-                code, text = _classify_error(reply)
-                if code in _RETRYABLE:
-                    unknown = unknown or code in _UNKNOWN
-                    last = ResponseError(text)
-                    self._next_endpoint(attempt)
-                    continue
-                raise ResponseError(text)
+                last, maybe = _retry_reason(reply)
+                unknown = unknown or maybe
+                self._next_endpoint(attempt)
+                continue
             return reply
-        if unknown:
-            raise UnknownOutcomeError(f"outcome unknown after {self.attempts} attempts: {last}")
-        raise UnavailableError(f"no node took the request: {last}")
+        raise _gave_up(unknown, self.attempts, last)
 
     def _discover(self) -> None:
         """Point at the leader's endpoint, if the nodes agree on one."""
@@ -325,15 +340,10 @@ class AsyncClient(_Commands):
         timeout: float = 5.0,
         attempts: int = 6,
     ) -> None:
-        self.endpoints = parse_endpoints(endpoints)
-        self.password = password
-        self.timeout = timeout
-        self.attempts = attempts
-        self._current = 0
+        super().__init__(endpoints, password=password, timeout=timeout, attempts=attempts)
         self._conn: _AsyncConn | None = None
         self._connecting: asyncio.Lock | None = None
         self._free_sessions: list[tuple[int, int]] = []
-        self._discovered = False
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -383,17 +393,12 @@ class AsyncClient(_Commands):
                 await self._next_endpoint(attempt)
                 continue
             if isinstance(reply, hiredis.ReplyError):
-                code, text = _classify_error(reply)
-                if code in _RETRYABLE:
-                    unknown = unknown or code in _UNKNOWN
-                    last = ResponseError(text)
-                    await self._next_endpoint(attempt)
-                    continue
-                raise ResponseError(text)
+                last, maybe = _retry_reason(reply)
+                unknown = unknown or maybe
+                await self._next_endpoint(attempt)
+                continue
             return reply
-        if unknown:
-            raise UnknownOutcomeError(f"outcome unknown after {self.attempts} attempts: {last}")
-        raise UnavailableError(f"no node took the request: {last}")
+        raise _gave_up(unknown, self.attempts, last)
 
     async def _discover(self) -> None:
         infos: dict[int, dict[str, str]] = {}
