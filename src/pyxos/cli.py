@@ -215,6 +215,13 @@ def status(endpoints: str, as_json: bool) -> None:
 @click.option("--clients", default=10, show_default=True, type=click.IntRange(1, 256))
 @click.option("--keys", default=8, show_default=True, type=click.IntRange(1, 10_000))
 @click.option(
+    "--pace",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Scale the gaps between faults and how long each lasts (0.5: twice as many faults).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     help="Write history.jsonl, node logs, summary.json and timeline.png here.",
@@ -228,6 +235,7 @@ def chaos(
     seed: int,
     clients: int,
     keys: int,
+    pace: float,
     out: Path | None,
     as_json: bool,
     test_bug: str | None,
@@ -253,6 +261,7 @@ def chaos(
         seed=seed,
         workers=clients,
         keys=keys,
+        pace=pace,
         out=out,
         test_bug=test_bug,
     )

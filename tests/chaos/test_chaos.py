@@ -79,14 +79,18 @@ def test_scenario_passes(nemesis: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("bug", "nemesis"),
+    ("bug", "nemesis", "pace"),
     [
-        ("stale-reads", ("partition",)),
-        ("skip-reproposal", ("kill",)),
-        ("ack-before-fsync", ("crash",)),
+        ("stale-reads", ("partition",), 1.0),
+        # Skipping re-proposals loses a write only when the new leader does not know it was
+        # chosen. Followers learn commits within a round trip, so one killed leader rarely
+        # shows it; a whole-cluster crash always does (the commit index is written lazily),
+        # and a dozen crashes make a miss very unlikely.
+        ("skip-reproposal", ("crash",), 0.35),
+        ("ack-before-fsync", ("crash",), 1.0),
     ],
 )
-def test_a_broken_build_is_caught(bug: str, nemesis: tuple[str, ...]) -> None:
-    cfg = ChaosConfig(duration=20, nemesis=nemesis, seed=1, test_bug=bug)
+def test_a_broken_build_is_caught(bug: str, nemesis: tuple[str, ...], pace: float) -> None:
+    cfg = ChaosConfig(duration=20, nemesis=nemesis, seed=1, test_bug=bug, pace=pace)
     report = asyncio.run(run_chaos(cfg))
     assert not report.passed, f"the chaos run missed the {bug} bug: {report.as_dict()}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -31,9 +32,16 @@ class ListMachine:
 
 
 class InprocCluster:
-    def __init__(self, root: Path, n: int = 3, **options: object) -> None:
+    def __init__(
+        self,
+        root: Path,
+        n: int = 3,
+        machine: Callable[[], ListMachine] = ListMachine,
+        **options: object,
+    ) -> None:
         self.root = root
         self.members = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(n))}
+        self.make_machine = machine
         self.options = options
         self.nodes: dict[int, Node] = {}
         self.fatal: dict[int, str] = {}
@@ -44,7 +52,7 @@ class InprocCluster:
     async def start(self, i: int | None = None) -> None:
         for k in [i] if i is not None else list(self.members):
             node = Node(
-                self.config(k), ListMachine(), on_fatal=lambda r, k=k: self.fatal.__setitem__(k, r)
+                self.config(k), self.make_machine(), on_fatal=lambda r, k=k: self.fatal.__setitem__(k, r)
             )
             await node.start()
             self.nodes[k] = node

@@ -4,10 +4,14 @@ failure."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
+import msgspec
 import pytest
-from inproc import InprocCluster
+from inproc import InprocCluster, ListMachine
 
 from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
 from pyxos.storage import StorageError
@@ -101,6 +105,73 @@ async def test_lagging_node_receives_a_snapshot_in_chunks(tmp_path: Path) -> Non
         # The snapshot was several chunks of at most 1000 bytes, so it was streamed.
         assert node.storage.snapshot is not None and node.storage.snapshot.size > 3000
     finally:
+        await c.close()
+
+
+class GatedMachine(ListMachine):
+    """Snapshots through ConcurrentSnapshots; encoding waits for ``gate`` and every step
+    records the thread it ran on."""
+
+    gate = threading.Event()
+    threads: ClassVar[dict[str, set[int]]] = {"stream": set(), "prepare": set(), "swap": set()}
+
+    def snapshot_stream(self) -> Iterator[bytes]:
+        items = list(self.items)
+
+        def frames() -> Iterator[bytes]:
+            GatedMachine.threads["stream"].add(threading.get_ident())
+            GatedMachine.gate.wait(30)
+            yield msgspec.msgpack.encode(items)
+
+        return frames()
+
+    def prepare_restore(self, data: bytes) -> Callable[[], None]:
+        GatedMachine.threads["prepare"].add(threading.get_ident())
+        items = msgspec.msgpack.decode(data, type=list[bytes])
+
+        def swap() -> None:
+            GatedMachine.threads["swap"].add(threading.get_ident())
+            self.items = items
+
+        return swap
+
+
+async def test_snapshots_are_built_and_installed_off_the_event_loop(tmp_path: Path) -> None:
+    GatedMachine.gate.clear()
+    for seen in GatedMachine.threads.values():
+        seen.clear()
+    c = InprocCluster(
+        tmp_path,
+        machine=GatedMachine,
+        snapshot_every=20,
+        transport=TransportConfig(stale_after=0.001),
+    )
+    await c.start()
+    loop_thread = threading.get_ident()
+    try:
+        leader = await c.leader()
+        lagger = next(i for i in c.nodes if i != leader.id)
+        await c.stop(lagger)
+        for i in range(25):
+            await leader.submit(b"a%d" % i)
+        await leader.wait_for(lambda: bool(GatedMachine.threads["stream"]))
+        # Every node's snapshot is stuck in its encoder; commits carry on regardless.
+        for i in range(40):
+            await leader.submit(b"b%d" % i)
+        assert leader.replica.snapshot_slot == 0
+        assert loop_thread not in GatedMachine.threads["stream"]
+        GatedMachine.gate.set()
+        await leader.wait_for(lambda: leader.replica.snapshot_slot > 0)
+        await c.start(lagger)
+        node = c.nodes[lagger]
+        await node.wait_for(lambda: len(c.machine(lagger).items) == 65, timeout=20)
+        assert node.replica.snapshot_slot > 0
+        assert c.machine(lagger).items == c.machine(leader.id).items
+        # Decoded on the snapshot thread, swapped in on the loop.
+        assert GatedMachine.threads["prepare"] and loop_thread not in GatedMachine.threads["prepare"]
+        assert GatedMachine.threads["swap"] == {loop_thread}
+    finally:
+        GatedMachine.gate.set()
         await c.close()
 
 

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyxos.core.statemachine import StateMachine
+from pyxos.core.statemachine import ConcurrentSnapshots, StateMachine
 from pyxos.kv import KVStateMachine, Request, decode_request, encode_request, to_resp3
+from pyxos.kv.statemachine import FRAME_KEYS
 from pyxos.kv.reply import decode_reply
 
 
@@ -19,6 +20,7 @@ def cmd(*argv: str) -> bytes:
 
 def test_implements_the_protocol() -> None:
     assert isinstance(KVStateMachine(), StateMachine)
+    assert isinstance(KVStateMachine(), ConcurrentSnapshots)
 
 
 def test_request_round_trip() -> None:
@@ -53,15 +55,92 @@ def test_empty_snapshot() -> None:
     assert copy.digest() == sm.digest()
 
 
-def test_snapshot_does_not_depend_on_insertion_order() -> None:
-    # A replica restored from a snapshot has its keys in a different dict order than one
-    # that applied the log; their snapshots (and digests) must still be equal.
+def test_digest_does_not_depend_on_insertion_order() -> None:
+    # Two replicas may hold their keys in different dict orders (one restored from a
+    # snapshot, one that applied the log); converged, their digests must be equal.
     a, b = KVStateMachine(), KVStateMachine()
     a.apply(cmd("SET", "x", "1"))
     a.apply(cmd("SET", "y", "2"))
     b.apply(cmd("SET", "y", "2"))
     b.apply(cmd("SET", "x", "1"))
-    assert a.snapshot() == b.snapshot()
+    a._applied = b._applied
+    assert a.digest() == b.digest()
+    b.apply(cmd("SET", "x", "2"))
+    a.apply(cmd("SET", "x", "3"))
+    assert a.digest() != b.digest()
+
+
+def test_big_snapshot_spans_frames_and_round_trips() -> None:
+    sm = KVStateMachine()
+    n = FRAME_KEYS * 2 + 17
+    sm.apply(encode_request([b"MSET", *(x for i in range(n) for x in (b"k%d" % i, b"v%d" % i))]))
+    sm.apply(encode_request([b"SET", b"s", b"1"], client_id=5, seq=1))
+    pieces = list(sm.snapshot_stream())
+    assert len(pieces) == 2 + 3  # magic, header, three frames of keys
+    copy = KVStateMachine()
+    copy.restore(b"".join(pieces))
+    assert len(copy) == n + 1 and copy.digest() == sm.digest()
+    # the session came along: a retry gets the cached reply, not a second execution
+    assert copy.apply(encode_request([b"SET", b"s", b"2"], client_id=5, seq=1)) == b"+OK\r\n"
+    assert copy.read([b"GET", b"s"]) == b"$1\r\n1\r\n"
+
+
+def test_snapshot_stream_captures_the_state_at_the_call() -> None:
+    sm = KVStateMachine()
+    sm.apply(cmd("SET", "a", "1"))
+    stream = sm.snapshot_stream()  # encoded later, as a worker thread would
+    captured = sm.digest()
+    sm.apply(cmd("SET", "a", "2"))
+    sm.apply(cmd("SET", "b", "3"))
+    copy = KVStateMachine()
+    copy.restore(b"".join(stream))
+    assert copy.digest() == captured != sm.digest()
+
+
+def test_prepare_restore_leaves_the_live_state_until_the_swap() -> None:
+    source = KVStateMachine()
+    source.apply(cmd("SET", "a", "new"))
+    sm = KVStateMachine()
+    sm.apply(cmd("SET", "a", "old"))
+    swap = sm.prepare_restore(source.snapshot())
+    assert sm.read([b"GET", b"a"]) == b"$3\r\nold\r\n"
+    swap()
+    assert sm.read([b"GET", b"a"]) == b"$3\r\nnew\r\n"
+    assert sm.digest() == source.digest()
+
+
+def test_version_1_snapshots_still_restore() -> None:
+    # What earlier releases wrote: one msgpack array, keys sorted.
+    old = msgspec.msgpack.encode([1, 3, [b"a", b"b"], [b"1", b"2"], [[7, 2, 3, b"+OK\r\n"]]])
+    sm = KVStateMachine()
+    sm.restore(old)
+    assert len(sm) == 2 and sm.applied == 3 and sm.session_count == 1
+    assert sm.read([b"GET", b"b"]) == b"$1\r\n2\r\n"
+
+
+def _damaged_snapshots() -> list[bytes]:
+    sm = KVStateMachine()
+    sm.apply(encode_request([b"MSET", *(x for i in range(10) for x in (b"k%d" % i, b"v"))]))
+    good = sm.snapshot()
+    header_end = 5 + 4 + int.from_bytes(good[5:9], "big")
+    return [
+        good[:-3],  # truncated frame
+        good[:header_end],  # the keys are missing: the header's count disagrees
+        good + good[header_end:],  # the keys twice: duplicates, count disagrees
+        good[:4] + b"\x09" + good[5:],  # unknown version
+        good[:5],  # no header
+        good[:header_end] + b"\x00\x00\x00\x02\x91\x01",  # a frame of the wrong shape
+    ]
+
+
+@pytest.mark.parametrize("data", _damaged_snapshots())
+def test_restore_rejects_damaged_frames_and_keeps_state(data: bytes) -> None:
+    sm = KVStateMachine()
+    sm.apply(cmd("SET", "k", "v"))
+    before = sm.digest()
+    with pytest.raises(ValueError):
+        sm.restore(data)
+    assert sm.digest() == before
 
 
 def test_digest_tracks_state_not_reads() -> None:

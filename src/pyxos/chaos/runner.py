@@ -45,6 +45,9 @@ class ChaosConfig:
     check_timeout: float = 300.0
     rotate: float = 10.0
     """Seconds before the workload moves to fresh keys (keeps each key's history short)."""
+    pace: float = 1.0
+    """Scales the nemesis's healthy gaps (1-3 s) and fault holds (1.5-4 s): 0.5 is twice
+    as many faults in the same time."""
 
 
 @dataclass(slots=True)
@@ -161,7 +164,14 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             )
             for i in range(cfg.workers)
         ]
-        nemesis = Nemesis(cluster, proxies, cfg.nemesis, random.Random(rng.getrandbits(64)))
+        nemesis = Nemesis(
+            cluster,
+            proxies,
+            cfg.nemesis,
+            random.Random(rng.getrandbits(64)),
+            healthy=(1.0 * cfg.pace, 3.0 * cfg.pace),
+            hold=(1.5 * cfg.pace, 4.0 * cfg.pace),
+        )
         t0 = time.monotonic()
         recorder.started = t0
         tasks = [asyncio.create_task(w.run(stop)) for w in workers]

@@ -6,6 +6,7 @@ application, and every layer above may name it without importing upwards.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
 
 
@@ -29,4 +30,28 @@ class StateMachine(Protocol):
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with one produced by :meth:`snapshot`."""
+        ...
+
+
+@runtime_checkable
+class ConcurrentSnapshots(Protocol):
+    """Optional: a state machine whose snapshots may be built and decoded off the loop.
+
+    A runtime that finds these methods uses them so that a big state never holds its event
+    loop for long: it calls :meth:`snapshot_stream` where commands are applied (the capture
+    must be cheap) and iterates the result in a worker thread; it calls
+    :meth:`prepare_restore` in a worker thread and the returned swap where commands are
+    applied. Without them the runtime calls ``snapshot`` and ``restore`` directly.
+    """
+
+    def snapshot_stream(self) -> Iterator[bytes]:
+        """Capture the state now; the iterator yields the snapshot's bytes in pieces and
+        must not depend on commands applied after this call."""
+        ...
+
+    def prepare_restore(self, data: bytes) -> Callable[[], None]:
+        """Decode ``data`` without touching the live state; return what swaps it in.
+
+        Raises ``ValueError`` when ``data`` is not a snapshot this machine understands.
+        """
         ...

@@ -3,8 +3,16 @@
 Every replica applies the same log entries in the same order and must end in the same state
 with the same replies, so nothing here reads a clock, draws a random number, or iterates a
 ``set``. Python dicts iterate in insertion order, which is itself a function of the applied
-history, so iterating them is deterministic; snapshots still sort keys so that a replica
-restored from a snapshot (whose dict order differs) produces identical bytes.
+history, so iterating them is deterministic. No reply depends on that order, so snapshots
+keep it (sorting a million keys would hold the interpreter for half a second); the state
+digest, which must be equal on every converged replica whatever its history, sorts.
+
+Snapshots of a big store are taken and installed off the event loop
+(:class:`~pyxos.core.statemachine.ConcurrentSnapshots`): :meth:`KVStateMachine.snapshot_stream`
+copies the dict (one C-level copy, milliseconds) and encodes frames of a few thousand keys
+lazily, in whatever thread iterates it; :meth:`KVStateMachine.prepare_restore` decodes frame
+by frame into a new dict in a worker thread and returns the swap. Work in small C calls
+lets the event loop keep the interpreter lock in between, so heartbeats keep flowing.
 
 Replies: ``apply`` returns RESP2 bytes, which the server writes to the client unchanged and
 which is what the exactly-once cache stores. RESP3 clients get
@@ -29,8 +37,10 @@ replicated state), like the rest of the cluster configuration.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import struct
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import msgspec
 
@@ -76,7 +86,13 @@ DEFAULT_MAX_SESSIONS = 100_000
 DEFAULT_MAX_VALUE_LEN = 512 * 1024 * 1024
 """Largest value APPEND may build (Redis ``proto-max-bulk-len``)."""
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+SNAPSHOT_MAGIC = b"PXKV"
+"""Version 2 snapshots start with these bytes and the version; version 1 (a single msgpack
+``_Snapshot`` with sorted keys) is still accepted by :meth:`KVStateMachine.restore`."""
+FRAME_KEYS = 4096
+"""Keys per snapshot frame: small enough that encoding or decoding one takes about a
+millisecond, so a worker thread hands the interpreter back to the event loop often."""
 
 # Replies, exactly as Redis words them where Redis has the case.
 ERR_SYNTAX = ErrorReply("ERR syntax error")
@@ -129,8 +145,37 @@ class _Snapshot(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fie
     sessions: list[_SessionRecord]  # least recently used first
 
 
+class _Header(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    applied: int
+    keys: int
+    sessions: list[_SessionRecord]  # least recently used first
+
+
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(_Snapshot)
+_header_decoder = msgspec.msgpack.Decoder(_Header)
+_frame_decoder = msgspec.msgpack.Decoder(list[tuple[bytes, bytes]])
+_FRAME_LEN = struct.Struct(">I")
+
+
+def _frame(payload: bytes) -> bytes:
+    return _FRAME_LEN.pack(len(payload)) + payload
+
+
+def _frames(data: bytes, start: int) -> Iterator[memoryview]:
+    """The length-prefixed frames of ``data`` from ``start``; ValueError if truncated."""
+    view = memoryview(data)
+    pos, end = start, len(data)
+    while pos < end:
+        if pos + 4 > end:
+            raise ValueError("corrupt KV snapshot: truncated frame header")
+        (n,) = _FRAME_LEN.unpack_from(view, pos)
+        pos += 4
+        if pos + n > end:
+            raise ValueError("corrupt KV snapshot: truncated frame")
+        yield view[pos : pos + n]
+        pos += n
+
 
 _Handler = Callable[[Sequence[bytes]], Reply]
 
@@ -204,20 +249,31 @@ class KVStateMachine:
         return self.apply_request(request)
 
     def snapshot(self) -> bytes:
-        """The whole state as msgpack; equal states always give equal bytes."""
-        keys = sorted(self._data)
-        data = self._data
-        snap = _Snapshot(
-            version=SNAPSHOT_VERSION,
-            applied=self._applied,
-            keys=keys,
-            values=[data[k] for k in keys],
-            sessions=[
-                _SessionRecord(cid, s.seq, s.last_used, s.reply)
-                for cid, s in self._sessions.items()
-            ],
+        """The whole state as bytes (:meth:`snapshot_stream` joined)."""
+        return b"".join(self.snapshot_stream())
+
+    def snapshot_stream(self) -> Iterator[bytes]:
+        """Capture the state now; the returned iterator encodes it lazily, in any thread.
+
+        The capture is a shallow copy of the key dict and of each session's fields, so
+        commands applied after this call do not show in the snapshot. Values are immutable
+        ``bytes`` and are shared, not copied.
+        """
+        data = self._data.copy()
+        header = _Header(
+            self._applied,
+            len(data),
+            [_SessionRecord(cid, s.seq, s.last_used, s.reply) for cid, s in self._sessions.items()],
         )
-        return _snapshot_encoder.encode(snap)
+
+        def frames() -> Iterator[bytes]:
+            yield SNAPSHOT_MAGIC + bytes([SNAPSHOT_VERSION])
+            yield _frame(_snapshot_encoder.encode(header))
+            items = iter(data.items())
+            while chunk := list(itertools.islice(items, FRAME_KEYS)):
+                yield _frame(_snapshot_encoder.encode(chunk))
+
+        return frames()
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with one from :meth:`snapshot`.
@@ -226,20 +282,67 @@ class KVStateMachine:
             ValueError: ``data`` is not a snapshot of a supported version. The current state
                 is left untouched in that case.
         """
+        self.prepare_restore(data)()
+
+    def prepare_restore(self, data: bytes) -> Callable[[], None]:
+        """Decode ``data`` without touching the live state; return the function that swaps
+        it in. The decoding may run in a worker thread; the swap must run where commands
+        are applied.
+
+        Raises:
+            ValueError: ``data`` is not a snapshot of a supported version.
+        """
+        if not data.startswith(SNAPSHOT_MAGIC):
+            return self._prepare_restore_v1(data)
+        if len(data) < 5 or data[4] != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported KV snapshot version {data[4:5]!r}")
+        frames = _frames(data, 5)
+        try:
+            header = _header_decoder.decode(next(frames))
+            new: dict[bytes, bytes] = {}
+            total = 0
+            for frame in frames:
+                chunk = _frame_decoder.decode(frame)
+                total += len(chunk)
+                new.update(chunk)
+        except StopIteration:
+            raise ValueError("corrupt KV snapshot: no header") from None
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"not a KV snapshot: {exc}") from exc
+        if total != header.keys or len(new) != total:
+            raise ValueError(
+                f"corrupt KV snapshot: {total} entries, {len(new)} distinct keys, "
+                f"where the header says {header.keys}"
+            )
+        sessions = self._sessions_of(header.sessions)
+        return lambda: self._swap(new, sessions, header.applied)
+
+    def _prepare_restore_v1(self, data: bytes) -> Callable[[], None]:
         try:
             snap = _snapshot_decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise ValueError(f"not a KV snapshot: {exc}") from exc
-        if snap.version != SNAPSHOT_VERSION:
+        if snap.version != 1:
             raise ValueError(f"unsupported KV snapshot version {snap.version}")
         if len(snap.keys) != len(snap.values):
             raise ValueError("corrupt KV snapshot: key and value counts differ")
+        new = dict(zip(snap.keys, snap.values, strict=True))
+        sessions = self._sessions_of(snap.sessions)
+        return lambda: self._swap(new, sessions, snap.applied)
+
+    @staticmethod
+    def _sessions_of(records: list[_SessionRecord]) -> OrderedDict[int, _Session]:
         sessions: OrderedDict[int, _Session] = OrderedDict()
-        for rec in snap.sessions:
+        for rec in records:
             sessions[rec.client_id] = _Session(rec.seq, rec.reply, rec.last_used)
-        self._data = dict(zip(snap.keys, snap.values, strict=True))
+        return sessions
+
+    def _swap(
+        self, data: dict[bytes, bytes], sessions: OrderedDict[int, _Session], applied: int
+    ) -> None:
+        self._data = data
         self._sessions = sessions
-        self._applied = snap.applied
+        self._applied = applied
 
     # --- the rest of the public API --------------------------------------------------------
 
@@ -298,8 +401,21 @@ class KVStateMachine:
         return handler(argv)
 
     def digest(self) -> str:
-        """SHA-256 of :meth:`snapshot`, hex: equal on replicas that have converged."""
-        return hashlib.sha256(self.snapshot()).hexdigest()
+        """SHA-256 of the state in a canonical form (keys sorted), hex: equal on replicas
+        that have converged, whatever order their keys were inserted in."""
+        keys = sorted(self._data)
+        data = self._data
+        canonical = _Snapshot(
+            version=1,
+            applied=self._applied,
+            keys=keys,
+            values=[data[k] for k in keys],
+            sessions=[
+                _SessionRecord(cid, s.seq, s.last_used, s.reply)
+                for cid, s in self._sessions.items()
+            ],
+        )
+        return hashlib.sha256(_snapshot_encoder.encode(canonical)).hexdigest()
 
     @property
     def applied(self) -> int:

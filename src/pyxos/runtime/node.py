@@ -20,7 +20,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -28,13 +28,13 @@ from pyxos.core.config import Config
 from pyxos.core.messages import InstallSnapshot, Message, SnapshotChunk, SnapshotChunkAck
 from pyxos.core.ready import Persist, Ready
 from pyxos.core.replica import Replica, Role
-from pyxos.core.statemachine import StateMachine
+from pyxos.core.statemachine import ConcurrentSnapshots, StateMachine
 from pyxos.runtime import envelope
 from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
 from pyxos.runtime.metrics import NodeMetrics
 from pyxos.runtime.snapshot_transfer import SnapshotTransfers
-from pyxos.storage import Storage, StorageError
+from pyxos.storage import StaleSnapshotError, Storage, StorageError
 from pyxos.transport import Transport
 
 T = TypeVar("T")
@@ -94,13 +94,18 @@ class Node:
         self._read_ready: list[tuple[int, int]] = []
         self._wake = asyncio.Event()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pyxos-io-{self.id}")
+        # Snapshots are saved and decoded on a thread of their own, so that log writes
+        # (and so commits) go on while a big state is serialized or installed.
+        self._snap_io = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"pyxos-snapshot-{self.id}"
+        )
+        self._snapshot_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._tick_handle: asyncio.TimerHandle | None = None
         self._closed = False
         self.failed: str | None = None
         self.applied = 0
         self._last_snapshot = 0
-        self._snapshotting = False
         self._deferred_commit: int | None = None
         self._writes_in_flight = 0
         self._write_queue: list[Ready] = []
@@ -170,14 +175,16 @@ class Node:
         self._closed = True
         if self._tick_handle is not None:
             self._tick_handle.cancel()
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._snapshot_task] if self._snapshot_task else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.transport.close()
         self.snapshots.close()
         self._fail_waiters(Unavailable("node stopped"))
+        self._snap_io.shutdown(wait=True)
         self._io.shutdown(wait=True)
         self.storage.close()
 
@@ -404,11 +411,15 @@ class Node:
                 self._wake.clear()
                 while self.replica.has_ready() and self._writes_in_flight < MAX_WRITES_IN_FLIGHT:
                     ready = self.replica.ready()
+                    if ready.snapshot_install is not None:
+                        # Decoded in a worker thread; what the batch commits after the
+                        # snapshot is applied once it is swapped in.
+                        await self._install_snapshot(ready.snapshot_install.last_slot)
                     self._carry_out(ready, loop)
                     # Release the batch now; our own votes in it count once its write is
                     # durable (_written). The next batch can go out meanwhile: pipelining.
                     self.replica.advance(ready, persisted=False)
-                    await self._maybe_snapshot(loop)
+                    self._maybe_snapshot()
                     self._signal_change()
         except StorageError as exc:
             self._fatal(f"storage failed: {exc}")
@@ -460,11 +471,6 @@ class Node:
                 self._start_write(loop)
         else:
             self._written(ready)
-        if ready.snapshot_install is not None:
-            self.sm.restore(self.storage.read_snapshot())
-            self.applied = ready.snapshot_install.last_slot
-            self._last_snapshot = self.applied
-            self.log.info("installed snapshot through slot %d", self.applied)
         if ready.committed:
             self._apply(ready.committed)
         for token, index in ready.reads:
@@ -548,17 +554,73 @@ class Node:
             if waiter is not None and not waiter.done():
                 waiter.set_result(True)
 
-    async def _maybe_snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _install_snapshot(self, last_slot: int) -> None:
+        """Replace the state machine with the durable snapshot through ``last_slot``.
+
+        Reading and decoding run on the snapshot thread (the event loop keeps answering
+        heartbeats); only the final swap runs here.
+        """
+        loop = asyncio.get_running_loop()
+        sm, storage = self.sm, self.storage
+
+        def prepare() -> Callable[[], None]:
+            data = storage.read_snapshot()
+            if isinstance(sm, ConcurrentSnapshots):
+                return sm.prepare_restore(data)
+            return functools.partial(sm.restore, data)
+
+        started = time.perf_counter()
+        swap = await loop.run_in_executor(self._snap_io, prepare)
+        swap()
+        self.applied = last_slot
+        self._last_snapshot = max(self._last_snapshot, last_slot)
+        self.log.info(
+            "installed snapshot through slot %d in %.3fs", last_slot, time.perf_counter() - started
+        )
+
+    def _maybe_snapshot(self) -> None:
+        """Start saving a snapshot in the background once enough slots were applied."""
+        if self._snapshot_task is not None or self.failed is not None:
+            return
         if self.applied - self._last_snapshot < self.config.snapshot_every:
             return
-        last = self.applied
-        data = self.sm.snapshot()
+        sm = self.sm
+        # The capture happens here, between two applied batches; the encoding, the write
+        # and the fsync happen on the snapshot thread while the node keeps committing.
+        data: bytes | Iterator[bytes] = (
+            sm.snapshot_stream() if isinstance(sm, ConcurrentSnapshots) else sm.snapshot()
+        )
+        self._snapshot_task = asyncio.get_running_loop().create_task(
+            self._save_snapshot(self.applied, data), name=f"pyxos-snapshot-{self.id}"
+        )
+
+    async def _save_snapshot(self, last: int, data: bytes | Iterator[bytes]) -> None:
+        loop = asyncio.get_running_loop()
         members = tuple(sorted(self.config.members))
-        await loop.run_in_executor(self._io, self.storage.save_snapshot, last, members, data)
-        self._last_snapshot = last
+        started = time.perf_counter()
+        try:
+            info = await loop.run_in_executor(
+                self._snap_io, self.storage.save_snapshot, last, members, data
+            )
+        except StaleSnapshotError:
+            return  # a newer snapshot was installed from the leader meanwhile
+        except StorageError as exc:
+            self._fatal(f"storage failed while saving a snapshot: {exc}")
+            return
+        finally:
+            self._snapshot_task = None
+        if self._closed or self.failed is not None:
+            return
+        self._last_snapshot = max(self._last_snapshot, last)
         self.replica.compact(last)
         self.metrics.snapshots.inc()
-        self.log.info("snapshot through slot %d (%d bytes), log compacted", last, len(data))
+        self._wake.set()
+        self.log.info(
+            "snapshot through slot %d (%d bytes) in %.3fs, log compacted",
+            last,
+            info.size,
+            time.perf_counter() - started,
+        )
 
     def _fatal(self, reason: str) -> None:
         """Stop voting and serving: never continue on state we could not persist."""
