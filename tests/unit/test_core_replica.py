@@ -262,6 +262,37 @@ def test_follower_learns_from_commit_only_values_accepted_at_that_ballot() -> No
     assert r.log[2].chosen
 
 
+class CountingLog(dict[int, SlotValue]):
+    """A replica log that counts lookups: the learner's work per message."""
+
+    lookups = 0
+
+    def get(self, key: int, default: object = None) -> object:  # type: ignore[override]
+        CountingLog.lookups += 1
+        return super().get(key, default)
+
+
+def test_far_behind_follower_does_not_rescan_its_gap_on_every_message() -> None:
+    # A follower that joins late accepts the leader's new slots but misses the old ones;
+    # until catch-up fills the gap, each heartbeat and proposal says "chosen up to N".
+    # Rescanning the whole gap each time made a rejoining node spin at 100% CPU.
+    r = lone(2)
+    r.log = CountingLog()
+    ballot = Ballot(1, 1)
+    gap = 5_000
+    r.step(Propose(1, ballot, gap, ((b"x",),), gap))
+    CountingLog.lookups = 0
+    for i in range(200):
+        r.step(Propose(1, ballot, gap + 1 + i, ((b"y",),), gap + i))
+        r.step(Commit(1, ballot, gap + 1 + i, 0))
+    assert r.commit_index == 0  # the hole below is still unknown
+    assert CountingLog.lookups < gap + 10 * 200
+    # A value stored below what was scanned is still learned: catch-up of slot 1..gap-1
+    # at this ballot (a retransmission) makes everything through the commit chosen.
+    r.step(Propose(1, ballot, 1, tuple((b"z",) for _ in range(gap - 1)), gap + 200))
+    assert r.commit_index == gap + 200
+
+
 def test_lagging_follower_catches_up() -> None:
     net = Net(3)
     net.elect(1)

@@ -155,6 +155,11 @@ class Replica:
         self.log: dict[int, SlotValue] = {}
         self.commit_index = 0
         """Every slot up to here is chosen and its value known locally."""
+        self._learn_ballot: Ballot = ZERO
+        self._learn_from = 1
+        """``_learn_commit`` already examined every slot below this for ``_learn_ballot``
+        (a slot stored since moves it back down): without it a follower far behind would
+        rescan its whole gap on every message, quadratic work that starves its loop."""
         self.snapshot_slot = 0
         self.applied = 0
         """Last slot handed to the driver in ``Ready.committed``."""
@@ -827,8 +832,12 @@ class Replica:
     def _learn_commit(self, ballot: Ballot, commit_index: int) -> None:
         """Slots up to ``commit_index`` are chosen; ours are, if accepted at ``ballot``."""
         top = min(commit_index, self.max_slot)
+        if ballot != self._learn_ballot:
+            self._learn_ballot, self._learn_from = ballot, 0
+        start = max(self.commit_index + 1, self._learn_from)
+        self._learn_from = max(self._learn_from, top + 1)
         changed = False
-        for slot in range(self.commit_index + 1, top + 1):
+        for slot in range(start, top + 1):
             entry = self.log.get(slot)
             if entry is not None and not entry.chosen and entry.ballot == ballot:
                 self.log[slot] = SlotValue(slot, entry.ballot, entry.value, True)
@@ -900,6 +909,8 @@ class Replica:
 
     def _store(self, entry: SlotValue) -> None:
         self.log[entry.slot] = entry
+        if entry.slot < self._learn_from:
+            self._learn_from = entry.slot
         self._out.persist.entries.append(entry)
 
     def _advance_commit(self) -> None:
