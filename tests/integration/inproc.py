@@ -52,7 +52,9 @@ class InprocCluster:
     async def start(self, i: int | None = None) -> None:
         for k in [i] if i is not None else list(self.members):
             node = Node(
-                self.config(k), self.make_machine(), on_fatal=lambda r, k=k: self.fatal.__setitem__(k, r)
+                self.config(k),
+                self.make_machine(),
+                on_fatal=lambda r, k=k: self.fatal.__setitem__(k, r),
             )
             await node.start()
             self.nodes[k] = node

@@ -168,7 +168,8 @@ async def test_snapshots_are_built_and_installed_off_the_event_loop(tmp_path: Pa
         assert node.replica.snapshot_slot > 0
         assert c.machine(lagger).items == c.machine(leader.id).items
         # Decoded on the snapshot thread, swapped in on the loop.
-        assert GatedMachine.threads["prepare"] and loop_thread not in GatedMachine.threads["prepare"]
+        prepared_on = GatedMachine.threads["prepare"]
+        assert prepared_on and loop_thread not in prepared_on
         assert GatedMachine.threads["swap"] == {loop_thread}
     finally:
         GatedMachine.gate.set()

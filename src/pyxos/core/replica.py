@@ -909,8 +909,7 @@ class Replica:
 
     def _store(self, entry: SlotValue) -> None:
         self.log[entry.slot] = entry
-        if entry.slot < self._learn_from:
-            self._learn_from = entry.slot
+        self._learn_from = min(self._learn_from, entry.slot)
         self._out.persist.entries.append(entry)
 
     def _advance_commit(self) -> None:
