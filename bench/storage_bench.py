@@ -1,4 +1,4 @@
-"""How fast the LMDB storage persists batches and recovers a long log.
+"""How fast each storage engine (LMDB, SQLite) persists batches and recovers a long log.
 
 Measures, in a fresh data dir (``--dir``, default a new directory under the system temp
 dir; make sure that is a real disk, not a tmpfs, or fsync costs nothing):
@@ -11,7 +11,10 @@ dir; make sure that is a real disk, not a tmpfs, or fsync costs nothing):
   ``Storage`` trades for one sync per batch).
 
     .venv/bin/python bench/storage_bench.py [--dir DIR] [--small 2000] [--batches 300]
-                                            [--entries 1000000] [--keep]
+                                            [--entries 1000000] [--engines lmdb,sqlite]
+                                            [--keep]
+
+The ``Storage`` measurements run once per engine (``--engines``).
 
 Prints one human line per measurement and, last, one JSON object.
 """
@@ -33,13 +36,15 @@ from benchlib import filesystem_of  # bench/ is on sys.path when run as a script
 from pyxos.core.ballot import Ballot
 from pyxos.core.messages import SlotValue
 from pyxos.core.ready import Persist
-from pyxos.storage import Storage
+from pyxos.storage import Storage, open_storage
 
 BALLOT = Ballot(3, 1)
+ENGINE = "lmdb"
+"""The engine ``open_store`` opens; ``main`` sets it for each round."""
 
 
 def open_store(path: Path) -> Storage:
-    return Storage(path, node_id=1, cluster_id="bench", members=(1, 2, 3))
+    return open_storage(ENGINE, path, node_id=1, cluster_id="bench", members=(1, 2, 3))
 
 
 def synced_writes(path: Path, calls: int, per_call: int, size: int) -> dict[str, float]:
@@ -100,7 +105,7 @@ def load_time(path: Path, entries: int, batch: int = 10_000) -> dict[str, float]
         assert len(state.entries) == entries and state.commit_index == entries
     finally:
         store.close()
-    size = (path / "lmdb" / "data.mdb").stat().st_size
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return {
         "entries": entries,
         "fill_s": fill,
@@ -148,6 +153,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=2000, help="synced 1x100 B writes")
     parser.add_argument("--batches", type=int, default=300, help="synced 64x4 KiB writes")
     parser.add_argument("--entries", type=int, default=1_000_000, help="entries for load()")
+    parser.add_argument("--engines", default="lmdb,sqlite", help="storage engines to measure")
     parser.add_argument("--keep", action="store_true", help="keep the data dirs")
     args = parser.parse_args()
 
@@ -162,29 +168,34 @@ def main() -> None:
             f"raw LMDB sync=True commit (100 B):  {results['lmdb_sync_true_commits_per_s']:8.0f} /s"
         )
 
-        small = synced_writes(base / "small", args.small, 1, 100)
-        results["write_1x100B"] = small
-        print(
-            f"Storage.write 1 x 100 B, synced:    {small['writes_per_s']:8.0f} writes/s  "
-            f"(p50 {small['p50_ms']:.2f} ms, p99 {small['p99_ms']:.2f} ms, "
-            f"sync {small['mean_sync_ms']:.2f} ms)"
-        )
+        global ENGINE
+        for engine in args.engines.split(","):
+            ENGINE = engine
+            results[engine] = one = {}
+            print(f"--- {engine}")
+            small = synced_writes(base / f"{engine}-small", args.small, 1, 100)
+            one["write_1x100B"] = small
+            print(
+                f"Storage.write 1 x 100 B, synced:    {small['writes_per_s']:8.0f} writes/s  "
+                f"(p50 {small['p50_ms']:.2f} ms, p99 {small['p99_ms']:.2f} ms, "
+                f"sync {small['mean_sync_ms']:.2f} ms)"
+            )
 
-        big = synced_writes(base / "batch", args.batches, 64, 4096)
-        results["write_64x4KiB"] = big
-        print(
-            f"Storage.write 64 x 4 KiB, synced:   {big['writes_per_s']:8.0f} writes/s  "
-            f"({big['entries_per_s']:.0f} entries/s, {big['mb_per_s']:.1f} MB/s, "
-            f"p50 {big['p50_ms']:.2f} ms, p99 {big['p99_ms']:.2f} ms)"
-        )
+            big = synced_writes(base / f"{engine}-batch", args.batches, 64, 4096)
+            one["write_64x4KiB"] = big
+            print(
+                f"Storage.write 64 x 4 KiB, synced:   {big['writes_per_s']:8.0f} writes/s  "
+                f"({big['entries_per_s']:.0f} entries/s, {big['mb_per_s']:.1f} MB/s, "
+                f"p50 {big['p50_ms']:.2f} ms, p99 {big['p99_ms']:.2f} ms)"
+            )
 
-        loaded = load_time(base / "load", args.entries)
-        results["load"] = loaded
-        print(
-            f"Storage.load of {loaded['entries']:,} entries:    {loaded['load_s']:8.2f} s  "
-            f"(open {loaded['open_s'] * 1e3:.1f} ms, fill {loaded['fill_s']:.1f} s, "
-            f"{loaded['data_mb']:.0f} MB)"
-        )
+            loaded = load_time(base / f"{engine}-load", args.entries)
+            one["load"] = loaded
+            print(
+                f"Storage.load of {loaded['entries']:,} entries:    {loaded['load_s']:8.2f} s  "
+                f"(open {loaded['open_s'] * 1e3:.1f} ms, fill {loaded['fill_s']:.1f} s, "
+                f"{loaded['data_mb']:.0f} MB)"
+            )
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

@@ -91,6 +91,11 @@ def sim(seeds: int, start_seed: int, nodes: int, scenario: str, jobs: int, as_js
 @click.option("--admin-host", help="Admin port bind address.  [default: 127.0.0.1]")
 @click.option("--max-clients", type=int, help="Refuse clients beyond this many.  [default: 10000]")
 @click.option("--data-dir", help="Where this node keeps its log and snapshots.")
+@click.option(
+    "--storage",
+    type=click.Choice(["sqlite", "lmdb"]),
+    help="Storage engine; a data dir keeps the one it was made with.  [default: lmdb]",
+)
 @click.option("--cluster-id", help="Name shared by the members; peers from another are refused.")
 @click.option("--secret", envvar="PYXOS_SECRET", help="Shared peer secret (or $PYXOS_SECRET).")
 @click.option("--password", envvar="PYXOS_PASSWORD", help="Require AUTH with this password.")

@@ -176,6 +176,29 @@ async def test_snapshots_are_built_and_installed_off_the_event_loop(tmp_path: Pa
         await c.close()
 
 
+async def test_a_cluster_on_sqlite_commits_and_recovers_after_a_full_restart(
+    tmp_path: Path,
+) -> None:
+    c = InprocCluster(tmp_path, storage="sqlite")
+    await c.start()
+    try:
+        leader = await c.leader()
+        for i in range(30):
+            await leader.submit(b"s%d" % i)
+        assert all((tmp_path / f"n{i}" / "sqlite" / "pyxos.db").exists() for i in c.nodes)
+        for i in list(c.nodes):
+            await c.stop(i)
+        await c.start()
+        leader = await c.leader()
+        await leader.submit(b"after")
+        expected = [b"s%d" % i for i in range(30)] + [b"after"]
+        for i, node in c.nodes.items():
+            await node.wait_for(lambda i=i: len(c.machine(i).items) == 31)  # type: ignore[misc]
+            assert c.machine(i).items == expected
+    finally:
+        await c.close()
+
+
 async def test_a_node_whose_disk_fails_stops_and_the_others_carry_on(
     cluster: InprocCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:

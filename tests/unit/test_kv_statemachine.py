@@ -343,7 +343,7 @@ def test_against_a_dict_model(ops: list[tuple[str, tuple[bytes, ...]]]) -> None:
             assert reply == (1 if model.pop(key, None) is not None else 0)
         elif op == "incr":
             current = model.get(key, b"0")
-            if _is_redis_integer(current) and int(current) + 1 < 2**63:
+            if _is_redis_integer(current) and -(2**63) <= int(current) < 2**63 - 1:
                 model[key] = b"%d" % (int(current) + 1)
                 assert reply == int(current) + 1
             else:

@@ -161,6 +161,7 @@ def test_wrong_types_from_python_are_caught_by_node_config(tmp_path: Path) -> No
         ({"secret": ""}, "secret must not be empty"),
         ({"log_level": "verbose"}, "bad log level 'verbose'"),
         ({"test_bug": "nope"}, "unknown test bug 'nope'"),
+        ({"storage": "rocksdb"}, "unknown storage engine 'rocksdb'"),
     ],
 )
 def test_node_config_errors(tmp_path: Path, overrides: dict[str, Any], message: str) -> None:

@@ -12,12 +12,14 @@ from pyxos.core.ballot import Ballot
 from pyxos.core.messages import InstallSnapshot, SlotValue
 from pyxos.core.ready import HardState, Persist
 from pyxos.storage import (
+    ENGINES,
     MemoryStorage,
     SnapshotVerifyError,
     StaleSnapshotError,
     Storage,
     StorageBackend,
     StorageError,
+    open_storage,
 )
 
 MEMBERS = (1, 2, 3)
@@ -38,11 +40,14 @@ class Harness:
         return self.store
 
 
-@pytest.fixture(params=["lmdb", "memory"])
+@pytest.fixture(params=["lmdb", "sqlite", "memory"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    if request.param == "lmdb":
+    if request.param in ENGINES:
+        engine = request.param
         h = Harness(
-            lambda: Storage(tmp_path / "d", node_id=1, cluster_id="c", members=MEMBERS),
+            lambda: open_storage(
+                engine, tmp_path / "d", node_id=1, cluster_id="c", members=MEMBERS
+            ),
             lambda: None,
         )
     else:

@@ -194,7 +194,7 @@ def test_missing_data_dir_with_create_false_is_data_loss(data_dir: Path) -> None
     with pytest.raises(CorruptStorageError, match="missing"):
         open_store(data_dir, create=False)
     data_dir.mkdir()
-    with pytest.raises(CorruptStorageError, match="no LMDB environment"):
+    with pytest.raises(CorruptStorageError, match="no lmdb store"):
         open_store(data_dir, create=False)
 
 

@@ -50,6 +50,8 @@ class NodeConfig:
     members: dict[int, tuple[str, int]]
     data_dir: Path
     cluster_id: str = "pyxos"
+    storage: str = "lmdb"
+    """Storage engine: ``lmdb`` (two fsyncs per batch) or ``sqlite`` (one, WAL mode)."""
     secret: bytes = b"pyxos-insecure-default-secret"
     tick_seconds: float = 0.01
     election_ticks: int = 30
@@ -71,6 +73,8 @@ class NodeConfig:
             raise ConfigError("snapshot_every must be at least 1")
         if not self.secret:
             raise ConfigError("the cluster secret must not be empty")
+        if self.storage not in ("sqlite", "lmdb"):
+            raise ConfigError(f"unknown storage engine {self.storage!r}: choose sqlite or lmdb")
 
     def options(self) -> Options:
         """The core's options with this node's timing."""

@@ -34,7 +34,7 @@ from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
 from pyxos.runtime.metrics import NodeMetrics
 from pyxos.runtime.snapshot_transfer import SnapshotTransfers
-from pyxos.storage import StaleSnapshotError, Storage, StorageError
+from pyxos.storage import StaleSnapshotError, StorageError, open_storage
 from pyxos.transport import Transport
 
 T = TypeVar("T")
@@ -112,7 +112,8 @@ class Node:
         self._writing = False
         self._leader_changes: list[asyncio.Future[None]] = []
         self._changed = asyncio.Event()
-        self.storage = Storage.open(
+        self.storage = open_storage(
+            config.storage,
             config.data_dir,
             node_id=self.id,
             cluster_id=config.cluster_id,

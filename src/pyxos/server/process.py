@@ -45,6 +45,7 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "admin": _INT,
     "admin_host": _STR,
     "data_dir": _STR,
+    "storage": _STR,
     "cluster_id": _STR,
     "secret": _STR,
     "password": _STR,
@@ -77,6 +78,7 @@ class ServeSettings:
     admin: int | None = None
     admin_host: str = "127.0.0.1"
     data_dir: str = ""
+    storage: str = "lmdb"
     cluster_id: str = "pyxos"
     secret: str = "pyxos-insecure-default-secret"
     password: str | None = None
@@ -132,6 +134,8 @@ class ServeSettings:
             raise ConfigError("max_clients must be at least 1")
         if self.snapshot_every < 1:
             raise ConfigError("snapshot_every must be at least 1")
+        if self.storage not in ("sqlite", "lmdb"):
+            raise ConfigError(f"unknown storage engine {self.storage!r}: choose sqlite or lmdb")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(
                 f"bad log level {self.log_level!r}: choose from {', '.join(LOG_LEVELS)}"
@@ -157,6 +161,7 @@ class ServeSettings:
             node_id=self.id,
             members=parse_cluster(self.cluster),
             data_dir=Path(self.data_dir),
+            storage=self.storage,
             cluster_id=self.cluster_id,
             secret=self.secret.encode(),
             tick_seconds=self.tick_ms / 1000,

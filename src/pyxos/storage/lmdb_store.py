@@ -174,12 +174,12 @@ class Storage:
             self._open(wanted, create)
         except BaseException as exc:
             self._release()
-            if isinstance(exc, _CORRUPT_LMDB):
+            if isinstance(exc, self.CORRUPT_ERRORS):
                 raise CorruptStorageError(f"data dir {self.path} is damaged: {exc}") from exc
             if isinstance(exc, ValueError) and not isinstance(exc, StorageError):
                 # msgspec decode errors of our own records
                 raise CorruptStorageError(f"data dir {self.path} is damaged: {exc}") from exc
-            if isinstance(exc, lmdb.Error | OSError):
+            if isinstance(exc, (*self.ENGINE_ERRORS, OSError)):
                 raise StorageError(f"cannot open data dir {self.path}: {exc}") from exc
             raise
 
@@ -226,34 +226,28 @@ class Storage:
         except BlockingIOError as exc:
             raise StorageError(f"data dir {self.path} is already open elsewhere") from exc
         self.snapshot_dir.mkdir(exist_ok=True)
-        env_dir = self.path / ENV_DIR
-        if not env_dir.exists():
+        if not self._engine_present():
             orphans = [p.name for p in self.snapshot_dir.iterdir() if p.name.startswith("snap-")]
             if orphans:
                 raise CorruptStorageError(
-                    f"data dir {self.path} has snapshot files {orphans} but no LMDB "
-                    "environment: its meta is missing"
+                    f"data dir {self.path} has snapshot files {orphans} but no {self.ENGINE} "
+                    "store: its meta is missing"
                 )
             if not create:
                 raise CorruptStorageError(
-                    f"data dir {self.path} has no LMDB environment (and create=False)"
+                    f"data dir {self.path} has no {self.ENGINE} store (and create=False)"
                 )
-            self._initialize(
-                env_dir, Identity(FORMAT_VERSION, self.cluster_id, self.node_id, members or ())
+            others = self._other_engines_present()
+            if others:
+                raise StorageError(
+                    f"data dir {self.path} holds a {others[0]} store, not {self.ENGINE}: "
+                    f"open it with storage = {others[0]!r}"
+                )
+            self._engine_create(
+                Identity(FORMAT_VERSION, self.cluster_id, self.node_id, members or ())
             )
             self.created = True
-        self._env = env = _open_env(env_dir, self._map_size)
-        self._map_size = env.info()["map_size"]
-        try:
-            self._meta = env.open_db(_META_DB, create=False)
-            self._log = env.open_db(_LOG_DB, create=False)
-        except lmdb.NotFoundError as exc:
-            raise CorruptStorageError(
-                f"data dir {self.path}: LMDB sub-database missing ({exc}): meta is missing"
-            ) from exc
-        with env.begin() as txn:
-            raw_identity = txn.get(_K_IDENTITY, db=self._meta)
-            raw_snapshot = txn.get(_K_SNAPSHOT, db=self._meta)
+        raw_identity, raw_snapshot = self._engine_open()
         if raw_identity is None:
             raise CorruptStorageError(f"data dir {self.path}: identity record is missing")
         identity = IDENTITY_DECODER.decode(raw_identity)
@@ -285,12 +279,93 @@ class Storage:
                 f"{self.cluster_id!r}"
             )
 
-    def _initialize(self, env_dir: Path, identity: Identity) -> None:
+    # ------------------------------------------------------------------ the engine
+    # Everything LMDB-specific is in the methods of this section; SqliteStorage replaces
+    # them and inherits the rest (data dir, lock, snapshot files, batching, failures).
+
+    ENGINE = "lmdb"
+    CORRUPT_ERRORS: tuple[type[BaseException], ...] = _CORRUPT_LMDB
+    """Engine errors that mean the store is damaged (rejoin as a learner)."""
+    ENGINE_ERRORS: tuple[type[BaseException], ...] = (lmdb.Error,)
+    """Engine errors that mean the disk or the process failed (fatal, sticky)."""
+
+    def _engine_present(self) -> bool:
+        return (self.path / ENV_DIR).exists()
+
+    def _other_engines_present(self) -> list[str]:
+        return ["sqlite"] if (self.path / "sqlite").exists() else []
+
+    def _engine_open(self) -> tuple[bytes | None, bytes | None]:
+        """Open the store; return the raw identity and snapshot records."""
+        self._env = env = _open_env(self.path / ENV_DIR, self._map_size)
+        self._map_size = env.info()["map_size"]
+        try:
+            self._meta = env.open_db(_META_DB, create=False)
+            self._log = env.open_db(_LOG_DB, create=False)
+        except lmdb.NotFoundError as exc:
+            raise CorruptStorageError(
+                f"data dir {self.path}: LMDB sub-database missing ({exc}): meta is missing"
+            ) from exc
+        with env.begin() as txn:
+            return txn.get(_K_IDENTITY, db=self._meta), txn.get(_K_SNAPSHOT, db=self._meta)
+
+    def _engine_commit(
+        self,
+        what: str,
+        *,
+        promised: bytes | None = None,
+        rows: Sequence[tuple[int, bytes]] = (),
+        commit_index: int | None = None,
+        snapshot: bytes | None = None,
+        delete_through: int = 0,
+    ) -> None:
+        """One durable transaction: the records given, then the log through
+        ``delete_through`` deleted."""
+        env = self._env_or_raise()
+        meta, log_db = self._meta, self._log
+
+        def body(txn: lmdb.Transaction[Any]) -> None:
+            if promised is not None:
+                txn.put(_K_PROMISED, promised, db=meta)
+            for slot, value in rows:
+                txn.put(slot_key(slot), value, db=log_db)
+            if commit_index is not None:
+                txn.put(_K_COMMIT, encode_u64(commit_index), db=meta)
+            if snapshot is not None:
+                txn.put(_K_SNAPSHOT, snapshot, db=meta)
+            if delete_through > 0:
+                self._delete_through(txn, delete_through)
+
+        self._commit(env, body, what)
+
+    def _engine_load(self, floor: int) -> tuple[bytes | None, int | None, list[bytes]]:
+        """The raw promise, the commit index and the raw entries above ``floor``."""
+        env = self._env_or_raise()
+        with env.begin() as txn:
+            promised = txn.get(_K_PROMISED, db=self._meta)
+            raw = txn.get(_K_COMMIT, db=self._meta)
+            commit_index = decode_u64(raw) if raw is not None else None
+            cursor = txn.cursor(db=self._log)
+            entries: list[bytes] = []
+            if cursor.set_range(slot_key(floor + 1)):
+                entries = list(cursor.iternext(keys=False, values=True))
+        return promised, commit_index, entries
+
+    def _engine_close(self) -> None:
+        if self._env is not None:
+            env, self._env = self._env, None
+            env.close()
+
+    def _engine_is_open(self) -> bool:
+        return self._env is not None
+
+    def _engine_create(self, identity: Identity) -> None:
         """Create the environment beside its final place, then rename it in.
 
         So a data dir either has a complete, synced identity record or no environment at
         all: an environment without an identity can then only mean damage.
         """
+        env_dir = self.path / ENV_DIR
         tmp = self.path / _INIT_DIR
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -339,6 +414,10 @@ class Storage:
         """The current LMDB map size (grows on demand)."""
         return self._map_size
 
+    def _check_open(self) -> None:
+        self._latch.check()
+        assert self._engine_is_open()
+
     def _env_or_raise(self) -> lmdb.Environment:
         self._latch.check()
         assert self._env is not None
@@ -361,7 +440,7 @@ class Storage:
         ``compact_through`` beyond the snapshot is a ``ValueError``: the log below it
         would be lost with nothing covering it.
         """
-        env = self._env_or_raise()
+        self._check_open()
         snap = persist.snapshot
         new_snapshot = snap is not None and snap.last_slot > self.snapshot_slot
         limit = max(self.snapshot_slot, snap.last_slot if snap is not None else 0)
@@ -392,27 +471,15 @@ class Storage:
                 floor = record.last_slot if record is not None else self.snapshot_slot
                 if through is not None and through > floor:
                     raise ValueError(f"compact_through {through} is beyond the snapshot {floor}")
-                rows = [
-                    (slot_key(e.slot), ENCODER.encode(e)) for e in persist.entries if e.slot > floor
-                ]
-                promised = persist.promised
-                commit_index = persist.commit_index
-                delete_through = max(through or 0, record.last_slot if record else 0)
-                meta, log_db = self._meta, self._log
-
-                def body(txn: lmdb.Transaction[Any]) -> None:
-                    if promised is not None:
-                        txn.put(_K_PROMISED, ENCODER.encode(promised), db=meta)
-                    for key, value in rows:
-                        txn.put(key, value, db=log_db)
-                    if commit_index is not None:
-                        txn.put(_K_COMMIT, encode_u64(commit_index), db=meta)
-                    if record is not None:
-                        txn.put(_K_SNAPSHOT, ENCODER.encode(record), db=meta)
-                    if delete_through > 0:
-                        self._delete_through(txn, delete_through)
-
-                self._commit(env, body, "writing a batch")
+                encode = ENCODER.encode
+                self._engine_commit(
+                    "writing a batch",
+                    promised=encode(persist.promised) if persist.promised is not None else None,
+                    rows=[(e.slot, encode(e)) for e in persist.entries if e.slot > floor],
+                    commit_index=persist.commit_index,
+                    snapshot=encode(record) if record is not None else None,
+                    delete_through=max(through or 0, record.last_slot if record else 0),
+                )
                 if record is not None:
                     self._make_current(record)
                 if persist.must_sync:
@@ -463,19 +530,19 @@ class Storage:
     def _sync_env(self) -> None:
         """Make the batch durable; a method so tests can inject failures.
 
-        In safe mode the commit itself synced (LMDB's ``env.sync`` would only add a third
-        fsync), so there is nothing left to do here.
+        The engines' commits are durable when they return (LMDB in safe mode, SQLite with
+        ``synchronous=FULL``), so there is nothing left to do here.
         """
-        assert self._env is not None
 
     def _sync(self) -> None:
         """Sync, count it, then delete files that the now durable state no longer needs."""
         self._latch.check()
         start = time.perf_counter()
+        failures: tuple[type[BaseException], ...] = (*self.ENGINE_ERRORS, OSError)
         try:
             self._sync_env()
-        except (lmdb.Error, OSError) as exc:
-            raise self._latch.fail("fsync of the LMDB environment", exc) from exc
+        except failures as exc:
+            raise self._latch.fail(f"fsync of the {self.ENGINE} store", exc) from exc
         elapsed = time.perf_counter() - start
         self.syncs += 1
         self.last_sync_seconds = elapsed
@@ -498,22 +565,20 @@ class Storage:
         the snapshot file's checksum is checked (a sequential read of the file); its size
         is always checked. Damage of any kind raises :class:`CorruptStorageError`.
         """
-        env = self._env_or_raise()
+        self._check_open()
+        damage: tuple[type[BaseException], ...] = (ValueError, *self.CORRUPT_ERRORS)
+        failures: tuple[type[BaseException], ...] = (*self.ENGINE_ERRORS, OSError)
         with self._lock:
             self._latch.check()
             snapshot = self._snapshot
             floor = snapshot.last_slot if snapshot is not None else 0
             try:
-                with env.begin() as txn, _gc_paused():
-                    raw = txn.get(_K_PROMISED, db=self._meta)
+                with _gc_paused():
+                    raw, stored_commit, raw_entries = self._engine_load(floor)
                     promised = BALLOT_DECODER.decode(raw) if raw is not None else ZERO
-                    raw = txn.get(_K_COMMIT, db=self._meta)
-                    commit_index = decode_u64(raw) if raw is not None else 0
-                    cursor = txn.cursor(db=self._log)
-                    entries: list[SlotValue] = []
-                    if cursor.set_range(slot_key(floor + 1)):
-                        decode = ENTRY_DECODER.decode
-                        entries = [decode(v) for v in cursor.iternext(keys=False, values=True)]
+                    commit_index = stored_commit or 0
+                    decode = ENTRY_DECODER.decode
+                    entries: list[SlotValue] = [decode(v) for v in raw_entries]
                 previous = floor
                 for entry in entries:
                     if entry.slot <= previous:
@@ -528,9 +593,9 @@ class Storage:
                     files.verify_file(snapshot, checksum=verify_snapshot)
             except CorruptStorageError as exc:
                 raise self._latch.fail("loading", exc, CorruptStorageError) from exc
-            except (ValueError, *_CORRUPT_LMDB) as exc:
+            except damage as exc:
                 raise self._latch.fail("loading", exc, CorruptStorageError) from exc
-            except (lmdb.Error, OSError) as exc:
+            except failures as exc:
                 raise self._latch.fail("loading", exc) from exc
         state = HardState(
             promised=promised,
@@ -574,7 +639,7 @@ class Storage:
         """Make a finished file the current snapshot: meta and compaction in one
         transaction, one sync, then the old file is deleted.
         """
-        env = self._env_or_raise()
+        self._check_open()
         with self._lock:
             self._latch.check()
             if info.last_slot <= self.snapshot_slot:
@@ -583,13 +648,11 @@ class Storage:
                     f"through {self.snapshot_slot}"
                 )
             record = self._place(path, info.last_slot, info.members, info.size, info.checksum)
-            meta = self._meta
-
-            def body(txn: lmdb.Transaction[Any]) -> None:
-                txn.put(_K_SNAPSHOT, ENCODER.encode(record), db=meta)
-                self._delete_through(txn, record.last_slot)
-
-            self._commit(env, body, "installing a snapshot")
+            self._engine_commit(
+                "installing a snapshot",
+                snapshot=ENCODER.encode(record),
+                delete_through=record.last_slot,
+            )
             current = self._make_current(record)
             self._sync()
             return current
@@ -623,7 +686,7 @@ class Storage:
         The reader keeps the file open, so it stays readable even after a newer
         snapshot replaces it.
         """
-        self._env_or_raise()
+        self._check_open()
         with self._lock:
             self._latch.check()
             info = self._snapshot
@@ -654,7 +717,7 @@ class Storage:
         needs anyway; to send it, use :meth:`open_snapshot` and read chunks.
         Raises ``ValueError`` if there is no snapshot.
         """
-        self._env_or_raise()
+        self._check_open()
         with self._lock:
             self._latch.check()
             info = self._snapshot
@@ -687,7 +750,7 @@ class Storage:
         ``next_offset``). Raises :class:`StaleSnapshotError` unless the snapshot is newer
         than the current one.
         """
-        self._env_or_raise()
+        self._check_open()
         if size < 0:
             raise ValueError(f"negative snapshot size {size}")
         if last_slot <= self.snapshot_slot:
@@ -727,7 +790,7 @@ class Storage:
             if self._latch.closed:
                 return
             try:
-                if self._dirty and not self._latch.failed and self._env is not None:
+                if self._dirty and not self._latch.failed and self._engine_is_open():
                     self._sync()
             finally:
                 self._release()
@@ -737,9 +800,7 @@ class Storage:
         if self._incoming is not None:
             self._incoming.close()
             self._incoming = None
-        if self._env is not None:
-            env, self._env = self._env, None
-            env.close()
+        self._engine_close()
         if self._lock_fd is not None:
             fd, self._lock_fd = self._lock_fd, None
             os.close(fd)  # also drops the flock
