@@ -16,12 +16,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Tools the integration tests drive (redis-cli, redis-benchmark); installed when missing.
+# Tools the tests drive (redis-cli, redis-benchmark; nftables as root, for packet loss);
+# installed when missing.
 systools:
 	@command -v redis-cli >/dev/null 2>&1 || { \
 	  echo "installing redis-tools (redis-cli, redis-benchmark)"; \
 	  (apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null) || \
 	  echo "warning: could not install redis-tools; tests that need redis-cli will be skipped"; }
+	@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null 2>&1 || { \
+	  echo "installing nftables (packet loss in chaos runs)"; \
+	  (apt-get update -qq && apt-get install -y -qq nftables >/dev/null) || \
+	  echo "warning: could not install nftables; packet-loss tests will be skipped"; }
 
 demo: $(STAMP)
 	$(BIN)/pyxos demo

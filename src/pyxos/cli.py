@@ -135,7 +135,14 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 @click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 9))
 @click.option("--port", default=6380, show_default=True, help="Node k serves clients on PORT+k-1.")
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
-def cluster(nodes: int, port: int, data_dir: Path) -> None:
+@click.option(
+    "--storage",
+    type=click.Choice(["lmdb", "sqlite"]),
+    default="lmdb",
+    show_default=True,
+    help="Storage engine of every node.",
+)
+def cluster(nodes: int, port: int, data_dir: Path, storage: str) -> None:
     """Run a local cluster in the foreground until Ctrl-C.
 
     Node k serves clients on PORT+k-1, peers on PORT+1000+k-1 and admin HTTP on
@@ -149,7 +156,7 @@ def cluster(nodes: int, port: int, data_dir: Path) -> None:
         raise KeyboardInterrupt  # run the finally below: never orphan the node processes
 
     signal.signal(signal.SIGTERM, stop)
-    local = LocalCluster(nodes, port, data_dir)
+    local = LocalCluster(nodes, port, data_dir, extra_args=["--storage", storage])
     local.start()
     try:
         local.wait_ready()
@@ -212,9 +219,8 @@ def status(endpoints: str, as_json: bool) -> None:
 @click.option("--nodes", default=3, show_default=True, type=click.IntRange(3, 7))
 @click.option(
     "--nemesis",
-    default="kill,crash,pause,partition,delay",
-    show_default=True,
-    help="Comma-separated fault kinds: kill, crash, pause, partition, delay.",
+    help="Comma-separated fault kinds: kill, crash, pause, partition, delay, loss (packet "
+    "loss, needs root and nftables).  [default: every kind this machine can inject]",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--clients", default=10, show_default=True, type=click.IntRange(1, 256))
@@ -236,7 +242,7 @@ def status(endpoints: str, as_json: bool) -> None:
 def chaos(
     duration: float,
     nodes: int,
-    nemesis: str,
+    nemesis: str | None,
     seed: int,
     clients: int,
     keys: int,
@@ -252,13 +258,19 @@ def chaos(
     """
     import asyncio
 
-    from pyxos.chaos.nemesis import KINDS
+    from pyxos.chaos.nemesis import KINDS, available_kinds
+    from pyxos.chaos.netfilter import unavailable_reason
     from pyxos.chaos.runner import ChaosConfig, run_chaos
 
-    kinds = tuple(k.strip() for k in nemesis.split(",") if k.strip())
+    if nemesis is None:
+        kinds = available_kinds()
+    else:
+        kinds = tuple(k.strip() for k in nemesis.split(",") if k.strip())
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise click.BadParameter(f"unknown nemesis {bad}; choose from {', '.join(KINDS)}")
+    if "loss" in kinds and (reason := unavailable_reason()) is not None:
+        raise click.BadParameter(f"the loss nemesis is not available here: {reason}")
     cfg = ChaosConfig(
         duration=duration,
         nodes=nodes,

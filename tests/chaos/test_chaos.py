@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pyxos.chaos.netfilter import unavailable_reason
 from pyxos.chaos.runner import ChaosConfig, run_chaos
 from pyxos.check import check_history, read_history
 
@@ -76,6 +77,15 @@ def test_scenario_passes(nemesis: str) -> None:
     assert report.passed, report.as_dict() | {"why": report.checker_explanation}
     assert len(report.faults) >= 3
     assert report.ok > 1000
+
+
+@pytest.mark.skipif(unavailable_reason() is not None, reason=f"{unavailable_reason()}")
+def test_packet_loss_scenario_passes() -> None:
+    cfg = ChaosConfig(duration=20, nemesis=("loss",), seed=5)
+    report = asyncio.run(run_chaos(cfg))
+    assert report.passed, report.as_dict() | {"why": report.checker_explanation}
+    assert len(report.faults) >= 3 and all(f["kind"] == "loss" for f in report.faults)
+    assert report.ok > 500
 
 
 @pytest.mark.parametrize(

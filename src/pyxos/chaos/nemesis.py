@@ -7,7 +7,9 @@ Kinds (``--nemesis``):
 - ``pause``: SIGSTOP a node or the leader, then SIGCONT;
 - ``partition``: isolate a node, isolate the leader, split majority/minority, or cut one
   link one way;
-- ``delay``: slow every link, or one node's links.
+- ``delay``: slow every link, or one node's links;
+- ``loss``: drop 10-50% of the packets on one node's links, or 10-20% on every link,
+  below TCP with nftables (root only: see :mod:`pyxos.chaos.netfilter`).
 
 Each fault holds for a few seconds, then heals.
 """
@@ -23,10 +25,19 @@ from typing import Any
 
 import redis
 
+from pyxos.chaos.netfilter import PacketLoss, unavailable_reason
 from pyxos.chaos.proxy import LinkProxies
 from pyxos.server.local_cluster import LocalCluster
 
-KINDS = ("kill", "crash", "pause", "partition", "delay")
+KINDS = ("kill", "crash", "pause", "partition", "delay", "loss")
+NEEDS_ROOT = ("loss",)
+
+
+def available_kinds() -> tuple[str, ...]:
+    """Every kind this machine can inject: ``loss`` needs root and nftables."""
+    if unavailable_reason() is None:
+        return KINDS
+    return tuple(k for k in KINDS if k not in NEEDS_ROOT)
 
 
 @dataclass(slots=True)
@@ -70,6 +81,7 @@ class Nemesis:
     healthy: tuple[float, float] = (1.0, 3.0)
     hold: tuple[float, float] = (1.5, 4.0)
     faults: list[Fault] = field(default_factory=list)
+    loss: PacketLoss | None = None
     paused: set[int] = field(default_factory=set)
     killed: set[int] = field(default_factory=set)
 
@@ -80,6 +92,8 @@ class Nemesis:
             fault = await asyncio.to_thread(self._inject)
             self.faults.append(fault)
             await _wait(stop, self.rng.uniform(*self.hold))
+            if fault.kind == "loss" and self.loss is not None:
+                fault.detail += f" ({self.loss.dropped_packets()} dropped)"
             await asyncio.to_thread(self._heal)
             fault.end = time.monotonic()
 
@@ -130,6 +144,8 @@ class Nemesis:
             a, b = rng.sample(ids, 2)
             self.proxies.set(a, b, "drop")
             return Fault(kind, f"one-way cut {a}->{b}", [a, b], now)
+        if kind == "loss":
+            return self._lose_packets(now)
         delay = rng.choice((0.05, 0.1, 0.2))
         if rng.random() < 0.5:
             for a, b in self.proxies.links:
@@ -141,6 +157,19 @@ class Nemesis:
                 self.proxies.set(a, b, "delay", delay)
         return Fault("delay", f"{delay * 1000:.0f} ms on node {victim}'s links", [victim], now)
 
+    def _lose_packets(self, now: float) -> Fault:
+        if self.loss is None:
+            raise RuntimeError("the loss nemesis needs a PacketLoss (root and nftables)")
+        rng, links = self.rng, self.proxies.links
+        if rng.random() < 0.3:
+            percent = rng.choice((10, 20))
+            self.loss.set([link.port for link in links.values()], percent)
+            return Fault("loss", f"{percent}% packet loss on every link", self.cluster.ids, now)
+        victim = self._victim(rng.random() < 0.5)
+        percent = rng.choice((10, 25, 50))
+        self.loss.set([link.port for (a, b), link in links.items() if victim in (a, b)], percent)
+        return Fault("loss", f"{percent}% packet loss on node {victim}'s links", [victim], now)
+
     def _cut(self, side: set[int], other: set[int]) -> None:
         for a in side:
             for b in other:
@@ -149,6 +178,8 @@ class Nemesis:
 
     def _heal(self) -> None:
         self.proxies.heal()
+        if self.loss is not None:
+            self.loss.clear()
         for k in list(self.paused):
             self.cluster.signal(k, signal.SIGCONT)
         self.paused.clear()

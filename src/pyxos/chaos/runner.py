@@ -22,7 +22,8 @@ from typing import Any
 
 import redis
 
-from pyxos.chaos.nemesis import KINDS, Fault, Nemesis, current_leader
+from pyxos.chaos.nemesis import KINDS, NEEDS_ROOT, Fault, Nemesis, current_leader
+from pyxos.chaos.netfilter import PacketLoss, unavailable_reason
 from pyxos.chaos.proxy import LinkProxies
 from pyxos.chaos.workload import Recorder, Worker
 from pyxos.check import check_history, write_history
@@ -35,7 +36,7 @@ NODE_ARGS = ["--tick-ms", "10", "--election-ms", "150", "--heartbeat-ms", "30"]
 class ChaosConfig:
     duration: float = 20.0
     nodes: int = 3
-    nemesis: tuple[str, ...] = KINDS
+    nemesis: tuple[str, ...] = tuple(k for k in KINDS if k not in NEEDS_ROOT)
     seed: int = 0
     workers: int = 10
     keys: int = 8
@@ -130,6 +131,12 @@ def _availability(fault: Fault, recorder: Recorder, end_of_run: float) -> dict[s
 async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     """Run one chaos experiment; see the module docstring."""
     report = ChaosReport()
+    loss: PacketLoss | None = None
+    if "loss" in cfg.nemesis:
+        reason = unavailable_reason()
+        if reason is not None:
+            raise ValueError(f"the loss nemesis is not available here: {reason}")
+        loss = PacketLoss()
     rng = random.Random(cfg.seed)
     root = cfg.out or Path(tempfile.mkdtemp(prefix="pyxos-chaos-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -171,6 +178,7 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             random.Random(rng.getrandbits(64)),
             healthy=(1.0 * cfg.pace, 3.0 * cfg.pace),
             hold=(1.5 * cfg.pace, 4.0 * cfg.pace),
+            loss=loss,
         )
         t0 = time.monotonic()
         recorder.started = t0
@@ -222,6 +230,8 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         ]
         faults = nemesis.faults
     finally:
+        if loss is not None:
+            loss.clear()
         cluster.close()
         await proxies.close()
 
