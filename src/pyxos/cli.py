@@ -94,7 +94,8 @@ def sim(seeds: int, start_seed: int, nodes: int, scenario: str, jobs: int, as_js
 @click.option(
     "--storage",
     type=click.Choice(["sqlite", "lmdb"]),
-    help="Storage engine; a data dir keeps the one it was made with.  [default: lmdb]",
+    help="Storage engine of a new data dir; an existing one keeps the engine it was made "
+    "with.  [default: sqlite]",
 )
 @click.option("--cluster-id", help="Name shared by the members; peers from another are refused.")
 @click.option("--secret", envvar="PYXOS_SECRET", help="Shared peer secret (or $PYXOS_SECRET).")
@@ -137,12 +138,10 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
 @click.option(
     "--storage",
-    type=click.Choice(["lmdb", "sqlite"]),
-    default="lmdb",
-    show_default=True,
-    help="Storage engine of every node.",
+    type=click.Choice(["sqlite", "lmdb"]),
+    help="Storage engine of every node.  [default: sqlite for new data dirs]",
 )
-def cluster(nodes: int, port: int, data_dir: Path, storage: str) -> None:
+def cluster(nodes: int, port: int, data_dir: Path, storage: str | None) -> None:
     """Run a local cluster in the foreground until Ctrl-C.
 
     Node k serves clients on PORT+k-1, peers on PORT+1000+k-1 and admin HTTP on
@@ -156,7 +155,8 @@ def cluster(nodes: int, port: int, data_dir: Path, storage: str) -> None:
         raise KeyboardInterrupt  # run the finally below: never orphan the node processes
 
     signal.signal(signal.SIGTERM, stop)
-    local = LocalCluster(nodes, port, data_dir, extra_args=["--storage", storage])
+    args = ["--storage", storage] if storage else []
+    local = LocalCluster(nodes, port, data_dir, extra_args=args)
     local.start()
     try:
         local.wait_ready()

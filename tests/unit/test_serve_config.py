@@ -20,7 +20,7 @@ from pyxos.cli import main
 from pyxos.runtime.config import ConfigError
 from pyxos.server import process
 from pyxos.server.process import EXIT_CANNOT_START, ServeSettings, serve
-from pyxos.storage import Storage
+from pyxos.storage import Storage, open_storage
 
 CLUSTER = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
 
@@ -304,7 +304,7 @@ async def test_a_taken_client_port_is_reported_not_raised(
     assert any("node 1 cannot start" in m and "address already in use" in m for m in messages)
     assert not any(r.exc_info for r in caplog.records)
     # Everything was released: the same data directory opens again at once.
-    Storage.open(tmp_path / "d", node_id=1, cluster_id="pyxos", members=(1,)).close()
+    open_storage(None, tmp_path / "d", node_id=1, cluster_id="pyxos", members=(1,)).close()
 
 
 async def test_another_nodes_data_dir_is_reported_not_raised(

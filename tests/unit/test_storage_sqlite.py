@@ -16,6 +16,7 @@ from pyxos.storage import (
     SqliteStorage,
     Storage,
     StorageError,
+    engine_of,
     open_storage,
 )
 from pyxos.storage.sqlite_store import DB_FILE, SQLITE_DIR
@@ -49,6 +50,17 @@ def test_a_data_dir_is_opened_only_by_the_engine_that_made_it(
     open_storage(made_by, tmp_path / "d", node_id=1, cluster_id="c1", members=MEMBERS).close()
     with pytest.raises(StorageError, match=f"holds a {made_by} store"):
         open_storage(opened_with, tmp_path / "d", node_id=1, cluster_id="c1", members=MEMBERS)
+
+
+def test_no_engine_named_opens_what_the_data_dir_holds(tmp_path: Path) -> None:
+    open_storage("lmdb", tmp_path / "old", node_id=1, cluster_id="c1", members=MEMBERS).close()
+    assert engine_of(tmp_path / "old") == "lmdb"
+    with open_storage(None, tmp_path / "old", node_id=1, cluster_id="c1") as store:
+        assert store.ENGINE == "lmdb"
+    assert engine_of(tmp_path / "new") is None
+    with open_storage(None, tmp_path / "new", node_id=1, cluster_id="c1") as store:
+        assert store.ENGINE == "sqlite"
+    assert engine_of(tmp_path / "new") == "sqlite"
 
 
 def test_unknown_engine_is_a_clear_error(tmp_path: Path) -> None:

@@ -50,8 +50,9 @@ class NodeConfig:
     members: dict[int, tuple[str, int]]
     data_dir: Path
     cluster_id: str = "pyxos"
-    storage: str = "lmdb"
-    """Storage engine: ``lmdb`` (two fsyncs per batch) or ``sqlite`` (one, WAL mode)."""
+    storage: str | None = None
+    """Storage engine: ``sqlite`` (WAL mode, one fsync per batch) or ``lmdb`` (two); None
+    opens what the data dir holds, and makes a new one with SQLite."""
     secret: bytes = b"pyxos-insecure-default-secret"
     tick_seconds: float = 0.01
     election_ticks: int = 30
@@ -73,7 +74,7 @@ class NodeConfig:
             raise ConfigError("snapshot_every must be at least 1")
         if not self.secret:
             raise ConfigError("the cluster secret must not be empty")
-        if self.storage not in ("sqlite", "lmdb"):
+        if self.storage not in (None, "sqlite", "lmdb"):
             raise ConfigError(f"unknown storage engine {self.storage!r}: choose sqlite or lmdb")
 
     def options(self) -> Options:

@@ -78,7 +78,7 @@ class ServeSettings:
     admin: int | None = None
     admin_host: str = "127.0.0.1"
     data_dir: str = ""
-    storage: str = "lmdb"
+    storage: str | None = None
     cluster_id: str = "pyxos"
     secret: str = "pyxos-insecure-default-secret"
     password: str | None = None
@@ -117,7 +117,7 @@ class ServeSettings:
             if f.name == "extra":
                 continue
             value = getattr(self, f.name)
-            if value is None and f.name in ("admin", "password", "test_bug"):
+            if value is None and f.name in ("admin", "password", "test_bug", "storage"):
                 continue
             problem = _type_problem(f.name, value)
             if problem:
@@ -134,7 +134,7 @@ class ServeSettings:
             raise ConfigError("max_clients must be at least 1")
         if self.snapshot_every < 1:
             raise ConfigError("snapshot_every must be at least 1")
-        if self.storage not in ("sqlite", "lmdb"):
+        if self.storage not in (None, "sqlite", "lmdb"):
             raise ConfigError(f"unknown storage engine {self.storage!r}: choose sqlite or lmdb")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(

@@ -7,15 +7,15 @@ Layout of a data dir::
     D/sqlite/pyxos.db-wal  SQLite's write-ahead log
     D/snapshots/           snapshot files (see :mod:`pyxos.storage.snapshots`)
 
-Why a second engine: LMDB's safe mode pays two ``fdatasync`` calls per transaction (data
-pages, then the meta page); SQLite in WAL mode with ``synchronous=FULL`` appends the
-transaction's pages to the WAL and syncs it once, and the WAL file is reused after each
-checkpoint, so the sync rarely has file metadata to write. On the development VM, whose
-syncs are cheap, that buys nothing: ``bench/storage_bench.py`` measured 3,090 synced
-single-entry writes/s for SQLite and 3,180 for LMDB, and a 3-node cluster ran 10.3-11.1k
-SET/s on SQLite against 11.9k on LMDB (SQLite spends more CPU per transaction). It is
-offered (``--storage sqlite``) for disks where a sync is expensive; LMDB is the default.
-A data dir records which engine made it and refuses to be opened with the other.
+Why a second engine, and the default: LMDB's safe mode pays two ``fdatasync`` calls per
+transaction (data pages, then the meta page); SQLite in WAL mode with ``synchronous=FULL``
+appends the transaction's pages to the WAL and syncs it once, and the WAL file is reused
+after each checkpoint, so the sync rarely has file metadata to write. Alone on the disk the
+two engines are equal (``bench/storage_bench.py``: 3,090 and 3,180 synced single-entry
+writes/s); with three replicas sharing one disk SQLite's writes took 0.8-0.9 ms against
+LMDB's 1.3-1.4 ms and the cluster ran 10.4-11.3k SET/s against 9.0-9.6k (alternating runs,
+bench/README.md). ``--storage lmdb`` still makes LMDB data dirs; a data dir records which
+engine made it, is opened with that engine by default, and refuses the other.
 
 Records are the same msgspec encodings as in the LMDB store. Everything else (the data dir
 lock, snapshot files, batching, sticky failures) is inherited from
