@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -35,22 +36,51 @@ def ports_free(ports: list[int], host: str = "127.0.0.1") -> bool:
     return True
 
 
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct ports the kernel says are free right now."""
-    socks = [socket.socket() for _ in range(n)]
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux default if unknown).
+
+    A listening port picked inside it can be taken, while its node is down, by some
+    outgoing connection's local port, and the node then cannot restart on it.
+    """
     try:
-        for s in socks:
-            s.bind((host, 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
-def find_base_port(nodes: int, start: int = 20000, stop: int = 60000, step: int = 37) -> int:
-    """A base port whose client, peer and admin ports are all free (for tests)."""
-    pid_offset = (os.getpid() * 7919) % (stop - start - 3000)
-    for base in range(start + pid_offset, stop - 3000, step):
+def _listen_range() -> tuple[int, int]:
+    """Where local clusters put their listening ports: below the ephemeral range (or above
+    it, when it starts too low to leave room)."""
+    low, high = ephemeral_range()
+    if low - 10000 >= 6000:
+        return 10000, low
+    return high + 1, 65535
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports that are free right now, outside the ephemeral range."""
+    start, stop = _listen_range()
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    chosen: list[int] = []
+    for _ in range(50 * n + 1000):
+        if len(chosen) == n:
+            return chosen
+        port = rng.randrange(start, stop)
+        if port not in chosen and ports_free([port], host):
+            chosen.append(port)
+    raise RuntimeError(f"could not find {n} free ports in {start}..{stop}")
+
+
+def find_base_port(nodes: int, step: int = 37) -> int:
+    """A base port whose client, peer and admin ports are all free, outside the ephemeral
+    range (for tests and local clusters)."""
+    start, stop = _listen_range()
+    span = ADMIN_OFFSET + nodes
+    pid_offset = (os.getpid() * 7919) % max(1, stop - start - span)
+    first = start + pid_offset
+    bases: list[int] = [*range(first, stop - span, step), *range(start, first, step)]
+    for base in bases:
         wanted = [base + o + k for o in (0, PEER_OFFSET, ADMIN_OFFSET) for k in range(nodes)]
         if ports_free(wanted):
             return base
