@@ -102,6 +102,9 @@ class Node:
         self._snapshot_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """Set by :meth:`start`. Cached because ``asyncio.get_running_loop`` makes a
+        ``getpid`` system call each time, and the per-command paths would pay it."""
         self._closed = False
         self.failed: str | None = None
         self.applied = 0
@@ -158,7 +161,7 @@ class Node:
     async def start(self) -> None:
         """Listen for peers and start ticking."""
         await self.transport.start()
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._tick_handle = loop.call_later(self.config.tick_seconds, self._tick)
         self._tasks.append(asyncio.create_task(self._drive(), name=f"pyxos-drive-{self.id}"))
         self.log.info(
@@ -211,7 +214,7 @@ class Node:
         seq = next(self._seq)
         if not self.replica.propose(envelope.pack(self.id, self._incarnation, seq, payload)):
             return None
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
         self._waiters[seq] = future
         heapq.heappush(self._deadlines, (loop.time() + timeout, seq, False))
@@ -242,7 +245,7 @@ class Node:
         False means no leader confirmed it (none known, or leadership lost): retry.
         """
         self._check_alive()
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         token = next(self._read_tokens)
         future: asyncio.Future[bool] = loop.create_future()
         self._read_waiters[token] = future
@@ -516,7 +519,7 @@ class Node:
         for ready in readies:
             self._written(ready)
         if self._write_queue and self.failed is None:
-            self._start_write(asyncio.get_running_loop())
+            self._start_write(self._loop or asyncio.get_running_loop())
 
     def _written(self, ready: Ready) -> None:
         """``ready``'s write is durable: send what depended on it, count our own votes."""

@@ -134,6 +134,7 @@ class _Connection(asyncio.Protocol):
         )
         self.closing = False
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()  # cached: each lookup costs a getpid call
         self._pending: deque[bytes | asyncio.Future[bytes]] = deque()
         self._held: deque[list[bytes]] = deque()
         self._run_kind = CommandKind.LOCAL
@@ -320,7 +321,7 @@ class _Connection(asyncio.Protocol):
         if future is None:
             return self._write_slow(payload)  # no leader known yet: wait for one
         if self.protocol == 3:
-            out: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            out: asyncio.Future[bytes] = self.loop.create_future()
             future.add_done_callback(lambda f: out.set_result(self._reply_bytes(f)))
             return out
         return future
@@ -341,7 +342,7 @@ class _Connection(asyncio.Protocol):
             index = node.read_future(self.server.limits.timeout)
         except PyxosError as exc:
             return self._error_reply(exc)
-        out: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        out: asyncio.Future[bytes] = self.loop.create_future()
 
         def done(f: asyncio.Future[bool]) -> None:
             exc = f.exception()
