@@ -227,6 +227,22 @@ def unavailable_s(samples: list[tuple[float, float, str]]) -> float:
     return worst
 
 
+def restart_both(cluster: Any, snapshot_every: int, until_applied: int) -> tuple[int, int]:
+    """Restart nodes 1 and 2 with ``--snapshot-every``; return the leader and its client
+    port once both have applied ``until_applied`` again."""
+    cluster.stop(1)
+    cluster.stop(2)
+    cluster.extra_args = ["--snapshot-every", str(snapshot_every)]
+    for k in (1, 2):
+        cluster.start(k)
+    cluster.wait_ready(1, timeout=120)
+    cluster.wait_ready(2, timeout=120)
+    lead = leader_of(cluster, [1, 2], timeout=120)
+    while min(applied(cluster.client_port(k)) for k in (1, 2)) < until_applied:
+        time.sleep(0.05)
+    return lead, int(cluster.client_port(lead))
+
+
 def mib(pid: int) -> dict[str, float]:
     return {k: round(v / 1024, 1) for k, v in rss_kib(pid).items()}
 
@@ -272,19 +288,9 @@ def part_b(keys: int, tmp: Path, install_budget: float) -> dict[str, Any]:
 
         # 2. restart with a snapshot threshold just above the applied index
         every = target + 30
-        cluster.stop(1)
-        cluster.stop(2)
-        cluster.extra_args = ["--snapshot-every", str(every)]
         restarted_unix = time.time()
         t = time.perf_counter()
-        for k in (1, 2):
-            cluster.start(k)
-        cluster.wait_ready(1, timeout=120)
-        cluster.wait_ready(2, timeout=120)
-        lead = leader_of(cluster, [1, 2], timeout=120)
-        lport = cluster.client_port(lead)
-        while min(applied(cluster.client_port(k)) for k in (1, 2)) < target:
-            time.sleep(0.05)
+        lead, lport = restart_both(cluster, every, target)
         out["restart_replay_log_s"] = round(time.perf_counter() - t, 2)
         log(f"restarted with --snapshot-every {every}: both replayed {target} slots in "
             f"{out['restart_replay_log_s']}s; probing until both snapshot")  # fmt: skip
@@ -324,18 +330,8 @@ def part_b(keys: int, tmp: Path, install_budget: float) -> dict[str, Any]:
         # No more snapshots from here on (they would recur every `every` slots and disturb
         # what follows); the one on disk stays, and so does the compacted log.
         applied_now = min(applied(cluster.client_port(k)) for k in (1, 2))
-        cluster.stop(1)
-        cluster.stop(2)
-        cluster.extra_args = ["--snapshot-every", str(10**9)]
         t = time.perf_counter()
-        for k in (1, 2):
-            cluster.start(k)
-        cluster.wait_ready(1, timeout=120)
-        cluster.wait_ready(2, timeout=120)
-        lead = leader_of(cluster, [1, 2], timeout=120)
-        lport = cluster.client_port(lead)
-        while min(applied(cluster.client_port(k)) for k in (1, 2)) < applied_now:
-            time.sleep(0.05)
+        lead, lport = restart_both(cluster, 10**9, applied_now)
         out["restart_from_snapshot_s"] = round(time.perf_counter() - t, 2)
         out["rss_after_restart_from_snapshot_mib"] = {
             f"node{k}": mib(cluster.procs[k].pid) for k in (1, 2)

@@ -260,11 +260,7 @@ class KVStateMachine:
         ``bytes`` and are shared, not copied.
         """
         data = self._data.copy()
-        header = _Header(
-            self._applied,
-            len(data),
-            [_SessionRecord(cid, s.seq, s.last_used, s.reply) for cid, s in self._sessions.items()],
-        )
+        header = _Header(self._applied, len(data), self._session_records())
 
         def frames() -> Iterator[bytes]:
             yield SNAPSHOT_MAGIC + bytes([SNAPSHOT_VERSION])
@@ -329,6 +325,13 @@ class KVStateMachine:
         new = dict(zip(snap.keys, snap.values, strict=True))
         sessions = self._sessions_of(snap.sessions)
         return lambda: self._swap(new, sessions, snap.applied)
+
+    def _session_records(self) -> list[_SessionRecord]:
+        """The sessions as snapshot records, least recently used first (a copy: the live
+        ``_Session`` objects change in place)."""
+        return [
+            _SessionRecord(cid, s.seq, s.last_used, s.reply) for cid, s in self._sessions.items()
+        ]
 
     @staticmethod
     def _sessions_of(records: list[_SessionRecord]) -> OrderedDict[int, _Session]:
@@ -410,10 +413,7 @@ class KVStateMachine:
             applied=self._applied,
             keys=keys,
             values=[data[k] for k in keys],
-            sessions=[
-                _SessionRecord(cid, s.seq, s.last_used, s.reply)
-                for cid, s in self._sessions.items()
-            ],
+            sessions=self._session_records(),
         )
         return hashlib.sha256(_snapshot_encoder.encode(canonical)).hexdigest()
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyxos.core.replica import Options
+from pyxos.storage.records import ENGINE_MARKERS
 from pyxos.transport import TransportConfig
 
 
@@ -74,8 +75,9 @@ class NodeConfig:
             raise ConfigError("snapshot_every must be at least 1")
         if not self.secret:
             raise ConfigError("the cluster secret must not be empty")
-        if self.storage not in (None, "sqlite", "lmdb"):
-            raise ConfigError(f"unknown storage engine {self.storage!r}: choose sqlite or lmdb")
+        if self.storage is not None and self.storage not in ENGINE_MARKERS:
+            choices = " or ".join(ENGINE_MARKERS)
+            raise ConfigError(f"unknown storage engine {self.storage!r}: choose {choices}")
 
     def options(self) -> Options:
         """The core's options with this node's timing."""

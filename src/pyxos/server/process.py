@@ -134,8 +134,6 @@ class ServeSettings:
             raise ConfigError("max_clients must be at least 1")
         if self.snapshot_every < 1:
             raise ConfigError("snapshot_every must be at least 1")
-        if self.storage not in (None, "sqlite", "lmdb"):
-            raise ConfigError(f"unknown storage engine {self.storage!r}: choose sqlite or lmdb")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(
                 f"bad log level {self.log_level!r}: choose from {', '.join(LOG_LEVELS)}"

@@ -9,7 +9,6 @@ sticky, a :class:`CorruptStorageError` means "rejoin as a learner".
 """
 
 import os
-from pathlib import Path
 from typing import Any
 
 from pyxos.storage.errors import (
@@ -20,13 +19,11 @@ from pyxos.storage.errors import (
     StorageError,
 )
 from pyxos.storage.interface import IncomingSnapshot, SnapshotReader, StorageBackend
-from pyxos.storage.lmdb_store import ENV_DIR as LMDB_DIR
 from pyxos.storage.lmdb_store import Storage, move_aside
 from pyxos.storage.memory import MemoryIncomingSnapshot, MemorySnapshotReader, MemoryStorage
-from pyxos.storage.records import SnapshotInfo
+from pyxos.storage.records import SnapshotInfo, engine_of
 from pyxos.storage.snapshots import CHUNK_SIZE, FileIncomingSnapshot, FileSnapshotReader
-from pyxos.storage.sqlite_store import DB_FILE as SQLITE_DB_FILE
-from pyxos.storage.sqlite_store import SQLITE_DIR, SqliteStorage
+from pyxos.storage.sqlite_store import SqliteStorage
 
 __all__ = [
     "CHUNK_SIZE",
@@ -57,16 +54,6 @@ ENGINES = {"sqlite": SqliteStorage, "lmdb": Storage}
 DEFAULT_ENGINE = "sqlite"
 """What a new data dir gets: measured 9-18% more SETs/s than LMDB on a 3-node cluster
 sharing one disk (bench/README.md), since it syncs once per batch instead of twice."""
-
-
-def engine_of(path: str | os.PathLike[str]) -> str | None:
-    """The engine whose store the data dir at ``path`` holds, if any."""
-    root = Path(path)
-    if (root / SQLITE_DIR / SQLITE_DB_FILE).exists():
-        return "sqlite"
-    if (root / LMDB_DIR).exists():
-        return "lmdb"
-    return None
 
 
 def open_storage(engine: str | None, path: str | os.PathLike[str], **kwargs: Any) -> Storage:

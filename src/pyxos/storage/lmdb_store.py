@@ -54,6 +54,7 @@ from pyxos.storage.errors import (
 from pyxos.storage.records import (
     BALLOT_DECODER,
     ENCODER,
+    ENGINE_MARKERS,
     ENTRY_DECODER,
     FORMAT_VERSION,
     IDENTITY_DECODER,
@@ -63,6 +64,7 @@ from pyxos.storage.records import (
     SnapshotRecord,
     decode_u64,
     encode_u64,
+    engine_of,
     normalize_members,
     slot_key,
 )
@@ -70,7 +72,7 @@ from pyxos.storage.records import (
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "LOCK"
-ENV_DIR = "lmdb"
+ENV_DIR = ENGINE_MARKERS["lmdb"][0]
 SNAPSHOT_DIR = "snapshots"
 _INIT_DIR = "lmdb.init"
 
@@ -226,7 +228,13 @@ class Storage:
         except BlockingIOError as exc:
             raise StorageError(f"data dir {self.path} is already open elsewhere") from exc
         self.snapshot_dir.mkdir(exist_ok=True)
-        if not self._engine_present():
+        found = engine_of(self.path)
+        if found is not None and found != self.ENGINE:
+            raise StorageError(
+                f"data dir {self.path} holds a {found} store, not {self.ENGINE}: "
+                f"open it with storage = {found!r}"
+            )
+        if found is None:
             orphans = [p.name for p in self.snapshot_dir.iterdir() if p.name.startswith("snap-")]
             if orphans:
                 raise CorruptStorageError(
@@ -236,12 +244,6 @@ class Storage:
             if not create:
                 raise CorruptStorageError(
                     f"data dir {self.path} has no {self.ENGINE} store (and create=False)"
-                )
-            others = self._other_engines_present()
-            if others:
-                raise StorageError(
-                    f"data dir {self.path} holds a {others[0]} store, not {self.ENGINE}: "
-                    f"open it with storage = {others[0]!r}"
                 )
             self._engine_create(
                 Identity(FORMAT_VERSION, self.cluster_id, self.node_id, members or ())
@@ -288,12 +290,6 @@ class Storage:
     """Engine errors that mean the store is damaged (rejoin as a learner)."""
     ENGINE_ERRORS: tuple[type[BaseException], ...] = (lmdb.Error,)
     """Engine errors that mean the disk or the process failed (fatal, sticky)."""
-
-    def _engine_present(self) -> bool:
-        return (self.path / ENV_DIR).exists()
-
-    def _other_engines_present(self) -> list[str]:
-        return ["sqlite"] if (self.path / "sqlite").exists() else []
 
     def _engine_open(self) -> tuple[bytes | None, bytes | None]:
         """Open the store; return the raw identity and snapshot records."""

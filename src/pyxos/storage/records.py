@@ -7,6 +7,7 @@ encoding the transport uses, so a slot costs one small record.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +107,15 @@ def decode_u64(data: bytes | memoryview) -> int:
 def normalize_members(members: Iterable[int]) -> tuple[int, ...]:
     """Members as the core's ``Config`` keeps them: sorted, so comparisons are stable."""
     return tuple(sorted(members))
+
+
+ENGINE_MARKERS: dict[str, tuple[str, ...]] = {"sqlite": ("sqlite", "pyxos.db"), "lmdb": ("lmdb",)}
+"""The path inside a data dir that shows which storage engine made it."""
+
+
+def engine_of(path: str | os.PathLike[str]) -> str | None:
+    """The engine whose store the data dir at ``path`` holds, if any."""
+    for engine, parts in ENGINE_MARKERS.items():
+        if Path(path, *parts).exists():
+            return engine
+    return None

@@ -31,11 +31,10 @@ from pathlib import Path
 
 from pyxos.storage import snapshots as files
 from pyxos.storage.errors import CorruptStorageError, StorageError
-from pyxos.storage.lmdb_store import ENV_DIR, Storage
-from pyxos.storage.records import ENCODER, Identity
+from pyxos.storage.lmdb_store import Storage
+from pyxos.storage.records import ENCODER, ENGINE_MARKERS, Identity
 
-SQLITE_DIR = "sqlite"
-DB_FILE = "pyxos.db"
+SQLITE_DIR, DB_FILE = ENGINE_MARKERS["sqlite"]
 _INIT_FILE = "pyxos.db.init"
 
 _K_IDENTITY = "identity"
@@ -96,12 +95,6 @@ class SqliteStorage(Storage):
     ENGINE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
     _db: sqlite3.Connection | None = None
-
-    def _engine_present(self) -> bool:
-        return (self.path / SQLITE_DIR / DB_FILE).exists()
-
-    def _other_engines_present(self) -> list[str]:
-        return ["lmdb"] if (self.path / ENV_DIR).exists() else []
 
     def _engine_create(self, identity: Identity) -> None:
         """Create the database beside its final name, sync it, then rename it in: a data
