@@ -4,7 +4,7 @@ import contextlib
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pyxos.core import Ballot, Config, ConfigError, SlotValue, decode, encode
@@ -95,6 +95,8 @@ def test_codec_round_trip(m: object) -> None:
 
 
 @given(st.binary(max_size=64))
+@example(b"\x91\xa2\x00\x80")  # invalid UTF-8 in a string: msgspec raises UnicodeDecodeError
+@example(b"\x91" * 2000 + b"\xc0")  # nesting deep enough for RecursionError
 def test_decoding_garbage_raises_only_msgspec_errors(data: bytes) -> None:
     with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
         decode(data)

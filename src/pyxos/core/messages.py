@@ -240,5 +240,13 @@ def encode(message: Message) -> bytes:
 
 
 def decode(data: bytes) -> Message:
-    """Parse one message; raises ``msgspec.ValidationError``/``DecodeError`` on bad input."""
-    return _decoder.decode(data)
+    """Parse one message; raises ``msgspec.ValidationError``/``DecodeError`` on bad input.
+
+    msgspec itself raises ``UnicodeDecodeError`` for invalid UTF-8 in a string and
+    ``RecursionError`` for deeply nested data (both found by fuzzing); they are reported as
+    ``DecodeError`` so that callers need to catch msgspec's errors only.
+    """
+    try:
+        return _decoder.decode(data)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise msgspec.DecodeError(f"{type(exc).__name__}: {exc}") from exc
