@@ -157,7 +157,7 @@ def test_commands_queued_together_share_one_slot() -> None:
 
 
 def test_leader_keeps_a_window_of_slots_in_flight() -> None:
-    net = Net(3, options=Options(window=4, max_batch_commands=1))
+    net = Net(3, options=Options(window=4, max_batch_commands=1, busy_batch=1))
     net.elect(1)
     leader = net.nodes[1]
     for i in range(10):
@@ -167,6 +167,56 @@ def test_leader_keeps_a_window_of_slots_in_flight() -> None:
     assert {len(p.values) for p in proposes} == {4}  # four slots at once, not one
     assert leader.pending_count == 6
     leader.advance(ready)
+
+
+def _take(net: Net, node: int) -> list[Propose]:
+    """Carry out one ``ready`` of ``node`` as Net.process does; return its proposals."""
+    replica = net.nodes[node]
+    ready = replica.ready()
+    net.disks[node].write(ready)
+    sent = ready.messages + ready.persisted_messages
+    net.queue.extend((node, dst, m) for dst, m in sent)
+    net.applied[node].extend(ready.committed)
+    replica.advance(ready)
+    return [m for _, m in sent if isinstance(m, Propose)]
+
+
+def test_busy_leader_gathers_commands_behind_the_slot_in_flight() -> None:
+    net = Net(3, options=Options(busy_batch=4))
+    net.elect(1)
+    leader = net.nodes[1]
+    first = leader.commit_index + 1
+    leader.propose(b"c0")
+    # An idle leader proposes a lone command at once.
+    assert {p.values for p in _take(net, 1)} == {((b"c0",),)}
+    for i in range(1, 4):
+        leader.propose(f"c{i}".encode())
+    # Three wait, fewer than busy_batch, with a slot in flight: no new slot yet.
+    assert leader.has_ready() is False or _take(net, 1) == []
+    assert leader.pending_count == 3
+    leader.propose(b"c4")  # the fourth opens a slot even with one in flight
+    assert {p.values for p in _take(net, 1)} == {((b"c1", b"c2", b"c3", b"c4"),)}
+    assert leader.pending_count == 0
+    net.settle()
+    slots = dict(net.applied[1])
+    assert slots[first] == (b"c0",)
+    assert slots[first + 1] == (b"c1", b"c2", b"c3", b"c4")
+    assert net.commands(2) == net.commands(1)
+
+
+def test_busy_leader_proposes_the_rest_once_the_slot_is_chosen() -> None:
+    net = Net(3, options=Options(busy_batch=100))
+    net.elect(1)
+    leader = net.nodes[1]
+    leader.propose(b"c0")
+    assert len(_take(net, 1)) == 2
+    leader.propose(b"c1")
+    leader.propose(b"c2")
+    assert leader.has_ready() is False or _take(net, 1) == []
+    net.settle()  # the first slot is chosen, so the two waiting go out without more load
+    assert leader.pending_count == 0
+    assert net.commands(2)[-3:] == [b"c0", b"c1", b"c2"]
+    assert net.applied[1][-1][1] == (b"c1", b"c2")
 
 
 def test_new_leader_reproposes_the_highest_ballot_value_and_fills_holes() -> None:

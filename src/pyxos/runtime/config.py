@@ -86,6 +86,7 @@ class NodeConfig:
             election_ticks=self.election_ticks,
             heartbeat_ticks=self.heartbeat_ticks,
             window=base.window,
+            busy_batch=base.busy_batch,
             max_batch_commands=base.max_batch_commands,
             max_batch_bytes=base.max_batch_bytes,
             max_pending=base.max_pending,
