@@ -27,8 +27,12 @@ def test_free_ports_are_distinct_free_and_not_ephemeral() -> None:
     assert len(set(ports)) == 40
     assert all(_outside(p) for p in ports)
     for port in ports[:5]:
+        # As a node's server binds: with SO_REUSEADDR, so a port that an earlier test's
+        # connection left in TIME_WAIT is still free for it.
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
+            s.listen()
 
 
 def test_a_base_port_keeps_every_node_port_outside_the_ephemeral_range() -> None:

@@ -25,7 +25,8 @@ ADMIN_OFFSET = 2000
 
 
 def ports_free(ports: list[int], host: str = "127.0.0.1") -> bool:
-    """Whether every port can be bound right now."""
+    """Whether a server could listen on every port right now (with SO_REUSEADDR, as
+    asyncio's servers bind: a port held only by TIME_WAIT connections counts as free)."""
     for port in ports:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
