@@ -94,26 +94,31 @@ class Net:
         self.applied[node] = msgspec.msgpack.decode(snap[1], type=_Applied) if snap else []
 
     def process(self, i: int) -> None:
+        while self.nodes[i].has_ready():
+            self.process_one(i)
+
+    def process_one(self, i: int) -> Ready:
+        """Carry out one ``ready`` of node ``i`` (write, queue, apply, advance); return it."""
         r = self.nodes[i]
-        while r.has_ready():
-            ready = r.ready()
-            for dst, m in ready.messages:
-                self.queue.append((i, dst, m))
-            self.disks[i].write(ready)
-            for dst, m in ready.persisted_messages:
-                self.queue.append((i, dst, m))
-            if ready.snapshot_install is not None:
-                data = ready.snapshot_install.data
-                self.applied[i] = msgspec.msgpack.decode(data, type=_Applied)
-                self.snapshots[i] = (ready.snapshot_install.last_slot, data)
-            self.applied[i].extend(ready.committed)
-            for peer in ready.snapshots_to_send:
-                self.snapshots_sent.append((i, peer))
-                last, data = self.snapshots[i]
-                self.queue.append((i, peer, InstallSnapshot(i, last, self.config.members, data)))
-            self.reads[i].extend(ready.reads)
-            self.failed_reads[i].extend(ready.failed_reads)
-            r.advance(ready)
+        ready = r.ready()
+        for dst, m in ready.messages:
+            self.queue.append((i, dst, m))
+        self.disks[i].write(ready)
+        for dst, m in ready.persisted_messages:
+            self.queue.append((i, dst, m))
+        if ready.snapshot_install is not None:
+            data = ready.snapshot_install.data
+            self.applied[i] = msgspec.msgpack.decode(data, type=_Applied)
+            self.snapshots[i] = (ready.snapshot_install.last_slot, data)
+        self.applied[i].extend(ready.committed)
+        for peer in ready.snapshots_to_send:
+            self.snapshots_sent.append((i, peer))
+            last, data = self.snapshots[i]
+            self.queue.append((i, peer, InstallSnapshot(i, last, self.config.members, data)))
+        self.reads[i].extend(ready.reads)
+        self.failed_reads[i].extend(ready.failed_reads)
+        r.advance(ready)
+        return ready
 
     def settle(self, limit: int = 100_000) -> None:
         """Deliver messages until nothing is left to do."""

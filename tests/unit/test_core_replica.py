@@ -170,14 +170,9 @@ def test_leader_keeps_a_window_of_slots_in_flight() -> None:
 
 
 def _take(net: Net, node: int) -> list[Propose]:
-    """Carry out one ``ready`` of ``node`` as Net.process does; return its proposals."""
-    replica = net.nodes[node]
-    ready = replica.ready()
-    net.disks[node].write(ready)
+    """Carry out one ``ready`` of ``node``; return the proposals it sent."""
+    ready = net.process_one(node)
     sent = ready.messages + ready.persisted_messages
-    net.queue.extend((node, dst, m) for dst, m in sent)
-    net.applied[node].extend(ready.committed)
-    replica.advance(ready)
     return [m for _, m in sent if isinstance(m, Propose)]
 
 
