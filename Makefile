@@ -16,13 +16,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Tools the tests drive (redis-cli, redis-benchmark; nftables as root, for packet loss);
+# Tools the tests drive (redis-cli, redis-benchmark; redis-server, the reference the
+# compatibility tests compare every reply with; nftables as root, for packet loss);
 # installed when missing.
 systools:
-	@command -v redis-cli >/dev/null 2>&1 || { \
-	  echo "installing redis-tools (redis-cli, redis-benchmark)"; \
-	  (apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null) || \
-	  echo "warning: could not install redis-tools; tests that need redis-cli will be skipped"; }
+	@command -v redis-cli >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-tools and redis-server (redis-cli, redis-benchmark, the reference Redis)"; \
+	  (apt-get update -qq && apt-get install -y -qq redis-tools redis-server >/dev/null) || \
+	  echo "warning: could not install redis-tools/redis-server; tests that need them will be skipped"; }
 	@[ "$$(id -u)" != 0 ] || command -v nft >/dev/null 2>&1 || { \
 	  echo "installing nftables (packet loss in chaos runs)"; \
 	  (apt-get update -qq && apt-get install -y -qq nftables >/dev/null) || \
