@@ -56,6 +56,17 @@ class Config:
         """Whether acceptances from ``voters`` make a value chosen."""
         return sum(1 for v in set(voters) if v in self.members) >= self.q2
 
+    def registration_quorum(self) -> int:
+        """How many peers must register a new data dir before it may vote.
+
+        More than half of the *other* members, so that any two such sets share a peer:
+        whichever majority a node with a wiped disk reaches, one of them still holds the
+        registration of the data dir it lost, and refuses the new one. A lone node has no
+        peer to ask and votes at once (it is the whole cluster).
+        """
+        peers = len(self.members) - 1
+        return peers // 2 + 1 if peers else 0
+
     def peers_of(self, node: int) -> tuple[int, ...]:
         """Every member except ``node``."""
         return tuple(m for m in self.members if m != node)

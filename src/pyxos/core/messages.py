@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
-from pyxos.core.ballot import Ballot
+from pyxos.core.ballot import ZERO, Ballot
 
 Value = tuple[bytes, ...]
 """A batch of opaque client commands; ``()`` is the no-op a new leader fills holes with."""
@@ -125,16 +125,29 @@ class Commit(msgspec.Struct, frozen=True, tag="hb", array_like=True):
 
 
 class CommitAck(msgspec.Struct, frozen=True, tag="hba", array_like=True):
-    """A follower's answer to a heartbeat: its progress, and the read round it confirms."""
+    """A follower's answer to a heartbeat: its progress, and the read round it confirms.
+
+    ``voter`` is false from a node that may not vote (a learner, or one still joining):
+    its progress drives catch-up, but it confirms neither a read round nor the leader's
+    quorum, since it promised nothing.
+    """
 
     src: int
     ballot: Ballot
     commit_index: int
     read_seq: int
+    voter: bool = True
 
 
 class Chosen(msgspec.Struct, frozen=True, tag="cu", array_like=True):
-    """Catch-up: values known chosen, for a node whose log has holes below the commit."""
+    """Catch-up: values known chosen, for a node whose log has holes below the commit.
+
+    ``ballot`` is the sender's promise. A node that knows a slot is chosen has promised at
+    least the ballot it was chosen at, so every value here was chosen at or below
+    ``ballot``; the receiver raises its own promise to it before it learns them. That is
+    what keeps it from ever acknowledging a lower ballot's different value for those
+    slots, and what deposes a stale leader that receives it (docs/PROTOCOL.md).
+    """
 
     src: int
     ballot: Ballot
@@ -173,12 +186,17 @@ class SnapshotRequest(msgspec.Struct, frozen=True, tag="snq", array_like=True):
 
 
 class InstallSnapshot(msgspec.Struct, frozen=True, tag="snap", array_like=True):
-    """A whole snapshot (the runtime streams large ones in chunks beneath this message)."""
+    """A whole snapshot (the runtime streams large ones in chunks beneath this message).
+
+    ``ballot`` is the sender's promise when the snapshot was taken: every slot in it was
+    chosen at or below it, and the receiver's promise rises to it, as for :class:`Chosen`.
+    """
 
     src: int
     last_slot: int
     members: tuple[int, ...]
     data: bytes
+    ballot: Ballot = ZERO
 
 
 class SnapshotChunk(msgspec.Struct, frozen=True, tag="snc", array_like=True):
@@ -195,6 +213,8 @@ class SnapshotChunk(msgspec.Struct, frozen=True, tag="snc", array_like=True):
     total: int
     checksum: int
     data: bytes
+    ballot: Ballot = ZERO
+    """The snapshot's promise floor (see :class:`InstallSnapshot`)."""
 
 
 class SnapshotChunkAck(msgspec.Struct, frozen=True, tag="snca", array_like=True):
@@ -207,6 +227,29 @@ class SnapshotChunkAck(msgspec.Struct, frozen=True, tag="snca", array_like=True)
     src: int
     last_slot: int
     next_offset: int
+
+
+class Join(msgspec.Struct, frozen=True, tag="join", array_like=True):
+    """ "Register my data dir, ``incarnation``, as the one I vote with."
+
+    A node with a new data dir (a new cluster, or a disk that was lost) sends this before
+    it may vote. Each peer records the incarnation durably the first time; the node votes
+    once a majority of its peers hold it. A wiped node comes back with a new incarnation,
+    and any peer of that majority refuses it: it stays a non-voting learner.
+    """
+
+    src: int
+    incarnation: int
+
+
+class JoinReply(msgspec.Struct, frozen=True, tag="joinr", array_like=True):
+    """The answer to :class:`Join`: ``granted`` once the incarnation is durably recorded;
+    otherwise ``known`` is the different incarnation this peer recorded for the asker."""
+
+    src: int
+    incarnation: int
+    granted: bool
+    known: int
 
 
 Message = (
@@ -227,6 +270,8 @@ Message = (
     | InstallSnapshot
     | SnapshotChunk
     | SnapshotChunkAck
+    | Join
+    | JoinReply
 )
 """The tagged union the transport encodes and decodes."""
 

@@ -25,10 +25,23 @@ goes into the next ``Ready``, which is how batches grow while a sync is in fligh
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
-from pyxos.core.ballot import Ballot
+from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.messages import InstallSnapshot, Message, SlotValue, Value
+
+
+class Standing(enum.Enum):
+    """Whether this node's data dir may vote (durable; see docs/PROTOCOL.md, disk loss)."""
+
+    VOTER = "voter"
+    """Registered by a majority of the peers: promises and accepts."""
+    JOINING = "joining"
+    """A new data dir, not yet registered: learns, forwards, never votes."""
+    LEARNER = "learner"
+    """A peer holds an older data dir of this node: this one may have lost promises and
+    acceptances, so it never votes (until a membership change re-adds it)."""
 
 
 @dataclass(slots=True)
@@ -54,6 +67,12 @@ class Persist:
     commit_index: int | None = None
     snapshot: InstallSnapshot | None = None
     compact_through: int | None = None
+    standing: Standing | None = None
+    """This node's new standing (with ``superseded`` when it turns learner)."""
+    superseded: int | None = None
+    """The older incarnation of this node that a peer holds, when it turns learner."""
+    registry: dict[int, int] = field(default_factory=dict)
+    """Peers' data-dir incarnations recorded for the first time: node -> incarnation."""
     must_sync: bool = False
 
     def empty(self) -> bool:
@@ -64,7 +83,33 @@ class Persist:
             and self.commit_index is None
             and self.snapshot is None
             and self.compact_through is None
+            and self.standing is None
+            and not self.registry
         )
+
+    def merge(self, later: Persist) -> None:
+        """Fold ``later`` into this batch, as one transaction written in their order.
+
+        The one rule every store, the simulator and the runtime's group commit share: the
+        later batch wins per field and per slot, the commit index and compaction only
+        move forward, and the registry only gains entries.
+        """
+        if later.promised is not None:
+            self.promised = later.promised
+        self.entries.extend(later.entries)
+        if later.commit_index is not None:
+            self.commit_index = max(self.commit_index or 0, later.commit_index)
+        snap = later.snapshot
+        if snap is not None and (self.snapshot is None or snap.last_slot > self.snapshot.last_slot):
+            self.snapshot = snap
+        if later.compact_through is not None:
+            self.compact_through = max(self.compact_through or 0, later.compact_through)
+        if later.standing is not None:
+            self.standing = later.standing
+            self.superseded = later.superseded
+        for node, incarnation in later.registry.items():
+            self.registry.setdefault(node, incarnation)
+        self.must_sync |= later.must_sync
 
 
 @dataclass(slots=True)
@@ -89,10 +134,26 @@ class Ready:
 
 @dataclass(slots=True)
 class HardState:
-    """What a replica recovers from stable storage after a restart."""
+    """What a replica recovers from stable storage after a restart.
+
+    The defaults describe a voter with nothing lost (tests build replicas that way); a
+    store hands a brand-new data dir over as ``JOINING`` with its fresh ``incarnation``.
+    ``promised`` must already include the promise floor of the snapshot, if any.
+    """
 
     promised: Ballot
     entries: list[SlotValue]
     commit_index: int
     snapshot_slot: int
     members: tuple[int, ...] | None = None
+    standing: Standing = Standing.VOTER
+    incarnation: int = 0
+    """This data dir's random identity, drawn when it was created."""
+    registry: dict[int, int] = field(default_factory=dict)
+    """Peers' incarnations this node recorded (see :class:`~pyxos.core.messages.Join`)."""
+    superseded: int | None = None
+
+    @classmethod
+    def fresh(cls, incarnation: int) -> HardState:
+        """The state of a data dir created just now: nothing promised, not yet a voter."""
+        return cls(ZERO, [], 0, 0, standing=Standing.JOINING, incarnation=incarnation)

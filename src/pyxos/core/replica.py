@@ -24,7 +24,7 @@ the election timeout refuses to help depose it).
 from __future__ import annotations
 
 import enum
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,6 +39,8 @@ from pyxos.core.messages import (
     CommitAck,
     Forward,
     InstallSnapshot,
+    Join,
+    JoinReply,
     Message,
     Prepare,
     PreVote,
@@ -52,7 +54,7 @@ from pyxos.core.messages import (
     SnapshotRequest,
     Value,
 )
-from pyxos.core.ready import HardState, Ready
+from pyxos.core.ready import HardState, Ready, Standing
 
 
 class Rng(Protocol):
@@ -63,6 +65,46 @@ class Rng(Protocol):
 
 class UsageError(RuntimeError):
     """The driver broke the ``ready``/``advance`` contract."""
+
+
+class InvariantViolation(RuntimeError):
+    """The core caught itself about to break a safety rule: stop rather than go on.
+
+    Never raised by bad input from peers (that is ignored); only by a bug, so that a bug
+    stops one node instead of silently corrupting the replicated log.
+    """
+
+
+COVERAGE_POINTS = (
+    "became_learner",
+    "became_voter",
+    "candidate_behind_asks_snapshot",
+    "catchup_run_sent",
+    "check_quorum_steps_down",
+    "chosen_deposes_leader",
+    "chosen_learned",
+    "elected",
+    "holes_filled_with_noops",
+    "join_refused",
+    "join_registered",
+    "join_sent",
+    "leader_ignores_chosen",
+    "nonvoter_ack",
+    "prevote_denied",
+    "prevote_granted",
+    "promise_omits_chosen",
+    "read_index_forwarded",
+    "read_round_confirmed",
+    "reject_sent",
+    "rejected_backs_off",
+    "retransmitted",
+    "snapshot_installed",
+    "snapshot_request_received",
+    "snapshot_sent_to_lagger",
+)
+"""The notable paths ``Replica.coverage`` counts; a correct cluster under the simulator's
+weather reaches every one (a test checks it). ``propose_conflicts_chosen`` is counted too,
+but only a broken proposer can reach it."""
 
 
 class Role(enum.Enum):
@@ -174,7 +216,20 @@ class Replica:
         self.applied = 0
         """Last slot handed to the driver in ``Ready.committed``."""
         self.max_slot = 0
+        self.standing = Standing.VOTER
+        """Whether this data dir may vote; see :class:`~pyxos.core.ready.Standing`."""
+        self.incarnation = 0
+        self.superseded: int | None = None
+        self.registry: dict[int, int] = {}
+        """Peers' data-dir incarnations recorded here (``Join``), durable."""
+        self.coverage: Counter[str] = Counter()
+        """How often each notable path ran: the simulator checks that every one is
+        reached, and the runtime exports them as metrics."""
         if state is not None:
+            self.standing = state.standing
+            self.incarnation = state.incarnation
+            self.superseded = state.superseded
+            self.registry = dict(state.registry)
             self.promised = state.promised
             for entry in state.entries:
                 if entry.slot > state.snapshot_slot:
@@ -220,6 +275,8 @@ class Replica:
         """The commit index the followers were last told (piggybacked or not)."""
         self._pending: deque[bytes] = deque()
         self._progress: dict[int, _PeerProgress] = {}
+        self._join_acks: set[int] = set()
+        self._join_elapsed = 0
         self._read_seq = 0
         self._read_rounds: deque[_ReadRound] = deque()
         self._read_queue: _ReadRound | None = None
@@ -236,6 +293,8 @@ class Replica:
         self._handlers: dict[type, Callable[[Any], None]] = {
             kind: getattr(self, name) for kind, name in _HANDLERS.items()
         }
+        if self.standing is Standing.JOINING:
+            self._ask_to_join()
 
     # ------------------------------------------------------------------ public API
 
@@ -245,6 +304,13 @@ class Replica:
         self._leader_contact += 1
         if self.role is Role.LEADER:
             self._tick_leader()
+            return
+        if self.standing is not Standing.VOTER:
+            # A non-voter never campaigns; one still joining keeps asking.
+            if self.standing is Standing.JOINING:
+                self._join_elapsed += 1
+                if self._join_elapsed >= self.options.election_ticks:
+                    self._ask_to_join()
             return
         self._election_elapsed += 1
         if self._election_elapsed >= self._timeout:
@@ -285,9 +351,17 @@ class Replica:
             self._out.failed_reads.append(token)
 
     def campaign(self) -> None:
-        """Start phase 1 now, skipping the pre-vote (leader transfer, duelling tests)."""
-        if self.role is not Role.LEADER:
+        """Start phase 1 now, skipping the pre-vote (leader transfer, duelling tests).
+
+        A node that may not vote (learner, or still joining) does nothing.
+        """
+        if self.role is not Role.LEADER and self.standing is Standing.VOTER:
             self._start_campaign()
+
+    @property
+    def voter(self) -> bool:
+        """Whether this node may promise and accept."""
+        return self.standing is Standing.VOTER
 
     def compact(self, through: int) -> None:
         """Forget log entries up to ``through``: the driver saved a snapshot covering them."""
@@ -346,7 +420,13 @@ class Replica:
                 out.committed.append((slot, self.log[slot].value))
             self.applied = self.commit_index
         persist = out.persist
-        if persist.entries or persist.promised is not None or persist.snapshot is not None:
+        if (
+            persist.entries
+            or persist.promised is not None
+            or persist.snapshot is not None
+            or persist.standing is not None
+            or persist.registry
+        ):
             persist.must_sync = True
         out.self_accepts, self._self_accepts = self._self_accepts, []
         out.self_promise, self._self_promise = self._self_promise, None
@@ -449,7 +529,9 @@ class Replica:
         live_leader = self.role is Role.LEADER or (
             self.leader is not None and self._leader_contact < self.options.election_ticks
         )
-        self._send(m.src, PreVoteReply(self.id, m.ballot, not live_leader, self.promised))
+        granted = not live_leader and self.standing is Standing.VOTER
+        self.coverage["prevote_granted" if granted else "prevote_denied"] += 1
+        self._send(m.src, PreVoteReply(self.id, m.ballot, granted, self.promised))
 
     def _on_prevote_reply(self, m: PreVoteReply) -> None:
         self._see(m.promised)
@@ -461,6 +543,8 @@ class Replica:
 
     def _on_prepare(self, m: Prepare) -> None:
         self._see(m.ballot)
+        if self.standing is not Standing.VOTER:
+            return  # promises nothing: its state may be missing what it once promised
         if m.ballot < self.promised:
             self._send(m.src, Reject(self.id, m.ballot, self.promised))
             return
@@ -473,6 +557,7 @@ class Replica:
         omitted = self.snapshot_slot
         if self.commit_index - m.first_slot >= self.options.max_promise_entries:
             omitted = self.commit_index
+            self.coverage["promise_omits_chosen"] += 1
         first = max(m.first_slot, omitted + 1)
         accepted = tuple(self.log[s] for s in range(first, self.max_slot + 1) if s in self.log)
         promise = Promise(self.id, m.ballot, accepted, self.commit_index, omitted)
@@ -493,6 +578,7 @@ class Replica:
         if behind:
             # Slots we do not know are chosen and compacted elsewhere: catch up first,
             # and let an up-to-date node lead meanwhile.
+            self.coverage["candidate_behind_asks_snapshot"] += 1
             source = max(behind, key=lambda p: p.snapshot_slot)
             self._send(source.src, SnapshotRequest(self.id, self.commit_index))
             self._become_follower(None, backoff=True)
@@ -510,6 +596,9 @@ class Replica:
                 if best is None or (not best.chosen and (sv.chosen or sv.ballot > best.ballot)):
                     merged[sv.slot] = sv
         top = max(merged, default=first - 1)
+        self.coverage["elected"] += 1
+        if any(s not in merged for s in range(first, top + 1)):
+            self.coverage["holes_filled_with_noops"] += 1
         self._become_leader()
         self._phase1_end = top
         values = [merged[s].value if s in merged else NOOP for s in range(first, top + 1)]
@@ -543,6 +632,7 @@ class Replica:
             # Check quorum: a leader that has not heard from a quorum steps down, so that
             # clients on its side of a partition are not told it still leads.
             if not self.config.is_phase2_quorum(self._heard):
+                self.coverage["check_quorum_steps_down"] += 1
                 self._become_follower(None)
                 return
             self._heard = {self.id}
@@ -605,6 +695,7 @@ class Replica:
         if not values:
             return
         first = self.next_slot
+        self._check_open_slot(first)
         for i, value in enumerate(values):
             slot = first + i
             entry = SlotValue(slot, self.ballot, value)
@@ -618,6 +709,15 @@ class Replica:
         for peer in self._peers:
             self._send(peer, msg)
 
+    def _check_open_slot(self, slot: int) -> None:
+        """A slot at or below the commit index is decided: proposing there would overwrite a
+        chosen value on disk, under a commit index that covers it."""
+        if slot <= self.commit_index:
+            raise InvariantViolation(
+                f"node {self.id} would propose into slot {slot}, below its commit index "
+                f"{self.commit_index}"
+            )
+
     def _retransmit(self) -> None:
         """Re-send proposals that have waited too long (messages can be lost)."""
         if not self._inflight:
@@ -626,6 +726,7 @@ class Replica:
         stale = sorted(s for s, f in self._inflight.items() if f.sent_tick <= limit)
         if not stale:
             return
+        self.coverage["retransmitted"] += 1
         run_start = stale[0]
         run: list[Value] = []
         runs: list[tuple[int, list[Value]]] = []
@@ -677,19 +778,24 @@ class Replica:
         if leading and m.ballot == self.ballot and m.promised > self.ballot:
             # Someone promised a higher ballot: stop, and back off for a random, growing
             # time so that two proposers do not keep pre-empting each other.
+            self.coverage["rejected_backs_off"] += 1
             self._become_follower(None, backoff=True)
 
     def _on_commit_ack(self, m: CommitAck) -> None:
         if self.role is not Role.LEADER or m.ballot != self.ballot:
             return
-        self._heard.add(m.src)
         progress = self._progress.get(m.src)
         if progress is None:
             return
         # The latest report, not the highest: a follower that restarted may have lost the
         # lazily written tail of its commit index and needs those slots again.
         progress.commit_index = m.commit_index
-        progress.read_seq = max(progress.read_seq, m.read_seq)
+        if m.voter:
+            # Only a voter's ack says it still promises our ballot.
+            self._heard.add(m.src)
+            progress.read_seq = max(progress.read_seq, m.read_seq)
+        else:
+            self.coverage["nonvoter_ack"] += 1
         self._check_reads()
         self._catch_up(m.src, progress)
 
@@ -699,6 +805,7 @@ class Replica:
             return
         if progress.commit_index < self.snapshot_slot:
             if self._ticks - progress.snapshot_tick >= self.options.election_ticks:
+                self.coverage["snapshot_sent_to_lagger"] += 1
                 progress.snapshot_tick = self._ticks
                 self._out.snapshots_to_send.append(peer)
             return
@@ -711,7 +818,8 @@ class Replica:
         values = tuple(self.log[s].value for s in range(first, last + 1))
         progress.catchup_sent_to = last
         progress.catchup_tick = self._ticks
-        self._send(peer, Chosen(self.id, self.ballot, first, values, self.commit_index))
+        self.coverage["catchup_run_sent"] += 1
+        self._send(peer, Chosen(self.id, self.promised, first, values, self.commit_index))
 
     # ------------------------------------------------------------------ reads
 
@@ -745,6 +853,7 @@ class Replica:
             if self.commit_index < self._phase1_end:
                 return
             self._read_rounds.popleft()
+            self.coverage["read_round_confirmed"] += 1
             index = max(round_.index, self._phase1_end)
             self._out.reads.extend((t, index) for t in round_.local)
             for origin, tokens in round_.remote.items():
@@ -771,6 +880,7 @@ class Replica:
             for t in tokens:
                 self._queue_read(t, self.id)
         elif self.leader is not None:
+            self.coverage["read_index_forwarded"] += 1
             self._send(self.leader, ReadIndexRequest(self.id, tuple(tokens)))
         else:
             self._out.failed_reads.extend(tokens)
@@ -801,30 +911,45 @@ class Replica:
     def _on_propose(self, m: Propose) -> None:
         self._see(m.ballot)
         if m.ballot < self.promised:
-            self._send(m.src, Reject(self.id, m.ballot, self.promised))
+            self._reject(m.src, m.ballot)
             return
         self._follow(m.src, m.ballot)
         last = m.first_slot + len(m.values) - 1
+        conflict = False
         for i, value in enumerate(m.values):
             slot = m.first_slot + i
             if slot <= self.snapshot_slot:
                 continue
             old = self.log.get(slot)
             if old is not None and old.chosen:
-                # Paxos guarantees the value is the chosen one; keep it, record the ballot
-                # so that our acceptance never appears to go backwards.
-                if old.ballot != m.ballot:
+                # We promised at least the ballot this slot was chosen at (the Chosen
+                # rule), so a proposal we may accept carries the chosen value (Paxos P2c).
+                # Keep it, and record the ballot so our acceptance never goes backwards.
+                if old.value != value:
+                    conflict = True
+                elif old.ballot < m.ballot:
                     self._store(SlotValue(slot, m.ballot, old.value, True))
                 continue
             self._store(SlotValue(slot, m.ballot, value))
         self.max_slot = max(self.max_slot, last)
-        self._send_persisted(m.src, Accepted(self.id, m.ballot, m.first_slot, last))
+        if conflict:
+            # Only a broken proposer gets here; acknowledging would vouch for a value we
+            # do not hold. Say nothing: it never gathers a quorum with our vote.
+            self.coverage["propose_conflicts_chosen"] += 1
+        elif self.standing is Standing.VOTER:
+            self._send_persisted(m.src, Accepted(self.id, m.ballot, m.first_slot, last))
         self._learn_commit(m.ballot, m.commit_index)
+
+    def _reject(self, dst: int, ballot: Ballot) -> None:
+        """NACK a proposer below our promise; a non-voter promised nothing, so it is quiet."""
+        if self.standing is Standing.VOTER:
+            self.coverage["reject_sent"] += 1
+            self._send(dst, Reject(self.id, ballot, self.promised))
 
     def _on_commit(self, m: Commit) -> None:
         self._see(m.ballot)
         if m.ballot < self.promised:
-            self._send(m.src, Reject(self.id, m.ballot, self.promised))
+            self._reject(m.src, m.ballot)
             return
         self._follow(m.src, m.ballot)
         self._learn_commit(m.ballot, m.commit_index)
@@ -832,7 +957,10 @@ class Replica:
             # A bare commit notice (same heartbeat round, nothing missing here) needs no
             # answer; a new round (reads, liveness) or a gap to fill does.
             self._acked_read_seq = m.read_seq
-            self._send(m.src, CommitAck(self.id, m.ballot, self.commit_index, m.read_seq))
+            self._send(m.src, self._commit_ack(m.ballot, m.read_seq))
+
+    def _commit_ack(self, ballot: Ballot, read_seq: int) -> CommitAck:
+        return CommitAck(self.id, ballot, self.commit_index, read_seq, self.voter)
 
     def _follow(self, leader: int, ballot: Ballot) -> None:
         """A leader with a ballot at least our promise is alive: follow it."""
@@ -864,7 +992,30 @@ class Replica:
         if changed:
             self._advance_commit()
 
+    def _learn_under(self, ballot: Ballot) -> bool:
+        """Before learning chosen slots from a peer whose promise is ``ballot``: raise ours.
+
+        Every slot the peer knows chosen was chosen at or below its promise, so from now
+        on we may only accept proposals that carry those very values (P2c). A leader or
+        candidate below that promise is deposed and steps down; one at or above it never
+        needs to be told (its own phase 1 found every chosen value) and ignores it.
+        Returns whether to go on and learn.
+        """
+        self._see(ballot)
+        if self.role in (Role.LEADER, Role.CANDIDATE):
+            if ballot <= self.ballot:
+                self.coverage["leader_ignores_chosen"] += 1
+                return False
+            self.coverage["chosen_deposes_leader"] += 1
+            self._become_follower(None)
+        if ballot > self.promised:
+            self._set_promised(ballot)
+        return True
+
     def _on_chosen(self, m: Chosen) -> None:
+        if not self._learn_under(m.ballot):
+            return
+        self.coverage["chosen_learned"] += 1
         changed = False
         for i, value in enumerate(m.values):
             slot = m.first_slot + i
@@ -873,32 +1024,33 @@ class Replica:
             old = self.log.get(slot)
             if old is not None and old.chosen:
                 continue
-            ballot = old.ballot if old is not None else ZERO
+            # The ballot of a chosen record bounds the ballot it was chosen at.
+            ballot = max(old.ballot, m.ballot) if old is not None else m.ballot
             self._store(SlotValue(slot, ballot, value, True))
             self.max_slot = max(self.max_slot, slot)
             changed = True
         if changed:
             self._advance_commit()
-        if self.role is Role.LEADER:
-            self._after_commit()
-        elif self.leader == m.src:
+        if self.leader == m.src:
             self._leader_contact = 0
             # Acknowledge at once so the leader streams the next batch without waiting
             # for a heartbeat.
-            self._send(m.src, CommitAck(self.id, m.ballot, self.commit_index, 0))
+            self._send(m.src, self._commit_ack(m.ballot, 0))
 
     def _on_snapshot_request(self, m: SnapshotRequest) -> None:
+        self.coverage["snapshot_request_received"] += 1
         if self.snapshot_slot > m.commit_index:
             self._out.snapshots_to_send.append(m.src)
         elif self.commit_index > m.commit_index:
             first = m.commit_index + 1
             last = min(self.commit_index, first + self.options.catchup_batch - 1)
             values = tuple(self.log[s].value for s in range(first, last + 1))
-            self._send(m.src, Chosen(self.id, self.ballot, first, values, self.commit_index))
+            self._send(m.src, Chosen(self.id, self.promised, first, values, self.commit_index))
 
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
-        if m.last_slot <= self.commit_index or self.role is Role.LEADER:
+        if m.last_slot <= self.commit_index or not self._learn_under(m.ballot):
             return
+        self.coverage["snapshot_installed"] += 1
         for slot in [s for s in self.log if s <= m.last_slot]:
             del self.log[slot]
         self.snapshot_slot = m.last_slot
@@ -912,6 +1064,56 @@ class Replica:
         # Entries already queued for writing at or below the snapshot are now moot.
         self._out.persist.entries = [e for e in self._out.persist.entries if e.slot > m.last_slot]
         self._advance_commit()
+
+    # ------------------------------------------------------------------ joining
+
+    def _ask_to_join(self) -> None:
+        """Ask every peer that has not yet answered to register our data dir."""
+        self._join_elapsed = 0
+        if len(self._join_acks) >= self.config.registration_quorum():
+            self._become_voter()
+            return
+        self.coverage["join_sent"] += 1
+        for peer in self._peers:
+            if peer not in self._join_acks:
+                self._send(peer, Join(self.id, self.incarnation))
+
+    def _on_join(self, m: Join) -> None:
+        known = self.registry.get(m.src)
+        if known is None:
+            # Recorded durably before the grant leaves (a persisted message).
+            self.coverage["join_registered"] += 1
+            self.registry[m.src] = m.incarnation
+            self._out.persist.registry[m.src] = m.incarnation
+            known = m.incarnation
+        if known == m.incarnation:
+            self._send_persisted(m.src, JoinReply(self.id, m.incarnation, True, known))
+        else:
+            self.coverage["join_refused"] += 1
+            self._send(m.src, JoinReply(self.id, m.incarnation, False, known))
+
+    def _on_join_reply(self, m: JoinReply) -> None:
+        if self.standing is not Standing.JOINING or m.incarnation != self.incarnation:
+            return
+        if not m.granted:
+            # A peer holds an older data dir of ours: we may have lost what it promised.
+            self.coverage["became_learner"] += 1
+            self.standing = Standing.LEARNER
+            self.superseded = m.known
+            self._out.persist.standing = Standing.LEARNER
+            self._out.persist.superseded = m.known
+            return
+        self._join_acks.add(m.src)
+        if len(self._join_acks) >= self.config.registration_quorum():
+            self._become_voter()
+
+    def _become_voter(self) -> None:
+        self.coverage["became_voter"] += 1
+        self.standing = Standing.VOTER
+        self._out.persist.standing = Standing.VOTER
+        self._join_acks.clear()
+        self._election_elapsed = 0
+        self._timeout = self._draw_timeout()
 
     # ------------------------------------------------------------------ helpers
 
@@ -960,6 +1162,7 @@ class Replica:
             "snapshot_slot": self.snapshot_slot,
             "pending": len(self._pending),
             "inflight": len(self._inflight),
+            "standing": self.standing.value,
         }
 
 
@@ -979,5 +1182,7 @@ _HANDLERS: dict[type, str] = {
     ReadIndexReply: "_on_read_index_reply",
     SnapshotRequest: "_on_snapshot_request",
     InstallSnapshot: "_on_install_snapshot",
+    Join: "_on_join",
+    JoinReply: "_on_join_reply",
 }
 """One handler per message kind, like etcd raft's step functions."""
