@@ -6,9 +6,11 @@ Layout of a data dir::
     D/lmdb/         the LMDB environment: sub-databases ``meta`` and ``log``
     D/snapshots/    snapshot files (see :mod:`pyxos.storage.snapshots`)
 
-``meta`` holds the identity (cluster id, node id, members, format), ``promised``, the
-commit index and the current snapshot's record; ``log`` holds one record per slot under
-an 8-byte big-endian key.
+``meta`` holds the identity (cluster id, node id, members, format, incarnation),
+``promised``, the commit index, the current snapshot's record, this node's standing
+(voter, joining or learner) and the registry of its peers' incarnations; ``log`` holds one
+record per slot under an 8-byte big-endian key. Every record carries a checksum
+(:func:`pyxos.storage.records.seal`), checked at load.
 
 Group commit: one ``Persist`` (one ``Ready`` of the core, however many slots it holds) is
 one LMDB write transaction. The environment is opened in LMDB's safe mode (``sync=True``,
@@ -29,6 +31,7 @@ import fcntl
 import gc
 import logging
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -40,9 +43,9 @@ from typing import Any
 
 import lmdb
 
-from pyxos.core.ballot import ZERO
+from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.messages import SlotValue
-from pyxos.core.ready import HardState, Persist
+from pyxos.core.ready import HardState, Persist, Standing
 from pyxos.storage import snapshots as files
 from pyxos.storage.errors import (
     CorruptStorageError,
@@ -58,15 +61,21 @@ from pyxos.storage.records import (
     ENTRY_DECODER,
     FORMAT_VERSION,
     IDENTITY_DECODER,
+    REGISTRY_DECODER,
     SNAPSHOT_DECODER,
+    STANDING_DECODER,
     Identity,
     SnapshotInfo,
     SnapshotRecord,
+    StandingRecord,
     decode_u64,
     encode_u64,
     engine_of,
+    key_slot,
     normalize_members,
+    seal,
     slot_key,
+    unseal,
 )
 
 log = logging.getLogger(__name__)
@@ -78,10 +87,12 @@ _INIT_DIR = "lmdb.init"
 
 _META_DB = b"meta"
 _LOG_DB = b"log"
-_K_IDENTITY = b"identity"
-_K_PROMISED = b"promised"
-_K_COMMIT = b"commit_index"
-_K_SNAPSHOT = b"snapshot"
+K_IDENTITY = b"identity"
+K_PROMISED = b"promised"
+K_COMMIT = b"commit_index"
+K_SNAPSHOT = b"snapshot"
+K_STANDING = b"standing"
+K_REGISTRY = b"registry"
 
 DEFAULT_MAP_SIZE = 1 << 30
 """Initial LMDB map size (address space, not disk: the file grows with the data)."""
@@ -169,6 +180,11 @@ class Storage:
         self._incoming: files.FileIncomingSnapshot | None = None
         self._lock_fd: int | None = None
         self._env: lmdb.Environment | None = None
+        self._meta_records: dict[bytes, bytes] = {}
+        self._registry: dict[int, int] = {}
+        """Peers' incarnations recorded here (merged, rewritten whole: it is tiny)."""
+        self.incarnation = 0
+        """This data dir's random identity (``Identity.incarnation``)."""
         wanted = normalize_members(members) if members is not None else None
         if wanted is not None and node_id not in wanted:
             raise ValueError(f"node {node_id} is not among the members {wanted}")
@@ -245,18 +261,25 @@ class Storage:
                 raise CorruptStorageError(
                     f"data dir {self.path} has no {self.ENGINE} store (and create=False)"
                 )
+            incarnation = secrets.randbits(62) + 1
             self._engine_create(
-                Identity(FORMAT_VERSION, self.cluster_id, self.node_id, members or ())
+                Identity(FORMAT_VERSION, self.cluster_id, self.node_id, members or (), incarnation)
             )
             self.created = True
-        raw_identity, raw_snapshot = self._engine_open()
+        self._engine_open()
+        self._meta_records = self._engine_meta()
+        raw_identity = self._record(K_IDENTITY)
         if raw_identity is None:
-            raise CorruptStorageError(f"data dir {self.path}: identity record is missing")
+            raise CorruptStorageError(f"{self.data_file}: identity record is missing")
         identity = IDENTITY_DECODER.decode(raw_identity)
         self._check_identity(identity)
+        self.incarnation = identity.incarnation
+        raw_snapshot = self._record(K_SNAPSHOT)
         if raw_snapshot is not None:
             self._snapshot = self._info(SNAPSHOT_DECODER.decode(raw_snapshot))
             files.verify_file(self._snapshot, checksum=False)
+        raw_registry = self._record(K_REGISTRY)
+        self._registry = REGISTRY_DECODER.decode(raw_registry) if raw_registry else {}
         if members is not None:
             recorded = self._snapshot.members if self._snapshot else identity.members
             if recorded and recorded != members:
@@ -267,6 +290,11 @@ class Storage:
         removed = files.clean_directory(self.snapshot_dir, keep, self.snapshot_slot)
         if removed:
             log.info("removed leftover snapshot files %s from %s", removed, self.snapshot_dir)
+
+    def _record(self, key: bytes) -> bytes | None:
+        """The checked payload of meta record ``key`` as read at open, or ``None``."""
+        raw = self._meta_records.get(key)
+        return None if raw is None else unseal(key, raw, str(self.data_file))
 
     def _check_identity(self, identity: Identity) -> None:
         if identity.format != FORMAT_VERSION:
@@ -291,8 +319,13 @@ class Storage:
     ENGINE_ERRORS: tuple[type[BaseException], ...] = (lmdb.Error,)
     """Engine errors that mean the disk or the process failed (fatal, sticky)."""
 
-    def _engine_open(self) -> tuple[bytes | None, bytes | None]:
-        """Open the store; return the raw identity and snapshot records."""
+    @property
+    def data_file(self) -> Path:
+        """The file that holds the records (named in every damage report)."""
+        return self.path / ENV_DIR / "data.mdb"
+
+    def _engine_open(self) -> None:
+        """Open the store (its records are read by :meth:`_engine_meta`)."""
         self._env = env = _open_env(self.path / ENV_DIR, self._map_size)
         self._map_size = env.info()["map_size"]
         try:
@@ -302,50 +335,44 @@ class Storage:
             raise CorruptStorageError(
                 f"data dir {self.path}: LMDB sub-database missing ({exc}): meta is missing"
             ) from exc
+
+    def _engine_meta(self) -> dict[bytes, bytes]:
+        """Every sealed meta record by key (a handful: identity, promise, ...)."""
+        env = self._env_or_raise()
         with env.begin() as txn:
-            return txn.get(_K_IDENTITY, db=self._meta), txn.get(_K_SNAPSHOT, db=self._meta)
+            return {bytes(k): bytes(v) for k, v in txn.cursor(db=self._meta)}
 
     def _engine_commit(
         self,
         what: str,
         *,
-        promised: bytes | None = None,
+        meta: Sequence[tuple[bytes, bytes]] = (),
         rows: Sequence[tuple[int, bytes]] = (),
-        commit_index: int | None = None,
-        snapshot: bytes | None = None,
         delete_through: int = 0,
     ) -> None:
-        """One durable transaction: the records given, then the log through
-        ``delete_through`` deleted."""
+        """One durable transaction: the sealed meta records and log rows given, then the
+        log through ``delete_through`` deleted."""
         env = self._env_or_raise()
-        meta, log_db = self._meta, self._log
+        meta_db, log_db = self._meta, self._log
 
         def body(txn: lmdb.Transaction[Any]) -> None:
-            if promised is not None:
-                txn.put(_K_PROMISED, promised, db=meta)
+            for key, value in meta:
+                txn.put(key, value, db=meta_db)
             for slot, value in rows:
                 txn.put(slot_key(slot), value, db=log_db)
-            if commit_index is not None:
-                txn.put(_K_COMMIT, encode_u64(commit_index), db=meta)
-            if snapshot is not None:
-                txn.put(_K_SNAPSHOT, snapshot, db=meta)
             if delete_through > 0:
                 self._delete_through(txn, delete_through)
 
         self._commit(env, body, what)
 
-    def _engine_load(self, floor: int) -> tuple[bytes | None, int | None, list[bytes]]:
-        """The raw promise, the commit index and the raw entries above ``floor``."""
+    def _engine_log(self, floor: int) -> list[tuple[int, bytes]]:
+        """The sealed log records above ``floor``, in slot order."""
         env = self._env_or_raise()
         with env.begin() as txn:
-            promised = txn.get(_K_PROMISED, db=self._meta)
-            raw = txn.get(_K_COMMIT, db=self._meta)
-            commit_index = decode_u64(raw) if raw is not None else None
             cursor = txn.cursor(db=self._log)
-            entries: list[bytes] = []
-            if cursor.set_range(slot_key(floor + 1)):
-                entries = list(cursor.iternext(keys=False, values=True))
-        return promised, commit_index, entries
+            if not cursor.set_range(slot_key(floor + 1)):
+                return []
+            return [(key_slot(k), v) for k, v in cursor.iternext(keys=True, values=True)]
 
     def _engine_close(self) -> None:
         if self._env is not None:
@@ -371,7 +398,7 @@ class Storage:
             meta = env.open_db(_META_DB)
             env.open_db(_LOG_DB)
             with env.begin(write=True) as txn:
-                txn.put(_K_IDENTITY, ENCODER.encode(identity), db=meta)
+                txn.put(K_IDENTITY, seal(K_IDENTITY, ENCODER.encode(identity)), db=meta)
             env.sync(True)
         finally:
             env.close()
@@ -386,6 +413,7 @@ class Storage:
             record.size,
             record.checksum,
             self.snapshot_dir / record.filename,
+            record.ballot,
         )
 
     # ------------------------------------------------------------------ state
@@ -462,18 +490,21 @@ class Storage:
                 record: SnapshotRecord | None = None
                 if staged is not None and snap is not None and snap.last_slot > self.snapshot_slot:
                     path, size, crc = staged
-                    record = self._place(path, snap.last_slot, snap.members, size, crc)
+                    record = self._place(path, snap.last_slot, snap.members, size, crc, snap.ballot)
                     staged = None
                 floor = record.last_slot if record is not None else self.snapshot_slot
                 if through is not None and through > floor:
                     raise ValueError(f"compact_through {through} is beyond the snapshot {floor}")
                 encode = ENCODER.encode
+                rows = [
+                    (e.slot, seal(slot_key(e.slot), encode(e)))
+                    for e in persist.entries
+                    if e.slot > floor
+                ]
                 self._engine_commit(
                     "writing a batch",
-                    promised=encode(persist.promised) if persist.promised is not None else None,
-                    rows=[(e.slot, encode(e)) for e in persist.entries if e.slot > floor],
-                    commit_index=persist.commit_index,
-                    snapshot=encode(record) if record is not None else None,
+                    meta=self._meta_rows(persist, record),
+                    rows=rows,
                     delete_through=max(through or 0, record.last_slot if record else 0),
                 )
                 if record is not None:
@@ -484,6 +515,30 @@ class Storage:
             if staged is not None:
                 with contextlib.suppress(OSError):
                     staged[0].unlink()
+
+    def _meta_rows(
+        self, persist: Persist, snapshot: SnapshotRecord | None
+    ) -> list[tuple[bytes, bytes]]:
+        """The sealed meta records a batch changes."""
+        encode = ENCODER.encode
+        out: list[tuple[bytes, bytes]] = []
+        if persist.promised is not None:
+            out.append((K_PROMISED, seal(K_PROMISED, encode(persist.promised))))
+        if persist.commit_index is not None:
+            out.append((K_COMMIT, seal(K_COMMIT, encode_u64(persist.commit_index))))
+        if snapshot is not None:
+            out.append((K_SNAPSHOT, seal(K_SNAPSHOT, encode(snapshot))))
+        if persist.standing is not None:
+            record = StandingRecord(persist.standing.value, persist.superseded)
+            out.append((K_STANDING, seal(K_STANDING, encode(record))))
+        if persist.registry:
+            merged = dict(self._registry)
+            for node, incarnation in persist.registry.items():
+                merged.setdefault(node, incarnation)
+            if merged != self._registry:
+                self._registry = merged
+                out.append((K_REGISTRY, seal(K_REGISTRY, encode(merged))))
+        return out
 
     def _commit(
         self, env: lmdb.Environment, body: Callable[[lmdb.Transaction[Any]], None], what: str
@@ -568,13 +623,21 @@ class Storage:
             self._latch.check()
             snapshot = self._snapshot
             floor = snapshot.last_slot if snapshot is not None else 0
+            where = str(self.data_file)
             try:
                 with _gc_paused():
-                    raw, stored_commit, raw_entries = self._engine_load(floor)
+                    self._meta_records = self._engine_meta()
+                    raw = self._record(K_PROMISED)
                     promised = BALLOT_DECODER.decode(raw) if raw is not None else ZERO
-                    commit_index = stored_commit or 0
+                    raw = self._record(K_COMMIT)
+                    commit_index = decode_u64(raw) if raw is not None else 0
+                    raw = self._record(K_STANDING)
+                    standing = STANDING_DECODER.decode(raw) if raw is not None else None
                     decode = ENTRY_DECODER.decode
-                    entries: list[SlotValue] = [decode(v) for v in raw_entries]
+                    entries: list[SlotValue] = [
+                        decode(unseal(slot_key(slot), v, where))
+                        for slot, v in self._engine_log(floor)
+                    ]
                 previous = floor
                 for entry in entries:
                     if entry.slot <= previous:
@@ -593,12 +656,18 @@ class Storage:
                 raise self._latch.fail("loading", exc, CorruptStorageError) from exc
             except failures as exc:
                 raise self._latch.fail("loading", exc) from exc
+        if snapshot is not None:
+            promised = max(promised, snapshot.ballot)
         state = HardState(
             promised=promised,
             entries=entries,
             commit_index=commit_index,
             snapshot_slot=floor,
             members=snapshot.members if snapshot is not None else None,
+            standing=Standing(standing.standing) if standing else Standing.JOINING,
+            incarnation=self.incarnation,
+            registry=dict(self._registry),
+            superseded=standing.superseded if standing else None,
         )
         return state, snapshot
 
@@ -612,7 +681,13 @@ class Storage:
             raise self._latch.fail("writing a snapshot file", exc) from exc
 
     def _place(
-        self, staged: Path, last_slot: int, members: Sequence[int], size: int, crc: int
+        self,
+        staged: Path,
+        last_slot: int,
+        members: Sequence[int],
+        size: int,
+        crc: int,
+        ballot: Ballot,
     ) -> SnapshotRecord:
         """Rename a finished file to its final unique name and make the rename durable."""
         token = files.new_token()
@@ -622,7 +697,7 @@ class Storage:
             files.fsync_dir(self.snapshot_dir)
         except OSError as exc:
             raise self._latch.fail("placing a snapshot file", exc) from exc
-        return SnapshotRecord(last_slot, normalize_members(members), size, crc, name)
+        return SnapshotRecord(last_slot, normalize_members(members), size, crc, name, ballot)
 
     def _make_current(self, record: SnapshotRecord) -> SnapshotInfo:
         """Point at the new snapshot; the old file goes once the change is synced."""
@@ -643,10 +718,12 @@ class Storage:
                     f"snapshot through {info.last_slot} is not newer than the current one "
                     f"through {self.snapshot_slot}"
                 )
-            record = self._place(path, info.last_slot, info.members, info.size, info.checksum)
+            record = self._place(
+                path, info.last_slot, info.members, info.size, info.checksum, info.ballot
+            )
             self._engine_commit(
                 "installing a snapshot",
-                snapshot=ENCODER.encode(record),
+                meta=[(K_SNAPSHOT, seal(K_SNAPSHOT, ENCODER.encode(record)))],
                 delete_through=record.last_slot,
             )
             current = self._make_current(record)
@@ -654,12 +731,17 @@ class Storage:
             return current
 
     def save_snapshot(
-        self, last_slot: int, members: Sequence[int], data: bytes | Iterable[bytes]
+        self,
+        last_slot: int,
+        members: Sequence[int],
+        data: bytes | Iterable[bytes],
+        ballot: Ballot = ZERO,
     ) -> SnapshotInfo:
         """Save the state machine's snapshot through ``last_slot`` and compact the log.
 
         ``data`` is the whole snapshot or an iterable of chunks (a generator keeps memory
-        bounded by one chunk). Durable when this returns. Raises
+        bounded by one chunk). ``ballot`` is the node's promise when the state was
+        captured: the snapshot's promise floor. Durable when this returns. Raises
         :class:`StaleSnapshotError` unless ``last_slot`` is newer than the current one.
         """
         self._latch.check()
@@ -670,7 +752,7 @@ class Storage:
             )
         path, size, crc = self._stage(data)
         try:
-            info = SnapshotInfo(last_slot, normalize_members(members), size, crc)
+            info = SnapshotInfo(last_slot, normalize_members(members), size, crc, None, ballot)
             return self._install_file(path, info)
         finally:
             with contextlib.suppress(OSError):
@@ -737,6 +819,7 @@ class Storage:
         members: Sequence[int],
         size: int,
         checksum: int | None = None,
+        ballot: Ballot = ZERO,
     ) -> files.FileIncomingSnapshot:
         """Start receiving a snapshot in chunks, or resume a transfer of the same one.
 
@@ -768,6 +851,7 @@ class Storage:
                     checksum,
                     self._latch,
                     self._install_file,
+                    ballot,
                 )
             except OSError as exc:
                 raise self._latch.fail("starting an incoming snapshot", exc) from exc

@@ -29,7 +29,7 @@ from types import TracebackType
 
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.messages import SlotValue
-from pyxos.core.ready import HardState, Persist
+from pyxos.core.ready import HardState, Persist, Standing
 from pyxos.storage.errors import (
     CorruptStorageError,
     FailureLatch,
@@ -55,6 +55,8 @@ class _Op:
     commit_index: int | None = None
     snapshot: _Snapshot | None = None
     compact_through: int | None = None
+    standing: tuple[Standing, int | None] | None = None
+    registry: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(slots=True)
@@ -63,16 +65,29 @@ class _State:
     log: dict[int, SlotValue] = field(default_factory=dict)
     commit_index: int = 0
     snapshot: _Snapshot | None = None
+    standing: tuple[Standing, int | None] = (Standing.JOINING, None)
+    registry: dict[int, int] = field(default_factory=dict)
 
     @property
     def floor(self) -> int:
         return self.snapshot.info.last_slot if self.snapshot is not None else 0
 
     def copy(self) -> _State:
-        return _State(self.promised, dict(self.log), self.commit_index, self.snapshot)
+        return _State(
+            self.promised,
+            dict(self.log),
+            self.commit_index,
+            self.snapshot,
+            self.standing,
+            dict(self.registry),
+        )
 
     def apply(self, op: _Op) -> None:
         """The same rules as ``Storage.write``, in the same order."""
+        if op.standing is not None:
+            self.standing = op.standing
+        for node, incarnation in op.registry:
+            self.registry.setdefault(node, incarnation)
         if op.promised is not None:
             self.promised = op.promised
         snapshot = op.snapshot
@@ -131,6 +146,7 @@ class MemorySnapshotReader:
 @dataclass(slots=True)
 class _Partial:
     key: tuple[int, tuple[int, ...], int, int | None]
+    ballot: Ballot = ZERO
     data: bytearray = field(default_factory=bytearray)
 
 
@@ -141,6 +157,7 @@ class MemoryIncomingSnapshot:
         self._storage = storage
         self._partial: _Partial | None = partial
         self.last_slot, self.members, self._size, self.checksum = partial.key
+        self._ballot = partial.ballot
         self.record = IncomingRecord("", self.last_slot, self.members, self._size, self.checksum)
         """The same description as a file transfer's (the token is unused here)."""
 
@@ -182,7 +199,7 @@ class MemoryIncomingSnapshot:
             raise SnapshotVerifyError(
                 f"incoming snapshot through slot {self.last_slot} fails its checksum; discarded"
             )
-        info = SnapshotInfo(self.last_slot, self.members, self._size, crc)
+        info = SnapshotInfo(self.last_slot, self.members, self._size, crc, None, self._ballot)
         return self._storage._install(_Snapshot(info, data))
 
     def close(self) -> None:
@@ -209,6 +226,7 @@ class MemoryStorage:
         self.node_id = node_id
         self.cluster_id = cluster_id
         self.members = normalize_members(members) if members is not None else None
+        self.incarnation = random.getrandbits(62) + 1
         self.syncs = 0
         self.last_sync_seconds = 0.0
         self.sync_seconds_total = 0.0
@@ -307,8 +325,10 @@ class MemoryStorage:
             snapshot = None
             if snap is not None and snap.last_slot > self.snapshot_slot:
                 members = normalize_members(snap.members)
-                info = SnapshotInfo(snap.last_slot, members, len(snap.data), zlib.crc32(snap.data))
+                crc = zlib.crc32(snap.data)
+                info = SnapshotInfo(snap.last_slot, members, len(snap.data), crc, None, snap.ballot)
                 snapshot = _Snapshot(info, snap.data)
+            standing = persist.standing
             self._commit(
                 _Op(
                     persist.promised,
@@ -316,6 +336,8 @@ class MemoryStorage:
                     persist.commit_index,
                     snapshot,
                     through,
+                    (standing, persist.superseded) if standing is not None else None,
+                    tuple(persist.registry.items()),
                 )
             )
         if persist.must_sync:
@@ -336,12 +358,19 @@ class MemoryStorage:
             cause = ValueError(f"commit index {state.commit_index} covers missing log slots")
             raise self._latch.fail("loading", cause, CorruptStorageError)
         snapshot = state.snapshot.info if state.snapshot is not None else None
+        promised = state.promised
+        if snapshot is not None:
+            promised = max(promised, snapshot.ballot)
         hard = HardState(
-            promised=state.promised,
+            promised=promised,
             entries=entries,
             commit_index=state.commit_index,
             snapshot_slot=floor,
             members=snapshot.members if snapshot is not None else None,
+            standing=state.standing[0],
+            incarnation=self.incarnation,
+            registry=dict(state.registry),
+            superseded=state.standing[1],
         )
         return hard, snapshot
 
@@ -359,7 +388,11 @@ class MemoryStorage:
         return snapshot.info
 
     def save_snapshot(
-        self, last_slot: int, members: Sequence[int], data: bytes | Iterable[bytes]
+        self,
+        last_slot: int,
+        members: Sequence[int],
+        data: bytes | Iterable[bytes],
+        ballot: Ballot = ZERO,
     ) -> SnapshotInfo:
         """Same contract as :meth:`Storage.save_snapshot`."""
         self._latch.check()
@@ -369,7 +402,8 @@ class MemoryStorage:
                 f"{self.snapshot_slot}"
             )
         blob = b"".join(bytes(chunk) for chunk in iter_chunks(data))
-        info = SnapshotInfo(last_slot, normalize_members(members), len(blob), zlib.crc32(blob))
+        crc = zlib.crc32(blob)
+        info = SnapshotInfo(last_slot, normalize_members(members), len(blob), crc, None, ballot)
         return self._install(_Snapshot(info, blob))
 
     def open_snapshot(self) -> MemorySnapshotReader | None:
@@ -392,6 +426,7 @@ class MemoryStorage:
         members: Sequence[int],
         size: int,
         checksum: int | None = None,
+        ballot: Ballot = ZERO,
     ) -> MemoryIncomingSnapshot:
         """Same contract as :meth:`Storage.begin_incoming`."""
         self._latch.check()
@@ -406,7 +441,7 @@ class MemoryStorage:
         if self._writer is not None:
             self._writer.close()
         if self._partial is None or self._partial.key != key:
-            self._partial = _Partial(key)
+            self._partial = _Partial(key, ballot)
         self._writer = MemoryIncomingSnapshot(self, self._partial)
         return self._writer
 

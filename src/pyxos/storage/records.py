@@ -3,21 +3,26 @@
 Log keys are 8-byte big-endian slot numbers, so LMDB's byte order is slot order: loading
 is one cursor scan and compaction deletes a prefix. Values are msgpack (msgspec), the same
 encoding the transport uses, so a slot costs one small record.
+
+Every record is sealed with a CRC-32 of its key and its bytes (:func:`seal`), checked at
+load (:func:`unseal`): a flipped bit, a record copied under the wrong key or a torn one
+is found before the node votes with it, and reported with the file and the record.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
-from pyxos.core.ballot import Ballot
+from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.messages import SlotValue
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped on any incompatible change to the records below; checked on open."""
 
 _MAX_SLOT = (1 << 64) - 1
@@ -37,15 +42,23 @@ class SnapshotInfo:
     size: int
     checksum: int
     path: Path | None = None
+    ballot: Ballot = ZERO
+    """The promise floor: every slot in the snapshot was chosen at or below this ballot,
+    so a node restarted from it promises at least this (see ``core.messages.Chosen``)."""
 
 
 class Identity(msgspec.Struct, frozen=True, array_like=True):
-    """Who a data dir belongs to, written once when the dir is created."""
+    """Who a data dir belongs to, written once when the dir is created.
+
+    ``incarnation`` is drawn at random then: a data dir made again after a disk loss has
+    another one, which is how the cluster tells it from the one it replaces.
+    """
 
     format: int
     cluster_id: str
     node_id: int
     members: tuple[int, ...]
+    incarnation: int
 
 
 class SnapshotRecord(msgspec.Struct, frozen=True, array_like=True):
@@ -56,6 +69,15 @@ class SnapshotRecord(msgspec.Struct, frozen=True, array_like=True):
     size: int
     checksum: int
     filename: str
+    ballot: Ballot
+
+
+class StandingRecord(msgspec.Struct, frozen=True, array_like=True):
+    """Whether this data dir may vote (``core.ready.Standing``), and if it turned learner,
+    the older incarnation a peer holds."""
+
+    standing: str
+    superseded: int | None
 
 
 class IncomingRecord(msgspec.Struct, frozen=True, array_like=True):
@@ -70,6 +92,7 @@ class IncomingRecord(msgspec.Struct, frozen=True, array_like=True):
     members: tuple[int, ...]
     size: int
     checksum: int | None
+    ballot: Ballot = ZERO
 
 
 ENCODER = msgspec.msgpack.Encoder()
@@ -78,6 +101,30 @@ BALLOT_DECODER = msgspec.msgpack.Decoder(Ballot)
 IDENTITY_DECODER = msgspec.msgpack.Decoder(Identity)
 SNAPSHOT_DECODER = msgspec.msgpack.Decoder(SnapshotRecord)
 INCOMING_DECODER = msgspec.msgpack.Decoder(IncomingRecord)
+STANDING_DECODER = msgspec.msgpack.Decoder(StandingRecord)
+REGISTRY_DECODER = msgspec.msgpack.Decoder(dict[int, int])
+
+_CRC_BYTES = 4
+
+
+def seal(key: bytes, payload: bytes) -> bytes:
+    """``payload`` with the CRC-32 of ``key`` and ``payload`` in front."""
+    return (zlib.crc32(payload, zlib.crc32(key))).to_bytes(_CRC_BYTES, "big") + payload
+
+
+class DamagedRecord(ValueError):
+    """A record that fails its checksum; the message names the file and the record."""
+
+
+def unseal(key: bytes, raw: bytes | memoryview, where: str) -> bytes:
+    """The payload of a sealed record, checked; :class:`DamagedRecord` if it fails."""
+    data = bytes(raw)
+    if len(data) < _CRC_BYTES:
+        raise DamagedRecord(f"{where}: record {key!r} is truncated ({len(data)} bytes)")
+    payload = data[_CRC_BYTES:]
+    if int.from_bytes(data[:_CRC_BYTES], "big") != zlib.crc32(payload, zlib.crc32(key)):
+        raise DamagedRecord(f"{where}: record {key!r} fails its checksum")
+    return payload
 
 
 def slot_key(slot: int) -> bytes:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
+from pyxos.core.ballot import ZERO, Ballot
 from pyxos.storage.errors import (
     CorruptStorageError,
     FailureLatch,
@@ -331,7 +332,10 @@ class FileIncomingSnapshot:
             raise self._latch.fail("syncing incoming snapshot", exc) from exc
         self._fd = None
         os.close(fd)
-        info = SnapshotInfo(self.record.last_slot, self.record.members, self.record.size, self._crc)
+        record = self.record
+        info = SnapshotInfo(
+            record.last_slot, record.members, record.size, self._crc, None, record.ballot
+        )
         try:
             return self._installer(self.part_path, info)
         finally:
@@ -363,8 +367,11 @@ def open_incoming(
     checksum: int | None,
     latch: FailureLatch,
     installer: Installer,
+    ballot: Ballot = ZERO,
 ) -> FileIncomingSnapshot:
     """Resume the partial transfer of this very snapshot if there is one, else start anew.
+
+    ``ballot`` is the sender's promise floor for the snapshot, recorded with it.
 
     Resuming re-reads the partial file once to recompute its checksum (one chunk at a
     time): the file, not a number saved somewhere, is what will be installed.
@@ -404,7 +411,7 @@ def open_incoming(
             return FileIncomingSnapshot(directory, record, fd, have, crc, latch, installer)
     # Start over: drop any other partial transfer first.
     discard_incoming(directory)
-    record = IncomingRecord(new_token(), last_slot, members, size, checksum)
+    record = IncomingRecord(new_token(), last_slot, members, size, checksum, ballot)
     part = directory / incoming_filename(record.token)
     fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:

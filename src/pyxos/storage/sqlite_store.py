@@ -17,7 +17,8 @@ LMDB's 1.3-1.4 ms and the cluster ran 10.4-11.3k SET/s against 9.0-9.6k (alterna
 bench/README.md). ``--storage lmdb`` still makes LMDB data dirs; a data dir records which
 engine made it, is opened with that engine by default, and refuses the other.
 
-Records are the same msgspec encodings as in the LMDB store. Everything else (the data dir
+Records are the same sealed msgspec encodings as in the LMDB store (a meta record's
+checksum covers its key's bytes, a log record's the 8-byte slot key). Everything else (the data dir
 lock, snapshot files, batching, sticky failures) is inherited from
 :class:`pyxos.storage.lmdb_store.Storage`; only its engine methods are replaced here.
 """
@@ -31,16 +32,11 @@ from pathlib import Path
 
 from pyxos.storage import snapshots as files
 from pyxos.storage.errors import CorruptStorageError, StorageError
-from pyxos.storage.lmdb_store import Storage
-from pyxos.storage.records import ENCODER, ENGINE_MARKERS, Identity
+from pyxos.storage.lmdb_store import K_IDENTITY, Storage
+from pyxos.storage.records import ENCODER, ENGINE_MARKERS, Identity, seal
 
 SQLITE_DIR, DB_FILE = ENGINE_MARKERS["sqlite"]
 _INIT_FILE = "pyxos.db.init"
-
-_K_IDENTITY = "identity"
-_K_PROMISED = "promised"
-_K_COMMIT = "commit_index"
-_K_SNAPSHOT = "snapshot"
 
 _SCHEMA = (
     "CREATE TABLE meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID",
@@ -112,7 +108,8 @@ class SqliteStorage(Storage):
             for statement in _SCHEMA:
                 db.execute(statement)
             db.execute(
-                "INSERT INTO meta (k, v) VALUES (?, ?)", (_K_IDENTITY, ENCODER.encode(identity))
+                "INSERT INTO meta (k, v) VALUES (?, ?)",
+                (K_IDENTITY.decode(), seal(K_IDENTITY, ENCODER.encode(identity))),
             )
             db.execute("COMMIT")
         finally:
@@ -126,25 +123,31 @@ class SqliteStorage(Storage):
         files.fsync_dir(directory)
         files.fsync_dir(self.path)
 
-    def _engine_open(self) -> tuple[bytes | None, bytes | None]:
+    @property
+    def data_file(self) -> Path:
+        return self.path / SQLITE_DIR / DB_FILE
+
+    def _engine_open(self) -> None:
         try:
-            self._db = db = _connect(self.path / SQLITE_DIR / DB_FILE)
-            rows = dict(
-                db.execute("SELECT k, v FROM meta WHERE k IN (?, ?)", (_K_IDENTITY, _K_SNAPSHOT))
-            )
+            self._db = db = _connect(self.data_file)
             db.execute("SELECT count(*) FROM log WHERE slot < 0").fetchone()
         except sqlite3.Error as exc:
             raise _classify(exc) from exc
-        return rows.get(_K_IDENTITY), rows.get(_K_SNAPSHOT)
+
+    def _engine_meta(self) -> dict[bytes, bytes]:
+        db = self._db
+        assert db is not None
+        try:
+            return {str(k).encode(): bytes(v) for k, v in db.execute("SELECT k, v FROM meta")}
+        except sqlite3.Error as exc:
+            raise _classify(exc) from exc
 
     def _engine_commit(
         self,
         what: str,
         *,
-        promised: bytes | None = None,
+        meta: Sequence[tuple[bytes, bytes]] = (),
         rows: Sequence[tuple[int, bytes]] = (),
-        commit_index: int | None = None,
-        snapshot: bytes | None = None,
         delete_through: int = 0,
     ) -> None:
         db = self._db
@@ -152,17 +155,13 @@ class SqliteStorage(Storage):
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                if promised is not None:
-                    db.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (_K_PROMISED, promised))
+                if meta:
+                    db.executemany(
+                        "REPLACE INTO meta (k, v) VALUES (?, ?)",
+                        [(k.decode(), v) for k, v in meta],
+                    )
                 if rows:
                     db.executemany("REPLACE INTO log (slot, v) VALUES (?, ?)", rows)
-                if commit_index is not None:
-                    db.execute(
-                        "REPLACE INTO meta (k, v) VALUES (?, ?)",
-                        (_K_COMMIT, commit_index.to_bytes(8, "big")),
-                    )
-                if snapshot is not None:
-                    db.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (_K_SNAPSHOT, snapshot))
                 if delete_through > 0:
                     db.execute("DELETE FROM log WHERE slot <= ?", (delete_through,))
                 db.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced here
@@ -176,22 +175,14 @@ class SqliteStorage(Storage):
             raise self._latch.fail(what, cause, kind) from exc
         self._dirty = True
 
-    def _engine_load(self, floor: int) -> tuple[bytes | None, int | None, list[bytes]]:
+    def _engine_log(self, floor: int) -> list[tuple[int, bytes]]:
         db = self._db
         assert db is not None
         try:
-            meta = dict(
-                db.execute("SELECT k, v FROM meta WHERE k IN (?, ?)", (_K_PROMISED, _K_COMMIT))
-            )
-            cursor = db.execute("SELECT v FROM log WHERE slot > ? ORDER BY slot", (floor,))
-            entries = [v for (v,) in cursor]
+            cursor = db.execute("SELECT slot, v FROM log WHERE slot > ? ORDER BY slot", (floor,))
+            return [(int(slot), bytes(v)) for slot, v in cursor]
         except sqlite3.Error as exc:
             raise _classify(exc) from exc
-        raw_commit = meta.get(_K_COMMIT)
-        if raw_commit is not None and len(raw_commit) != 8:
-            raise ValueError("commit index record is not 8 bytes")
-        commit = int.from_bytes(raw_commit, "big") if raw_commit is not None else None
-        return meta.get(_K_PROMISED), commit, entries
 
     def _engine_is_open(self) -> bool:
         return self._db is not None
