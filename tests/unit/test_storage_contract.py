@@ -10,7 +10,7 @@ import pytest
 
 from pyxos.core.ballot import Ballot
 from pyxos.core.messages import InstallSnapshot, SlotValue
-from pyxos.core.ready import HardState, Persist
+from pyxos.core.ready import HardState, Persist, Standing
 from pyxos.storage import (
     ENGINES,
     MemoryStorage,
@@ -65,7 +65,16 @@ def test_round_trip_across_a_restart(harness: Harness) -> None:
     store = harness.store
     store.write(Persist(promised=Ballot(2, 1), entries=[entry(1, True), entry(2)], must_sync=True))
     store.write(Persist(commit_index=1))
-    expected = HardState(Ballot(2, 1), [entry(1, True), entry(2)], 1, 0, None)
+    expected = HardState(
+        Ballot(2, 1),
+        [entry(1, True), entry(2)],
+        1,
+        0,
+        None,
+        standing=Standing.JOINING,
+        incarnation=store.load()[0].incarnation,
+    )
+    assert expected.incarnation > 0
     assert store.load() == (expected, None)
     assert harness.restart().load() == (expected, None)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from pyxos.core.ballot import ZERO, Ballot
+from pyxos.core.ballot import Ballot
 from pyxos.core.config import Config
 from pyxos.core.messages import InstallSnapshot, SlotValue
-from pyxos.core.ready import HardState, Persist
+from pyxos.core.ready import HardState, Persist, Standing
 from pyxos.core.replica import Replica, Role
 from pyxos.storage import (
     CorruptStorageError,
@@ -23,7 +23,7 @@ from pyxos.storage import (
     StorageError,
     move_aside,
 )
-from pyxos.storage.records import ENCODER, key_slot
+from pyxos.storage.records import ENCODER, key_slot, unseal
 
 B1 = Ballot(1, 1)
 B2 = Ballot(2, 3)
@@ -62,7 +62,7 @@ def store(data_dir: Path) -> Iterator[Storage]:
 def test_fresh_dir_loads_empty_state(store: Storage) -> None:
     assert store.created
     state, snapshot = store.load()
-    assert state == HardState(ZERO, [], 0, 0, None)
+    assert state == HardState.fresh(store.incarnation)
     assert snapshot is None
 
 
@@ -77,7 +77,9 @@ def test_round_trip_through_close_and_reopen(data_dir: Path) -> None:
         after = store.load()
     assert after == before
     state, snapshot = after
-    assert state == HardState(B2, entries, 3, 0, None)
+    assert state == HardState(
+        B2, entries, 3, 0, None, standing=Standing.JOINING, incarnation=store.incarnation
+    )
     assert snapshot is None
 
 
@@ -298,10 +300,11 @@ def test_records_are_msgpack_slot_values_under_big_endian_keys(store: Storage) -
     store.write(Persist(entries=[entry(258)], must_sync=True))
     env = store._env
     assert env is not None
+    key = b"\x00\x00\x00\x00\x00\x00\x01\x02"
     with env.begin() as txn:
-        assert txn.get(b"\x00\x00\x00\x00\x00\x00\x01\x02", db=store._log) == ENCODER.encode(
-            entry(258)
-        )
+        raw = txn.get(key, db=store._log)
+    assert raw is not None and raw[4:] == ENCODER.encode(entry(258))
+    assert unseal(key, raw, "test") == ENCODER.encode(entry(258))
 
 
 def drive(replica: Replica, store: Storage, applied: list[bytes]) -> None:
@@ -344,5 +347,5 @@ def test_a_bad_slot_changes_nothing(store: Storage) -> None:
     with pytest.raises(ValueError, match="out of range"):
         store.write(Persist(promised=B1, entries=[entry(-1)], snapshot=snap, must_sync=True))
     assert not store.failed
-    assert store.load() == (HardState(ZERO, [], 0, 0, None), None)
+    assert store.load() == (HardState.fresh(store.incarnation), None)
     assert list(store.snapshot_dir.iterdir()) == []
