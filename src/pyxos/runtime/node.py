@@ -1,9 +1,10 @@
-"""The asyncio driver: one protocol core, its disk, its peers and its state machine.
+"""The asyncio shell: one protocol core, its disk, its peers and its state machine.
 
-The loop is the one ``pyxos.core.ready`` prescribes: send what needs no disk, write the
-batch and fsync it in a worker thread (the event loop keeps receiving and stepping the
-core meanwhile, so the next batch grows while this one syncs: group commit), then send
-what depended on the write, apply chosen commands, serve reads, ``advance``.
+The bookkeeping between the core and the disk is :class:`pyxos.core.driver.Driver`, the
+same code the simulator runs: this module starts the writes it hands out on a worker
+thread (the event loop keeps receiving and stepping the core meanwhile, so the next batch
+grows while this one syncs: group commit), reports them durable, and sends, applies and
+serves what each piece of work lists.
 
 No protocol decision is made here; this module only moves bytes between the core, the
 disk, the network and the application.
@@ -20,52 +21,30 @@ import logging
 import os
 import random
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from pyxos.core.ballot import Ballot
 from pyxos.core.config import Config
+from pyxos.core.driver import Driver, Work, fresh_commits
 from pyxos.core.messages import InstallSnapshot, Message, SnapshotChunk, SnapshotChunkAck
-from pyxos.core.ready import Persist, Ready
-from pyxos.core.replica import Replica, Role
+from pyxos.core.ready import Persist, Standing
+from pyxos.core.replica import InvariantViolation, Replica, Role
 from pyxos.core.statemachine import ConcurrentSnapshots, StateMachine
 from pyxos.runtime import envelope
 from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
 from pyxos.runtime.metrics import NodeMetrics
 from pyxos.runtime.snapshot_transfer import SnapshotTransfers
-from pyxos.storage import StaleSnapshotError, StorageError, open_storage
+from pyxos.runtime.standing import describe_standing, open_data_dir
+from pyxos.storage import StaleSnapshotError, StorageError
 from pyxos.transport import Transport
 
 T = TypeVar("T")
 
 log = logging.getLogger("pyxos.node")
-
-MAX_WRITES_IN_FLIGHT = 64
-"""Batches taken but not yet durable, at most (they share group-committed writes)."""
-
-
-def _barrier() -> None:
-    """An empty job for the I/O thread: it completes once every earlier write has."""
-
-
-def _merge(batches: list[Persist]) -> Persist:
-    """Several batches' writes as one transaction, later batches winning."""
-    if len(batches) == 1:
-        return batches[0]
-    out = Persist()
-    for p in batches:
-        if p.promised is not None:
-            out.promised = p.promised
-        out.entries.extend(p.entries)
-        if p.commit_index is not None:
-            out.commit_index = max(out.commit_index or 0, p.commit_index)
-        if p.snapshot is not None:
-            out.snapshot = p.snapshot
-        if p.compact_through is not None:
-            out.compact_through = max(out.compact_through or 0, p.compact_through)
-        out.must_sync |= p.must_sync
-    return out
 
 
 class Node:
@@ -109,20 +88,9 @@ class Node:
         self.failed: str | None = None
         self.applied = 0
         self._last_snapshot = 0
-        self._deferred_commit: int | None = None
-        self._writes_in_flight = 0
-        self._write_queue: list[Ready] = []
-        self._writing = False
         self._leader_changes: list[asyncio.Future[None]] = []
         self._changed = asyncio.Event()
-        self.storage = open_storage(
-            config.storage,
-            config.data_dir,
-            node_id=self.id,
-            cluster_id=config.cluster_id,
-            members=tuple(sorted(config.members)),
-        )
-        state, snapshot = self.storage.load()
+        self.storage, state, snapshot, self.moved_aside = open_data_dir(config, self.log)
         if snapshot is not None:
             self.sm.restore(self.storage.read_snapshot())
             self.applied = snapshot.last_slot
@@ -146,6 +114,8 @@ class Node:
             config.options(),
             state,
         )
+        self.driver = Driver(self.replica)
+        self._standing = self.replica.standing
         self.transport = Transport(
             self.id,
             config.cluster_id,
@@ -165,12 +135,19 @@ class Node:
         self._tick_handle = loop.call_later(self.config.tick_seconds, self._tick)
         self._tasks.append(asyncio.create_task(self._drive(), name=f"pyxos-drive-{self.id}"))
         self.log.info(
-            "node %d started: %s, commit %d, applied %d",
+            "node %d started: %s, %s, commit %d, applied %d",
             self.id,
+            self.replica.standing.value,
             self.replica.role.value,
             self.replica.commit_index,
             self.applied,
         )
+        if self.replica.standing is not Standing.VOTER:
+            self.log.warning(
+                "node %d does not vote yet: %s",
+                self.id,
+                describe_standing(self.replica)["standing_reason"],
+            )
 
     async def close(self) -> None:
         """Stop serving; fail every waiting caller with :class:`Unavailable`."""
@@ -332,6 +309,7 @@ class Node:
             "commit_index": r.commit_index,
             "applied_index": self.applied,
             "snapshot_index": r.snapshot_slot,
+            **describe_standing(r),
             "failed": self.failed,
             "peers": peers,
         }
@@ -408,129 +386,107 @@ class Node:
         self.transport.send(dst, message)
 
     async def _drive(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while self.replica.has_ready() and self._writes_in_flight < MAX_WRITES_IN_FLIGHT:
-                    ready = self.replica.ready()
-                    if ready.snapshot_install is not None:
+                while self.driver.can_take() and self.failed is None:
+                    leader = self.replica.leader
+                    # Our own votes in the batch count once its write is durable
+                    # (_write_done); the next batch can go out meanwhile: pipelining.
+                    work = self.driver.take()
+                    if work.install is not None and work.install.last_slot > self.applied:
                         # Decoded in a worker thread; what the batch commits after the
                         # snapshot is applied once it is swapped in.
-                        await self._install_snapshot(ready.snapshot_install.last_slot)
-                    self._carry_out(ready, loop)
-                    # Release the batch now; our own votes in it count once its write is
-                    # durable (_written). The next batch can go out meanwhile: pipelining.
-                    self.replica.advance(ready, persisted=False)
+                        await self._install_snapshot()
+                    self._carry_out(work)
+                    self._note_leader(leader)
                     self._maybe_snapshot()
                     self._signal_change()
         except StorageError as exc:
             self._fatal(f"storage failed: {exc}")
         except asyncio.CancelledError:
             raise
+        except InvariantViolation as exc:
+            self.log.critical("broken invariant: %s", exc)
+            self._fatal(f"broken invariant: {exc}")
         except Exception as exc:
             self.log.exception("driver crashed")
             self._fatal(f"driver crashed: {exc!r}")
 
-    def _carry_out(self, ready: Ready, loop: asyncio.AbstractEventLoop) -> None:
-        for dst, message in ready.messages:
-            self.transport.send(dst, message)
-        if self.test_bug == "ack-before-fsync":
-            # Acknowledge now, write 200 ms later (in order): a crash in between forgets
-            # promises and acceptances that already left the node.
-            for dst, message in ready.persisted_messages:
-                self.transport.send(dst, message)
-            ready.persisted_messages = []
-            persist, ready.persist = ready.persist, Persist()
-            persist.snapshot = None
-            loop.call_later(0.2, self._io.submit, self.storage.write, persist)
-        persist = ready.persist
-        if persist.snapshot is not None:
-            # The snapshot's bytes are already durable (streamed in by SnapshotTransfers).
-            persist.snapshot = None
-        if not persist.must_sync and persist.entries == [] and persist.promised is None:
-            # Only the lazily written commit index (or a compaction): fold it into the
-            # next synced batch rather than paying a commit of its own.
-            if persist.compact_through is None:
-                if persist.commit_index is not None:
-                    self._deferred_commit = persist.commit_index
-                persist.commit_index = None
-        elif persist.commit_index is None and self._deferred_commit is not None:
-            persist.commit_index = self._deferred_commit
-        if persist.commit_index is not None:
-            self._deferred_commit = None
-        depends = bool(ready.persisted_messages or ready.self_accepts) or (
-            ready.self_promise is not None
-        )
-        if not persist.empty() or persist.must_sync or (depends and self._writes_in_flight):
-            # Group commit: one write (one transaction, one sync) at a time on the I/O
-            # thread; batches taken while it runs are merged into the next one. Batches
-            # become durable in the order they were taken, as the core requires. A batch
-            # with nothing to write whose messages may rest on an earlier write (an
-            # Accepted for a slot the previous batch wrote) waits its turn too.
-            self._writes_in_flight += 1
-            self._write_queue.append(ready)
-            if not self._writing:
-                self._start_write(loop)
-        else:
-            self._written(ready)
-        if ready.committed:
-            self._apply(ready.committed)
-        for token, index in ready.reads:
+    def _carry_out(self, work: Work) -> None:
+        send = self.transport.send
+        for dst, message in work.send:
+            send(dst, message)
+        if work.write is not None:
+            self._start_write(work.write)
+        if work.committed:
+            self._apply(fresh_commits(work.committed, self.applied))
+        for token, index in work.reads:
             if token in self._read_waiters:
                 heapq.heappush(self._read_ready, (index, token))
-        for token in ready.failed_reads:
+        for token in work.failed_reads:
             failed = self._read_waiters.pop(token, None)
             if failed is not None and not failed.done():
                 failed.set_result(False)
         self._serve_reads()
-        for peer in ready.snapshots_to_send:
+        for peer in work.snapshots_to_send:
             self.snapshots.send_to(peer)
+        self._note_standing()
 
-    def _start_write(self, loop: asyncio.AbstractEventLoop) -> None:
-        readies, self._write_queue = self._write_queue, []
-        merged = _merge([r.persist for r in readies])
-        self._writing = True
-        job: Callable[[], None] = (
-            functools.partial(self.storage.write, merged)
-            if not merged.empty() or merged.must_sync
-            else _barrier
-        )
-        future = asyncio.wrap_future(self._io.submit(job), loop=loop)
-        future.add_done_callback(
-            functools.partial(self._write_done, readies, merged, time.perf_counter())
-        )
+    def _start_write(self, persist: Persist) -> None:
+        """One write (one transaction, one sync) at a time on the I/O thread."""
+        loop = self._loop or asyncio.get_running_loop()
+        if self.test_bug == "ack-before-fsync":
+            # Report it durable now and write it 200 ms later (in order): a crash in
+            # between forgets promises and acceptances that already left the node.
+            loop.call_later(0.2, self._io.submit, self.storage.write, persist)
+            loop.call_soon(self._write_done, persist, time.perf_counter(), None)
+            return
+        future = asyncio.wrap_future(self._io.submit(self.storage.write, persist), loop=loop)
+        future.add_done_callback(functools.partial(self._write_done, persist, time.perf_counter()))
 
     def _write_done(
-        self, readies: list[Ready], merged: Persist, started: float, future: asyncio.Future[None]
+        self, persist: Persist, started: float, future: asyncio.Future[None] | None
     ) -> None:
-        self._writing = False
-        self._writes_in_flight -= len(readies)
-        if future.cancelled() or self._closed:
+        """The write is durable: release what waited on it (Promises, Accepteds, our own
+        votes) and start the next one."""
+        if self._closed or self.failed is not None:
             return
-        exc = future.exception()
-        if exc is not None:
-            self._fatal(f"storage failed: {exc}")
-            return
-        if merged.must_sync:
+        if future is not None:
+            if future.cancelled():
+                return
+            exc = future.exception()
+            if exc is not None:
+                self._fatal(f"storage failed: {exc}")
+                return
+        if persist.must_sync:
             self.metrics.fsync_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_entries.observe(len(merged.entries))
-        for ready in readies:
-            self._written(ready)
-        if self._write_queue and self.failed is None:
-            self._start_write(self._loop or asyncio.get_running_loop())
-
-    def _written(self, ready: Ready) -> None:
-        """``ready``'s write is durable: send what depended on it, count our own votes."""
-        if self.failed is not None:
-            return
-        for dst, message in ready.persisted_messages:
-            self.transport.send(dst, message)
+        self.metrics.batch_entries.observe(len(persist.entries))
         leader = self.replica.leader
-        self.replica.persisted(ready)  # may finish phase 1 or choose slots
+        try:
+            work = self.driver.written()  # may finish phase 1 or choose slots
+        except InvariantViolation as exc:
+            self._fatal(f"broken invariant: {exc}")
+            return
+        self._carry_out(work)
         self._note_leader(leader)
         self._wake.set()
+
+    def _note_standing(self) -> None:
+        standing = self.replica.standing
+        if standing is self._standing:
+            return
+        self._standing = standing
+        if standing is Standing.VOTER:
+            self.log.info("node %d's data dir is registered: it votes now", self.id)
+        else:
+            self.log.warning(
+                "node %d is a %s: %s",
+                self.id,
+                standing.value,
+                describe_standing(self.replica).get("standing_reason", ""),
+            )
 
     def _apply(self, committed: list[tuple[int, tuple[bytes, ...]]]) -> None:
         sm = self.sm
@@ -558,23 +514,36 @@ class Node:
             if waiter is not None and not waiter.done():
                 waiter.set_result(True)
 
-    async def _install_snapshot(self, last_slot: int) -> None:
-        """Replace the state machine with the durable snapshot through ``last_slot``.
+    async def _install_snapshot(self) -> None:
+        """Replace the state machine with the durable snapshot storage holds now.
 
         Reading and decoding run on the snapshot thread (the event loop keeps answering
-        heartbeats); only the final swap runs here.
+        heartbeats); only the final swap runs here. ``applied`` becomes the slot of the
+        snapshot actually read, which may be newer than the one the core asked for (one
+        more finished arriving meanwhile): the slots it covers are then not applied again.
         """
         loop = asyncio.get_running_loop()
         sm, storage = self.sm, self.storage
 
-        def prepare() -> Callable[[], None]:
-            data = storage.read_snapshot()
+        def prepare() -> tuple[int, Callable[[], None]]:
+            reader = storage.open_snapshot()
+            if reader is None:
+                raise StorageError("the core installed a snapshot that storage does not hold")
+            try:
+                info = reader.info
+                data = reader.read(0, info.size)
+            finally:
+                reader.close()
+            if len(data) != info.size or zlib.crc32(data) != info.checksum:
+                raise StorageError(f"snapshot through slot {info.last_slot} fails its checksum")
             if isinstance(sm, ConcurrentSnapshots):
-                return sm.prepare_restore(data)
-            return functools.partial(sm.restore, data)
+                return info.last_slot, sm.prepare_restore(data)
+            return info.last_slot, functools.partial(sm.restore, data)
 
         started = time.perf_counter()
-        swap = await loop.run_in_executor(self._snap_io, prepare)
+        last_slot, swap = await loop.run_in_executor(self._snap_io, prepare)
+        if last_slot <= self.applied:
+            return  # already past it
         swap()
         self.applied = last_slot
         self._last_snapshot = max(self._last_snapshot, last_slot)
@@ -594,17 +563,19 @@ class Node:
         data: bytes | Iterator[bytes] = (
             sm.snapshot_stream() if isinstance(sm, ConcurrentSnapshots) else sm.snapshot()
         )
+        # Our promise now bounds the ballot every slot in the state was chosen at.
+        floor = self.replica.promised
         self._snapshot_task = asyncio.get_running_loop().create_task(
-            self._save_snapshot(self.applied, data), name=f"pyxos-snapshot-{self.id}"
+            self._save_snapshot(self.applied, data, floor), name=f"pyxos-snapshot-{self.id}"
         )
 
-    async def _save_snapshot(self, last: int, data: bytes | Iterator[bytes]) -> None:
+    async def _save_snapshot(self, last: int, data: bytes | Iterator[bytes], floor: Ballot) -> None:
         loop = asyncio.get_running_loop()
         members = tuple(sorted(self.config.members))
         started = time.perf_counter()
         try:
             info = await loop.run_in_executor(
-                self._snap_io, self.storage.save_snapshot, last, members, data
+                self._snap_io, self.storage.save_snapshot, last, members, data, floor
             )
         except StaleSnapshotError:
             return  # a newer snapshot was installed from the leader meanwhile
@@ -649,7 +620,9 @@ class Node:
                 read_future.set_exception(exc)
         self._read_waiters.clear()
 
-    def install_received_snapshot(self, src: int, last_slot: int, members: tuple[int, ...]) -> None:
-        """A streamed snapshot is durable: let the core jump to it."""
-        self.replica.step(InstallSnapshot(src, last_slot, members, b""))
+    def install_received_snapshot(
+        self, src: int, last_slot: int, members: tuple[int, ...], ballot: Ballot
+    ) -> None:
+        """A streamed snapshot is durable (with its promise floor): let the core jump to it."""
+        self.replica.step(InstallSnapshot(src, last_slot, members, b"", ballot))
         self._wake.set()

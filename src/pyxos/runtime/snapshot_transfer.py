@@ -79,7 +79,14 @@ class SnapshotTransfers:
         info = out.reader.info
         data = out.reader.read(out.offset, self._node.config.snapshot_chunk)
         chunk = SnapshotChunk(
-            self._node.id, info.last_slot, info.members, out.offset, info.size, info.checksum, data
+            self._node.id,
+            info.last_slot,
+            info.members,
+            out.offset,
+            info.size,
+            info.checksum,
+            data,
+            info.ballot,
         )
         out.sent_at = time.monotonic()
         self._node.send(peer, chunk)
@@ -125,6 +132,7 @@ class SnapshotTransfers:
                     m.members,
                     m.total,
                     m.checksum,
+                    m.ballot,
                 )
                 self._in, self._in_src = incoming, m.src
             nxt = await loop.run_in_executor(node._io, incoming.write_chunk, m.offset, m.data)
@@ -132,7 +140,7 @@ class SnapshotTransfers:
                 await loop.run_in_executor(node._io, incoming.finish)
                 self._in = None
                 node.log.info("received snapshot through slot %d from node %d", m.last_slot, m.src)
-                node.install_received_snapshot(m.src, m.last_slot, m.members)
+                node.install_received_snapshot(m.src, m.last_slot, m.members, m.ballot)
             node.send(m.src, SnapshotChunkAck(node.id, m.last_slot, nxt))
         except StorageError as exc:
             node._fatal(f"storage failed while receiving a snapshot: {exc}")
