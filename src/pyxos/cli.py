@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from pyxos.runtime.config import ConfigError
+from pyxos.sim import coverage
 from pyxos.sim.runner import SCENARIOS, SeedResult
 from pyxos.sim.swarm import run_swarm
 
@@ -38,16 +39,32 @@ def main() -> None:
     "duelling: two or three nodes start phase 1 at the same tick, again and again.",
 )
 @click.option("--jobs", default=0, help="Processes to use (default: one per core).")
+@click.option(
+    "--coverage",
+    "show_coverage",
+    is_flag=True,
+    help="Print how often each message kind, core path and fault was reached.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary as the last line.")
-def sim(seeds: int, start_seed: int, nodes: int, scenario: str, jobs: int, as_json: bool) -> None:
+def sim(
+    seeds: int,
+    start_seed: int,
+    nodes: int,
+    scenario: str,
+    jobs: int,
+    show_coverage: bool,
+    as_json: bool,
+) -> None:
     """Deterministic simulation of a whole cluster under a seeded fault schedule.
 
-    Checks after every step that at most one value is chosen per slot, that applied
-    sequences are prefixes of each other, that no promise or acceptance goes backwards
-    (also across restarts), that only proposed commands are chosen, that reads are
-    linearizable and that acknowledged commands stay; then heals every fault and requires
-    all pending commands to commit within a tick budget. Exit status 1 on any failure,
-    printing the command that reproduces it.
+    A ghost records what every acceptor accepted, hence what is really chosen in each
+    slot. After every step it checks that no two values are chosen in one slot, that
+    every value a node applies, installs or holds on disk under its commit index is the
+    chosen one, and (white box) that proposals, commit notices and chosen claims agree
+    with it and that no acceptor goes back on a promise or votes with a lost disk; the
+    clients check that reads are linearizable and acknowledged commands stay. Then it
+    heals every fault and requires all pending commands to commit within a tick budget.
+    Exit status 1 on any failure, printing the command that reproduces it.
     """
 
     def report(result: SeedResult) -> None:
@@ -71,6 +88,13 @@ def sim(seeds: int, start_seed: int, nodes: int, scenario: str, jobs: int, as_js
     )
     for failed in summary.failed:
         click.echo(f"reproduce: {failed.reproduce()}")
+    if show_coverage:
+        counts = dict(summary.coverage)
+        for name in coverage.expected():
+            mark = "" if counts.get(name) else "   <- never reached"
+            click.echo(f"  {name:40} {counts.get(name, 0):>10}{mark}")
+        for name in sorted(set(counts) - set(coverage.expected())):
+            click.echo(f"  {name:40} {counts[name]:>10}")
     if as_json:
         click.echo(json.dumps(data))
     sys.exit(0 if summary.ok else 1)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pyxos.core import Replica
-from pyxos.core.messages import Promise, Propose
+from pyxos.core.ballot import ZERO
+from pyxos.core.messages import Chosen, Promise, Propose, SlotValue
 from pyxos.core.ready import Ready
+from pyxos.core.replica import Role
 
 
 class AcceptsBelowPromise(Replica):
@@ -41,3 +43,30 @@ class ReadsWithoutQuorum(Replica):
 
     def read_index(self, token: int) -> None:
         self._out.reads.append((token, self.commit_index))
+
+
+class TrustsChosen(Replica):
+    """Learns from any ``Chosen`` in any role, ignoring its ballot (the review's first
+    hole): a stale leader then commits a learned value under its own ballot, and may
+    propose over a slot it learned (the guard against that is off too, as it was)."""
+
+    def _check_open_slot(self, slot: int) -> None:
+        pass
+
+    def _on_chosen(self, m: Chosen) -> None:
+        changed = False
+        for i, value in enumerate(m.values):
+            slot = m.first_slot + i
+            if slot <= self.snapshot_slot:
+                continue
+            old = self.log.get(slot)
+            if old is not None and old.chosen:
+                continue
+            ballot = old.ballot if old is not None else ZERO
+            self._store(SlotValue(slot, ballot, value, True))
+            self.max_slot = max(self.max_slot, slot)
+            changed = True
+        if changed:
+            self._advance_commit()
+        if self.role is Role.LEADER:
+            self._after_commit()

@@ -1,14 +1,27 @@
-"""Seeded swarm simulation: the CI seed budget, determinism, and checks that can fail."""
+"""Seeded swarm simulation: the CI seed budget, determinism, coverage, and checks that fail."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from broken import AcceptsBelowPromise, AppliesOutOfOrder, ReadsWithoutQuorum, SkipsReproposal
+from broken import (
+    AcceptsBelowPromise,
+    AppliesOutOfOrder,
+    ReadsWithoutQuorum,
+    SkipsReproposal,
+    TrustsChosen,
+)
 
+from pyxos.core.ballot import Ballot
+from pyxos.sim import coverage
+from pyxos.sim.cluster import Cluster
+from pyxos.sim.oracle import Oracle
 from pyxos.sim.runner import run_seed
 from pyxos.sim.swarm import run_swarm
+
+CI_BUDGET = ((3, 200), (5, 100))
+"""Seeds per cluster size that CI runs; every planted bug must be caught within it."""
 
 
 @pytest.mark.parametrize(
@@ -24,6 +37,32 @@ def test_ci_seed_budget_holds_every_invariant(nodes: int, scenario: str, seeds: 
     assert summary.commands_committed > 50 * seeds
     assert summary.faults > seeds
     assert summary.reads_served > 0
+    if scenario == "random":
+        # The oracle was silent because nothing went wrong, not because nothing ran.
+        assert coverage.missing(dict(summary.coverage)) == []
+
+
+def test_coverage_names_every_message_kind_and_core_path() -> None:
+    names = coverage.expected()
+    for kind in ("Prepare", "Promise", "Propose", "Accepted", "Chosen", "SnapshotRequest"):
+        assert f"sent:{kind}" in names and f"delivered:{kind}" in names
+    assert "join_refused" in names and "promise_omits_chosen" in names
+    assert "sent:SnapshotChunk" not in names  # the runtime's, never the simulator's
+    assert coverage.missing({}) == names
+    assert coverage.missing(dict.fromkeys(names, 1)) == []
+
+
+def test_every_path_the_core_counts_is_declared() -> None:
+    import inspect
+    import re
+
+    import pyxos.core.replica as module
+
+    source = inspect.getsource(module)
+    counted = set(re.findall(r'coverage\["([a-z_]+)"\]', source))
+    counted |= set(re.findall(r'"([a-z_]+)" if granted else "([a-z_]+)"', source)[0])
+    assert counted - {"propose_conflicts_chosen"} <= set(module.COVERAGE_POINTS)
+    assert set(module.COVERAGE_POINTS) <= counted
 
 
 def test_duelling_proposers_commit_within_a_bounded_number_of_ticks() -> None:
@@ -38,7 +77,11 @@ def test_same_seed_same_trace() -> None:
     b = run_seed(11, 3, "random")
     c = run_seed(12, 3, "random")
     assert a.trace_hash == b.trace_hash
-    assert (a.deliveries, a.commands_committed) == (b.deliveries, b.commands_committed)
+    assert (a.deliveries, a.commands_committed, a.coverage) == (
+        b.deliveries,
+        b.commands_committed,
+        b.coverage,
+    )
     assert a.trace_hash != c.trace_hash
 
 
@@ -48,13 +91,79 @@ BUGS: dict[str, dict[str, Any]] = {
     "learner applies out of order": {"replica_factory": AppliesOutOfOrder},
     "leader skips re-proposing phase-1 values": {"replica_factory": SkipsReproposal},
     "reads served without a quorum round": {"replica_factory": ReadsWithoutQuorum},
+    "leader trusts an unverified Chosen": {"replica_factory": TrustsChosen},
+    "a node with a new disk votes at once": {"new_disks_vote": True},
 }
 
 
+def _first_caught(bug: dict[str, Any], nodes: int, seeds: int, white_box: bool) -> int | None:
+    for seed in range(seeds):
+        if run_seed(seed, nodes, "random", white_box=white_box, **bug).violation:
+            return seed
+    return None
+
+
 @pytest.mark.parametrize("bug", sorted(BUGS))
-def test_invariants_catch_a_broken_replica_within_the_ci_budget(bug: str) -> None:
-    for seed in range(200):
-        result = run_seed(seed, 3, "random", **BUGS[bug])
-        if result.violation:
-            return
-    pytest.fail(f"no seed of 200 caught: {bug}")
+@pytest.mark.parametrize(("nodes", "seeds"), CI_BUDGET)
+def test_end_to_end_checks_alone_catch_a_broken_replica(bug: str, nodes: int, seeds: int) -> None:
+    # The white-box checks (promise floors, P2c on proposals, commit-notice claims) off:
+    # only what is chosen, what nodes apply or keep on disk, and what clients saw.
+    caught = _first_caught(BUGS[bug], nodes, seeds, white_box=False)
+    assert caught is not None, f"no seed of {seeds} with {nodes} nodes caught: {bug}"
+
+
+@pytest.mark.parametrize(
+    "bug", ["acceptor accepts below its promise", "acceptor forgets its promise after restart"]
+)
+def test_white_box_checks_catch_acceptor_bugs_at_once(bug: str) -> None:
+    assert _first_caught(BUGS[bug], 3, 20, white_box=True) is not None
+
+
+def test_the_oracle_refuses_two_values_chosen_in_one_slot() -> None:
+    oracle = Oracle(Cluster(1, 3).config, white_box=False)
+    b1, b2 = Ballot(1, 1), Ballot(2, 2)
+    oracle.proposed(1, b1, 5, ((b"v",),))
+    oracle.voted(1, 11, b1, range(5, 6))
+    assert oracle.chosen == {}
+    oracle.voted(2, 12, b1, range(5, 6))
+    assert oracle.chosen[5] == (b1, (b"v",))
+    oracle.proposed(2, b2, 5, ((b"w",),))
+    oracle.voted(2, 12, b2, range(5, 6))
+    oracle.voted(3, 13, b2, range(5, 6))
+    assert oracle.violation is not None and "two values chosen in slot 5" in oracle.violation
+
+
+def test_the_oracle_refuses_an_applied_value_that_was_never_chosen() -> None:
+    oracle = Oracle(Cluster(1, 3).config)
+    oracle.applied(2, 1, (b"x",))
+    assert oracle.violation == "node 2 applied slot 1, which no quorum accepted"
+
+
+def test_the_white_box_oracle_refuses_a_vote_from_a_replaced_data_dir() -> None:
+    oracle = Oracle(Cluster(1, 3).config)
+    oracle.promised(2, 0xAA, Ballot(1, 1))
+    assert oracle.violation is None
+    oracle.voted(2, 0xBB, Ballot(2, 1), range(1, 2))
+    assert oracle.violation is not None and "may have lost what it promised" in oracle.violation
+
+
+def test_a_lone_wiped_node_of_a_running_cluster_never_votes_again() -> None:
+    # A correct cluster: wipe one node's disk, over and over; it must end a learner
+    # (the white-box check would flag any vote it sent) and the cluster must go on.
+    cluster = Cluster(7, 3)
+    for _ in range(60):
+        cluster.step()
+    assert all(n.replica.voter for n in cluster.nodes.values())
+    for _ in range(3):
+        cluster.crash(2, wipe=True)
+        for _ in range(20):
+            cluster.step()
+        cluster.restart(2)
+        for _ in range(80):
+            cluster.step()
+        assert cluster.violation is None, cluster.violation
+    wiped = cluster.nodes[2].replica
+    assert not wiped.voter and wiped.standing.value == "learner"
+    assert wiped.applied > 0  # it caught up as a learner
+    assert cluster.workload.stats.commands_acked > 0
+    assert cluster.coverage_totals()["join_refused"] >= 3

@@ -1,38 +1,48 @@
-"""A whole cluster of protocol cores in one thread, with clients and safety checks.
+"""A whole cluster of protocol cores in one thread, driven as the runtime drives them.
 
-The simulator is the core's driver, exactly as the asyncio runtime is: it takes each
-``Ready``, sends the free messages, writes the batch to a :class:`SimStorage`, syncs it a
-little later (so that a crash can land between the write and the sync), then sends the
-messages that depend on the write, applies chosen slots and calls ``advance``.
+Each node runs the same :class:`~pyxos.core.driver.Driver` the asyncio runtime runs: the
+simulator only plays the disk (a write completes ``sync_delay`` ticks after it starts,
+or fails, or a crash lands in between), the network and the clock. Nodes can crash
+(losing the write in flight, or tearing it), lose their disk or have a record rot (and
+then rejoin under a new data dir, as the runtime does), pause (no ticks, messages queue
+up), and tick at their own rate (clock skew).
 
-After every tick it checks the invariants of DESIGN.md section 7 and records the first
-violation with the tick it happened at.
+Every message a node sends is shown to the :class:`~pyxos.sim.oracle.Oracle`, which
+knows what is really chosen; every value a node applies is checked against it.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import random
-from collections import deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
 
-from pyxos.core.ballot import ZERO, Ballot
+from pyxos.core.ballot import Ballot
 from pyxos.core.config import Config
-from pyxos.core.messages import Accepted, InstallSnapshot, Message, Promise, Value, encode
-from pyxos.core.ready import HardState, Ready
-from pyxos.core.replica import Options, Replica, Role
+from pyxos.core.driver import Driver, Work, fresh_commits
+from pyxos.core.messages import (
+    Accepted,
+    Chosen,
+    Commit,
+    InstallSnapshot,
+    Message,
+    Promise,
+    Propose,
+    SnapshotRequest,
+    Value,
+)
+from pyxos.core.ready import HardState, Persist, Standing
+from pyxos.core.replica import InvariantViolation, Options, Replica, Role
 from pyxos.sim.network import Faults, Network
-from pyxos.sim.storage import SimStorage
+from pyxos.sim.oracle import Oracle
+from pyxos.sim.storage import SimCorruption, SimStorage
+from pyxos.sim.workload import Workload
 
 ReplicaFactory = Callable[..., Replica]
-
-
-class Violation(Exception):
-    """A safety invariant failed."""
 
 
 @dataclass(slots=True)
@@ -54,40 +64,35 @@ class _App:
 
 
 @dataclass(slots=True)
-class _Node:
+class SimNode:
     id: int
     replica: Replica
+    driver: Driver
     storage: SimStorage
     app: _App
     up: bool = True
-    pending: deque[tuple[Ready, int]] = field(default_factory=deque)
-    """Batches written but not yet synced, with the tick their sync completes."""
+    paused_until: int = 0
+    rate: float = 1.0
+    """Ticks per simulated step: clock skew between nodes."""
+    phase: float = 0.0
+    inbox: list[tuple[int, bytes, Message]] = field(default_factory=list)
+    """Messages that arrived while paused, delivered when the process resumes."""
+    write_done_at: int | None = None
     waiting: dict[bytes, int] = field(default_factory=dict)
     """Commands a client submitted here and is waiting on: command -> client id."""
     reads: dict[int, tuple[int, int]] = field(default_factory=dict)
     """Confirmed reads waiting to be served: token -> (index, client)."""
     restarts: int = 0
+    checked_commit: int = 0
+    """The oracle has checked this node's commit index up to here."""
+    audited_commit: int = 0
+    """The oracle has checked the records under this node's durable commit index up to
+    here."""
+    now: int = 0
 
-
-@dataclass(slots=True)
-class _Client:
-    id: int
-    command: bytes | None = None
-    target: int = 0
-    submitted_at: int = 0
-    first_submitted_at: int = 0
-    read_token: int | None = None
-    read_started: int = 0
-    seq: int = 0
-
-
-@dataclass(slots=True)
-class Stats:
-    deliveries: int = 0
-    commands_acked: int = 0
-    reads_served: int = 0
-    commit_latencies: list[int] = field(default_factory=list)
-    """Ticks from a command's first submission to its first application anywhere."""
+    @property
+    def paused(self) -> bool:
+        return self.now < self.paused_until
 
 
 class Cluster:
@@ -104,9 +109,13 @@ class Cluster:
         read_ratio: float = 0.2,
         compact_every: int = 0,
         sync_delay: int = 1,
-        pipeline: int = 1,
+        max_in_flight: int = 64,
+        write_errors: float = 0.0,
+        rates: dict[int, float] | None = None,
         replica_factory: ReplicaFactory = Replica,
         forget_promises: bool = False,
+        new_disks_vote: bool = False,
+        white_box: bool = True,
         client_timeout: int = 40,
     ) -> None:
         self.seed = seed
@@ -119,67 +128,141 @@ class Cluster:
         self.factory = replica_factory
         self.compact_every = compact_every
         self.sync_delay = sync_delay
-        self.pipeline = pipeline
-        self.read_ratio = read_ratio
-        self.client_timeout = client_timeout
+        self.max_in_flight = max_in_flight
+        self.write_errors = write_errors
+        self.forget_promises = forget_promises
+        self.new_disks_vote = new_disks_vote
         self._node_seeds = {i: root.getrandbits(64) for i in self.config.members}
-        self.nodes: dict[int, _Node] = {}
-        for i in self.config.members:
-            replica = self._make_replica(i, None)
-            storage = SimStorage(forget_promises=forget_promises)
-            self.nodes[i] = _Node(i, replica, storage, _App())
-        self.clients = [_Client(c + 1) for c in range(clients)]
         self.now = 0
-        self.stats = Stats()
         self.trace = hashlib.sha256()
+        self.deliveries = 0
         self.violation: str | None = None
         self.violation_tick = -1
-
-        # Oracles.
-        self.chosen: dict[int, Value] = {}
-        self.submitted: set[bytes] = set()
-        self.first_slot: dict[bytes, int] = {}
-        self.acked: dict[bytes, int] = {}
-        self._ack_ticks: list[int] = []
-        self._ack_max_slot: list[int] = []
-        self.max_promised_sent: dict[int, Ballot] = dict.fromkeys(self.config.members, ZERO)
-        self.accepted_sent: dict[int, dict[int, Ballot]] = {i: {} for i in self.config.members}
-        self._next_token = 0
-        self._read_clients: dict[int, int] = {}
-        self._latency_start: dict[bytes, int] = {}
-        self.generate = True
-        """Whether clients start new commands (off while draining at the end)."""
+        self.oracle = Oracle(self.config, white_box=white_box)
+        self.coverage: Counter[str] = Counter()
+        """Paths the simulator itself took (faults); see :meth:`coverage_totals`."""
+        self.lost_disks: set[int] = set()
+        self.workload = Workload(
+            self,
+            random.Random(root.getrandbits(64)),
+            clients,
+            read_ratio,
+            client_timeout,
+            self._fail,
+        )
+        self.nodes: dict[int, SimNode] = {}
+        for i in self.config.members:
+            storage = self._new_storage()
+            self.nodes[i] = self._boot(i, storage, 0)
+            self.nodes[i].rate = (rates or {}).get(i, 1.0)
 
     # ------------------------------------------------------------------ nodes
 
-    def _make_replica(self, node: int, state: HardState | None, restarts: int = 0) -> Replica:
+    def _new_storage(self) -> SimStorage:
+        """A brand-new data dir under a fresh random incarnation."""
+        storage = SimStorage(self.crash_rng.getrandbits(62) + 1, self.forget_promises)
+        if self.new_disks_vote:
+            # The planted bug of the disk-loss hole: an empty data dir votes at once.
+            storage.durable.standing = Standing.VOTER
+        return storage
+
+    def _boot(self, node: int, storage: SimStorage, restarts: int) -> SimNode:
+        """Start ``node``'s process on ``storage``; a damaged data dir is moved aside."""
+        try:
+            state, snapshot = storage.recover()
+        except SimCorruption as exc:
+            self.coverage["corrupt_found"] += 1
+            self._record(f"node {node}: data dir moved aside: {exc}")
+            storage = self._new_storage()
+            state, snapshot = storage.recover()
+        app = _App()
+        if snapshot is not None:
+            app.restore(snapshot.data)
+        replica = self._make_replica(node, state, restarts)
+        sim = SimNode(
+            node, replica, Driver(replica, max_in_flight=self.max_in_flight), storage, app
+        )
+        sim.restarts = restarts
+        sim.now = self.now
+        sim.checked_commit = replica.snapshot_slot
+        if snapshot is not None:
+            self._check_snapshot(sim)
+        return sim
+
+    def _make_replica(self, node: int, state: HardState, restarts: int) -> Replica:
         rng = random.Random(self._node_seeds[node] + 7919 * restarts)
         return self.factory(node, self.config, rng, self.options, state)
 
-    def crash(self, node: int) -> None:
+    def may_lose_disk(self, node: int) -> bool:
+        """Disk loss is bounded to a minority (each such node stays a learner for good)."""
+        f = (len(self.config.members) - 1) // 2
+        return node in self.lost_disks or len(self.lost_disks) < f
+
+    def crash(
+        self, node: int, *, wipe: bool = False, rot: bool = False, tear: bool = False
+    ) -> None:
+        """Kill ``node``; optionally lose its disk, rot one record, or tear the write."""
         n = self.nodes[node]
         if not n.up:
             return
+        self.coverage["crash"] += 1
+        self.coverage.update(n.replica.coverage)
         n.up = False
-        n.pending.clear()
-        n.storage.crash(self.crash_rng)
+        n.paused_until = 0
+        n.inbox.clear()
+        n.write_done_at = None
         n.waiting.clear()
         n.reads.clear()
-        self._record(f"crash {node}")
+        damage = (wipe or rot or tear) and self.may_lose_disk(node)
+        n.storage.crash(self.crash_rng, tear=tear and damage)
+        if damage:
+            self.lost_disks.add(node)
+            if wipe:
+                self.coverage["disk_wiped"] += 1
+                n.storage = self._new_storage()
+            elif rot:
+                self.coverage["record_rotted"] += 1
+                n.storage.rot(self.crash_rng)
+            else:
+                self.coverage["write_torn"] += 1
+        self._record(f"crash {node} wipe={wipe} rot={rot} tear={tear}")
 
     def restart(self, node: int) -> None:
         n = self.nodes[node]
         if n.up:
             return
-        n.restarts += 1
-        state, snapshot = n.storage.recover()
-        n.app = _App()
-        if snapshot is not None:
-            n.app.restore(snapshot[1])
-        n.replica = self._make_replica(node, state, n.restarts)
-        n.up = True
+        fresh = self._boot(node, n.storage, n.restarts + 1)
+        fresh.rate = n.rate
+        self.nodes[node] = fresh
+        self.coverage["restart"] += 1
         self._record(f"restart {node}")
-        self._check_restart(n)
+        r = fresh.replica
+        self.oracle.restarted(node, r.incarnation, r.promised, r.snapshot_slot, r.log)
+        self._check_oracle()
+
+    def pause(self, node: int, ticks: int) -> None:
+        """Stop ``node``'s process (no ticks, no I/O) while the others go on."""
+        n = self.nodes[node]
+        if n.up and not n.paused:
+            self.coverage["pause"] += 1
+            n.paused_until = self.now + ticks
+            self._record(f"pause {node} {ticks}")
+
+    def stray_catch_up(self, node: int, peer: int, lag: int) -> None:
+        """Deliver, late, a catch-up request ``node`` could have sent ``lag`` slots ago.
+
+        The transport keeps queued messages for seconds across reconnects, and a paused
+        process sends what it had queued when it resumes, so a request for slots the
+        asker has long since learned can arrive at any time; the answer then reaches
+        the asker in whatever role it holds by then.
+        """
+        n, p = self.nodes[node], self.nodes[peer]
+        if n.up and p.up and not p.paused and node != peer:
+            # It was sent long ago and waited in the peer's inbound queue: it arrives now,
+            # whatever the links look like; the answer crosses the network as usual.
+            self.coverage["stray_catch_up"] += 1
+            since = max(0, n.replica.commit_index - lag)
+            self._deliver(p, node, b"stray", SnapshotRequest(node, since))
 
     def leader(self) -> int | None:
         """The live leader with the highest ballot, if any."""
@@ -190,141 +273,194 @@ class Cluster:
                 best = (r.ballot, n.id)
         return best[1] if best else None
 
+    def coverage_totals(self) -> Counter[str]:
+        """Every path counted in this run: network, simulator and every core."""
+        total = Counter(self.coverage)
+        total.update(self.net.coverage)
+        for n in self.nodes.values():
+            if n.up:
+                total.update(n.replica.coverage)
+        return total
+
     # ------------------------------------------------------------------ time
 
     def step(self) -> None:
-        """One tick: deliver due messages, tick every node, drive Ready, run clients."""
+        """One tick: deliver due messages, tick every node, drive its batches, run clients."""
         self.now += 1
         now = self.now
-        for _src, dst, message in self.net.due(now):
+        for node in self.nodes.values():
+            node.now = now
+            if node.up and node.inbox and not node.paused:
+                held, node.inbox = node.inbox, []
+                for src, data, message in held:
+                    self._deliver(node, src, data, message)
+        for src, dst, data, message in self.net.due(now):
             node = self.nodes[dst]
             if not node.up:
                 continue
-            self.stats.deliveries += 1
-            self.trace.update(encode(message))
-            node.replica.step(message)
+            if node.paused:
+                node.inbox.append((src, data, message))
+                continue
+            self._deliver(node, src, data, message)
         for node in self.nodes.values():
-            if node.up:
-                node.replica.tick()
+            if node.up and not node.paused:
+                node.phase += node.rate
+                ticks = int(node.phase)
+                node.phase -= ticks
+                for _ in range(ticks):
+                    node.replica.tick()
         for node in self.nodes.values():
-            if node.up:
-                self._drive(node)
-        self._run_clients()
-        self._serve_reads()
-        self._check_progressive()
+            if node.up and not node.paused:
+                try:
+                    self._drive(node)
+                except InvariantViolation as exc:
+                    # The node caught itself breaking a rule and stopped: a bug.
+                    self._fail(f"node {node.id} stopped on a broken invariant: {exc}")
+                    node.up = False
+        self.workload.run()
+        self.workload.serve_reads()
+        self._check_oracle()
 
-    def _drive(self, node: _Node) -> None:
-        """Carry out Readys; up to ``pipeline`` batches may be syncing at once."""
-        while node.pending and self.now >= node.pending[0][1]:
-            self._synced(node)
-        while len(node.pending) < self.pipeline and node.replica.has_ready():
-            ready = node.replica.ready()
-            for dst, message in ready.messages:
-                self.net.send(self.now, node.id, dst, message)
-            node.storage.write(ready.persist)
-            if ready.snapshot_install is not None:
-                node.app.restore(ready.snapshot_install.data)
-                self._check_snapshot(node)
-            for slot, value in ready.committed:
-                self._apply(node, slot, value)
-            for token, index in ready.reads:
-                client = self._read_clients.get(token)
-                if client is not None:
-                    node.reads[token] = (index, client)
-            for token in ready.failed_reads:
-                self._fail_read(token)
-            for peer in ready.snapshots_to_send:
-                snap = node.storage.durable.snapshot
-                if snap is not None:
-                    msg = InstallSnapshot(node.id, snap[0], self.config.members, snap[1])
-                    self.net.send(self.now, node.id, peer, msg)
-            node.replica.advance(ready, persisted=False)
-            node.pending.append((ready, self.now + self.sync_delay))
-            if self.sync_delay == 0:
-                self._synced(node)
-            last = node.app.last
-            if self.compact_every and last - node.replica.snapshot_slot >= self.compact_every:
-                node.storage.save_app_snapshot(last, node.app.snapshot())
-                node.replica.compact(last)
+    def _deliver(self, node: SimNode, src: int, data: bytes, message: Message) -> None:
+        self.deliveries += 1
+        self.trace.update(data)
+        node.replica.step(message)
 
-    def _synced(self, node: _Node) -> None:
-        """The oldest batch in flight is durable: release what depended on it."""
-        ready, _ = node.pending.popleft()
-        if ready.persist.must_sync or node.storage.unsynced:
-            node.storage.sync()
-        for dst, message in ready.persisted_messages:
-            self._note_promises(node.id, message)
+    def _drive(self, node: SimNode) -> None:
+        """Complete the write in flight when due, then take batches while there are any."""
+        driver = node.driver
+        while node.up:
+            if node.write_done_at is not None and self.now >= node.write_done_at:
+                node.write_done_at = None
+                if self.write_errors and self.crash_rng.random() < self.write_errors:
+                    # The runtime stops a node whose disk fails: it must not go on.
+                    self.coverage["write_error"] += 1
+                    node.storage.fail_write()
+                    self.crash(node.id)
+                    return
+                written = node.storage.in_flight
+                node.storage.sync()
+                if written is not None:
+                    self._audit_disk(node, written)
+                self._carry_out(node, driver.written())
+                continue
+            if driver.can_take():
+                self._carry_out(node, driver.take())
+                continue
+            return
+
+    def _carry_out(self, node: SimNode, work: Work) -> None:
+        for dst, message in work.send:
+            self._observe(node, message)
             self.net.send(self.now, node.id, dst, message)
-        node.replica.persisted(ready)
+        for ballot, slot in work.self_accepts:
+            self._own_vote(node, ballot, slot)
+        if work.write is not None:
+            node.storage.write(work.write)
+            node.write_done_at = self.now + self.sync_delay
+        if work.install is not None and work.install.last_slot > node.app.last:
+            node.app.restore(work.install.data)
+            self._check_snapshot(node)
+        for slot, value in fresh_commits(work.committed, node.app.last):
+            self._apply(node, slot, value)
+        for token, index in work.reads:
+            self.workload.on_read_ready(node, token, index)
+        for token in work.failed_reads:
+            self.workload.on_read_failed(token)
+        snap = node.storage.durable.snapshot
+        for peer in work.snapshots_to_send:
+            if snap is not None:
+                msg = InstallSnapshot(
+                    node.id, snap.last_slot, self.config.members, snap.data, snap.ballot
+                )
+                self.net.send(self.now, node.id, peer, msg)
+        last = node.app.last
+        if self.compact_every and last - node.replica.snapshot_slot >= self.compact_every:
+            self.coverage["compaction"] += 1
+            node.storage.save_app_snapshot(last, node.app.snapshot(), node.replica.promised)
+            node.replica.compact(last)
 
-    # ------------------------------------------------------------------ learner checks
+    # ------------------------------------------------------------------ the oracle
 
-    def _apply(self, node: _Node, slot: int, value: Value) -> None:
+    def _observe(self, node: SimNode, message: Message) -> None:
+        """Show the oracle a message as it leaves ``node``."""
+        oracle = self.oracle
+        incarnation = node.replica.incarnation
+        if isinstance(message, Propose):
+            oracle.proposed(node.id, message.ballot, message.first_slot, message.values)
+            oracle.commit_notice(node.id, message.ballot, message.commit_index)
+        elif isinstance(message, Accepted):
+            slots = range(message.first_slot, message.last_slot + 1)
+            oracle.voted(node.id, incarnation, message.ballot, slots)
+        elif isinstance(message, Commit):
+            oracle.commit_notice(node.id, message.ballot, message.commit_index)
+        elif isinstance(message, Promise):
+            oracle.promised(node.id, incarnation, message.ballot)
+            for sv in message.accepted:
+                if sv.chosen:
+                    oracle.claimed(node.id, sv.slot, sv.value, "promise")
+        elif isinstance(message, Chosen):
+            for i, value in enumerate(message.values):
+                oracle.claimed(node.id, message.first_slot + i, value, "catch-up run")
+
+    def _own_vote(self, node: SimNode, ballot: Ballot, slot: int) -> None:
+        """A leader's own acceptance is durable and counts now."""
+        entry = node.replica.log.get(slot)
+        known = self.oracle.proposals.get(slot, {})
+        if ballot not in known and entry is not None and entry.ballot == ballot:
+            # A lone node sends no Propose: its log is where the proposal shows.
+            self.oracle.proposed(node.id, ballot, slot, (entry.value,))
+        self.oracle.voted(
+            node.id, node.replica.incarnation, ballot, range(slot, slot + 1), own=True
+        )
+
+    def _apply(self, node: SimNode, slot: int, value: Value) -> None:
         app = node.app
         if slot != app.last + 1:
             self._fail(f"node {node.id} applied slot {slot} after {app.last}")
             return
-        known = self.chosen.get(slot)
-        if known is None:
-            self.chosen[slot] = value
-            for cmd in value:
-                if cmd not in self.submitted:
-                    self._fail(f"slot {slot} chose {cmd!r}, which no client proposed")
-                self.first_slot.setdefault(cmd, slot)
-                if cmd not in self.acked and cmd in self._latency_start:
-                    self.stats.commit_latencies.append(self.now - self._latency_start.pop(cmd))
-        elif known != value:
-            self._fail(f"slot {slot}: node {node.id} applied {value!r}, chosen was {known!r}")
-            return
+        self.oracle.applied(node.id, slot, value)
         app.applied[slot] = value
         app.last = slot
         app.commands.update(value)
-        for cmd in value:
-            client = node.waiting.pop(cmd, None)
-            if client is not None:
-                self._ack(client, cmd)
+        self.workload.on_apply(node, slot, value)
 
-    def _check_snapshot(self, node: _Node) -> None:
+    def _audit_disk(self, node: SimNode, written: Persist) -> None:
+        """End to end: what a restart now would apply is chosen.
+
+        A restarted node treats every durable record up to its durable commit index as
+        chosen and applies it; so each one must hold the chosen value, whether the write
+        that just landed stored the record or moved the commit index over it.
+        """
+        d = node.storage.durable
+        floor = d.snapshot.last_slot if d.snapshot is not None else 0
+        slots = {e.slot for e in written.entries if floor < e.slot <= d.commit_index}
+        if written.commit_index is not None:
+            start = max(floor, node.audited_commit)
+            slots.update(range(start + 1, d.commit_index + 1))
+            node.audited_commit = d.commit_index
+        for slot in sorted(slots):
+            entry = d.entries.get(slot)
+            if entry is not None:
+                self.oracle.applied(node.id, slot, entry.value, "holds on disk, as chosen,")
+
+    def _check_snapshot(self, node: SimNode) -> None:
         for slot, value in node.app.applied.items():
-            known = self.chosen.get(slot)
-            if known is not None and known != value:
-                self._fail(f"node {node.id} installed a snapshot whose slot {slot} differs")
+            self.oracle.applied(node.id, slot, value, "installed a snapshot holding")
 
-    def _note_promises(self, node: int, message: Message) -> None:
-        """Record what an acceptor promised; it must never go back on it."""
-        if isinstance(message, Promise | Accepted):
-            # Accepting at b also promises b (Paxos), so both kinds raise the floor.
-            floor = self.max_promised_sent[node]
-            if message.ballot < floor:
-                kind = type(message).__name__
-                self._fail(f"node {node} sent {kind} at {message.ballot} after promising {floor}")
-            else:
-                self.max_promised_sent[node] = message.ballot
-        if isinstance(message, Accepted):
-            sent = self.accepted_sent[node]
-            for slot in range(message.first_slot, message.last_slot + 1):
-                if sent.get(slot, ZERO) < message.ballot:
-                    sent[slot] = message.ballot
-
-    def _check_restart(self, node: _Node) -> None:
-        r = node.replica
-        if r.promised < self.max_promised_sent[node.id]:
-            self._fail(
-                f"node {node.id} restarted with promise {r.promised} below the "
-                f"{self.max_promised_sent[node.id]} it had promised"
-            )
-        for slot, ballot in self.accepted_sent[node.id].items():
-            if slot <= r.snapshot_slot:
-                continue
-            entry = r.log.get(slot)
-            if entry is None or (entry.ballot < ballot and not entry.chosen):
-                self._fail(f"node {node.id} lost its acceptance of slot {slot} at {ballot}")
-                return
-
-    def _check_progressive(self) -> None:
+    def _check_oracle(self) -> None:
+        """Each node's commit index is a claim that its log holds chosen values."""
         for node in self.nodes.values():
-            if node.up and node.replica.promised < self.max_promised_sent[node.id]:
-                self._fail(f"node {node.id} promise went back to {node.replica.promised}")
+            r = node.replica
+            if not node.up or r.commit_index <= node.checked_commit:
+                continue
+            for slot in range(max(node.checked_commit, r.snapshot_slot) + 1, r.commit_index + 1):
+                entry = r.log.get(slot)
+                if entry is not None:
+                    self.oracle.claimed(node.id, slot, entry.value, "commit index")
+            node.checked_commit = r.commit_index
+        if self.oracle.violation is not None:
+            self._fail(self.oracle.violation)
 
     def _fail(self, what: str) -> None:
         if self.violation is None:
@@ -334,121 +470,10 @@ class Cluster:
     def _record(self, event: str) -> None:
         self.trace.update(f"{self.now}:{event}".encode())
 
-    # ------------------------------------------------------------------ clients
+    # ------------------------------------------------------------------ the end
 
-    def _run_clients(self) -> None:
-        for c in self.clients:
-            if c.read_token is not None:
-                if self.now - c.read_started > self.client_timeout:
-                    self._read_clients.pop(c.read_token, None)
-                    c.read_token = None
-                continue
-            if c.command is None:
-                if not self.generate:
-                    continue
-                if self.rng.random() < self.read_ratio:
-                    self._start_read(c)
-                    continue
-                c.seq += 1
-                c.command = f"c{c.id}-{c.seq}".encode()
-                self.submitted.add(c.command)
-                self._latency_start[c.command] = self.now
-                c.first_submitted_at = self.now
-                self._submit(c, self.rng.choice(self.config.members))
-            elif self.now - c.submitted_at > self.client_timeout:
-                # Unknown outcome: retry the same command (it may end up chosen twice,
-                # which the application's request ids de-duplicate).
-                self._submit(c, self._pick_target(c.target))
-
-    def _pick_target(self, previous: int) -> int:
-        hint = self.nodes[previous].replica.leader if self.nodes[previous].up else None
-        if hint is not None and self.nodes[hint].up:
-            return hint
-        return self.rng.choice(self.config.members)
-
-    def _submit(self, c: _Client, target: int) -> None:
-        assert c.command is not None
-        old = self.nodes[c.target] if c.target else None
-        if old is not None:
-            old.waiting.pop(c.command, None)
-        c.target = target
-        c.submitted_at = self.now
-        node = self.nodes[target]
-        if not node.up:
-            return
-        if node.app.commands and c.command in node.app.commands:
-            self._ack(c.id, c.command)
-            return
-        if node.replica.propose(c.command):
-            node.waiting[c.command] = c.id
-
-    def _ack(self, client_id: int, cmd: bytes) -> None:
-        c = self.clients[client_id - 1]
-        if c.command != cmd:
-            return
-        c.command = None
-        if cmd not in self.acked:
-            self.acked[cmd] = self.now
-            slot = self.first_slot[cmd]
-            prev = self._ack_max_slot[-1] if self._ack_max_slot else 0
-            self._ack_ticks.append(self.now)
-            self._ack_max_slot.append(max(prev, slot))
-            self.stats.commands_acked += 1
-
-    def _start_read(self, c: _Client) -> None:
-        self._next_token += 1
-        token = self._next_token
-        c.read_token = token
-        c.read_started = self.now
-        self._read_clients[token] = c.id
-        target = self.rng.choice(self.config.members)
-        node = self.nodes[target]
-        if node.up:
-            node.replica.read_index(token)
-
-    def _fail_read(self, token: int) -> None:
-        client = self._read_clients.pop(token, None)
-        if client is not None:
-            self.clients[client - 1].read_token = None
-
-    def _serve_reads(self) -> None:
-        for node in self.nodes.values():
-            if not node.reads:
-                continue
-            for token, (index, client) in list(node.reads.items()):
-                if node.app.last < index:
-                    continue
-                del node.reads[token]
-                c = self.clients[client - 1]
-                if c.read_token != token:
-                    continue
-                # Linearizable read: it must see every write acknowledged before it began.
-                i = bisect.bisect_left(self._ack_ticks, c.read_started)
-                must_see = self._ack_max_slot[i - 1] if i > 0 else 0
-                if node.app.last < must_see:
-                    self._fail(
-                        f"stale read on node {node.id}: served at slot {node.app.last}, "
-                        f"but slot {must_see} was acknowledged before the read began"
-                    )
-                self._read_clients.pop(token, None)
-                c.read_token = None
-                self.stats.reads_served += 1
-
-    # ------------------------------------------------------------------ final checks
-
-    def pending_commands(self) -> int:
-        return sum(1 for c in self.clients if c.command is not None)
+    def top_chosen(self) -> int:
+        return max(self.oracle.chosen, default=0)
 
     def check_final(self) -> None:
-        """Every live node applied the same prefix holding every acknowledged command."""
-        top = max(self.chosen, default=0)
-        for node in self.nodes.values():
-            if not node.up:
-                continue
-            if node.app.last < top:
-                self._fail(f"node {node.id} applied only {node.app.last} of {top} slots")
-                return
-            for cmd in self.acked:
-                if cmd not in node.app.commands:
-                    self._fail(f"acknowledged command {cmd!r} missing on node {node.id}")
-                    return
+        self.workload.check_final(self.top_chosen())

@@ -2,16 +2,19 @@
 
 Every decision draws from one seeded RNG, so the same seed delivers the same messages in
 the same order. Partitions are a set of cut directed links, which covers symmetric
-splits, isolated nodes and one-way (asymmetric) cuts alike.
+splits, isolated nodes and one-way (asymmetric) cuts alike. Every message crosses the
+real codec (``encode`` on send, ``decode`` on delivery), as it does between real nodes,
+so a message the codec cannot carry fails here first.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
-from pyxos.core.messages import Message
+from pyxos.core.messages import Message, decode, encode
 
 
 @dataclass(slots=True)
@@ -25,6 +28,9 @@ class Faults:
     long_delay: float = 0.0
     """Probability that a message takes up to ``long_delay_ticks`` instead."""
     long_delay_ticks: int = 20
+    hold_on_cut: int = 0
+    """Ticks a message to a cut link is held for a reconnect, as the real transport
+    queues it (``stale_after``); 0 drops it at once."""
 
 
 @dataclass(slots=True)
@@ -32,41 +38,71 @@ class Network:
     rng: random.Random
     faults: Faults
     cut: set[tuple[int, int]] = field(default_factory=set)
-    _queue: list[tuple[int, int, int, int, Message]] = field(default_factory=list)
+    coverage: Counter[str] = field(default_factory=Counter)
+    """``sent:<Kind>``, ``delivered:<Kind>`` and the faults that hit messages."""
+    _queue: list[tuple[int, int, int, int, bytes, int]] = field(default_factory=list)
+    _held: list[tuple[int, int, int, bytes]] = field(default_factory=list)
+    """(sent tick, src, dst, data) of messages waiting for their link to heal."""
     _seq: int = 0
     sent: int = 0
     dropped: int = 0
 
     def send(self, now: int, src: int, dst: int, message: Message) -> None:
         self.sent += 1
+        self.coverage["sent:" + type(message).__name__] += 1
         f = self.faults
         rng = self.rng
         if f.drop and rng.random() < f.drop:
             self.dropped += 1
+            self.coverage["net_dropped"] += 1
             return
+        data = encode(message)
         copies = 2 if f.duplicate and rng.random() < f.duplicate else 1
+        if copies > 1:
+            self.coverage["net_duplicated"] += 1
         for _ in range(copies):
             if f.long_delay and rng.random() < f.long_delay:
                 delay = rng.randint(f.max_delay, f.long_delay_ticks)
+                self.coverage["net_long_delay"] += 1
             else:
                 delay = rng.randint(f.min_delay, f.max_delay)
             self._seq += 1
-            heapq.heappush(self._queue, (now + delay, self._seq, src, dst, message))
+            heapq.heappush(self._queue, (now + delay, self._seq, src, dst, data, now))
 
-    def due(self, now: int) -> list[tuple[int, int, Message]]:
-        """Messages whose time has come, minus those crossing a cut link."""
-        out: list[tuple[int, int, Message]] = []
+    def due(self, now: int) -> list[tuple[int, int, bytes, Message]]:
+        """Messages whose time has come (raw and decoded), minus those crossing a cut."""
+        out: list[tuple[int, int, bytes, Message]] = []
+        hold = self.faults.hold_on_cut
+        if self._held:
+            waiting = self._held
+            self._held = []
+            for sent, src, dst, data in waiting:
+                if now - sent > hold:
+                    self.dropped += 1
+                elif (src, dst) in self.cut:
+                    self._held.append((sent, src, dst, data))
+                else:
+                    # The link is back: the queued message goes out after the reconnect.
+                    self.coverage["net_delivered_after_heal"] += 1
+                    self._seq += 1
+                    heapq.heappush(self._queue, (now + 1, self._seq, src, dst, data, sent))
         q = self._queue
         while q and q[0][0] <= now:
-            _, _, src, dst, message = heapq.heappop(q)
+            _, _, src, dst, data, sent = heapq.heappop(q)
             if (src, dst) in self.cut:
+                if hold and now - sent <= hold:
+                    self._held.append((sent, src, dst, data))
+                    continue
                 self.dropped += 1
+                self.coverage["net_cut"] += 1
                 continue
-            out.append((src, dst, message))
+            message = decode(data)
+            self.coverage["delivered:" + type(message).__name__] += 1
+            out.append((src, dst, data, message))
         return out
 
     def in_flight(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._held)
 
     def heal(self) -> None:
         self.cut.clear()

@@ -1,9 +1,12 @@
 """Seeded runs of the simulator: a faulty safety phase, then a healed liveness phase.
 
-Swarm testing: each seed draws its own fault rates (how often nodes crash, how lossy the
-network is, how often partitions happen, whether snapshots compact the log), so that a
-few hundred seeds cover very different weather. Everything flows from the seed: the same
-seed on the same code gives the same trace hash.
+Swarm testing: each seed draws its own weather (how often nodes crash, lose their disk,
+rot a record, tear a write, fail a write, pause, how skewed their clocks are, how lossy
+and slow the network is, how often it splits, whether snapshots compact the log, how
+long a sync takes, how many batches may wait on one, and the core's batching and
+catch-up knobs), in the manner of FoundationDB's BUGGIFY: a fault kind is switched on
+for a whole seed with some probability, then fires at its own rate. Everything flows
+from the seed: the same seed on the same code gives the same trace hash.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyxos.core.replica import Options
+from pyxos.core.replica import Options, Role
 from pyxos.sim.cluster import Cluster, ReplicaFactory
 from pyxos.sim.network import Faults
 
@@ -33,6 +36,7 @@ class SeedResult:
     reads_served: int = 0
     faults: int = 0
     commit_latencies: list[int] = field(default_factory=list)
+    coverage: dict[str, int] = field(default_factory=dict)
     trace_hash: str = ""
     wall_seconds: float = 0.0
 
@@ -52,20 +56,41 @@ class _Weather:
     """One seed's fault rates (swarm testing)."""
 
     crash: float
+    disk_faults: float
+    """Share of crashes that also lose the disk, rot a record or tear the write."""
+    pause: float
     partition: float
+    stray_requests: float
+    """Rate of late catch-up requests (see ``Cluster.stray_catch_up``)."""
+    stale_leader: float
+    """Rate of the stale-leader nemesis: the leader is paused and cut off but for one
+    inbound link while the others elect; on waking it hears, late, what they chose."""
+    write_errors: float
+    rates: dict[int, float]
     faults: Faults
     compact_every: int
     sync_delay: int
-    pipeline: int
+    max_in_flight: int
     clients: int
     read_ratio: float
+    options: Options
 
     @classmethod
-    def draw(cls, rng: random.Random) -> _Weather:
+    def draw(cls, rng: random.Random, nodes: int, busy_batch: int) -> _Weather:
         max_delay = rng.choice((1, 2, 3, 5))
+        skewed = rng.random() < 0.3
         return cls(
             crash=rng.choice((0.0, 0.002, 0.01, 0.03)),
+            disk_faults=rng.choice((0.0, 0.0, 0.1, 0.4)),
+            pause=rng.choice((0.0, 0.0, 0.005, 0.02)),
             partition=rng.choice((0.0, 0.005, 0.02)),
+            stray_requests=rng.choice((0.0, 0.01, 0.05)),
+            stale_leader=rng.choice((0.0, 0.005, 0.01)),
+            write_errors=rng.choice((0.0, 0.0, 0.0, 0.002)),
+            rates={
+                n: rng.choice((0.5, 0.8, 1.0, 1.25, 2.0)) if skewed else 1.0
+                for n in range(1, nodes + 1)
+            },
             faults=Faults(
                 drop=rng.choice((0.0, 0.01, 0.05, 0.2)),
                 duplicate=rng.choice((0.0, 0.02, 0.1)),
@@ -73,12 +98,40 @@ class _Weather:
                 max_delay=max_delay,
                 long_delay=rng.choice((0.0, 0.01, 0.05)),
                 long_delay_ticks=rng.choice((10, 30, 80)),
+                hold_on_cut=rng.choice((0, 50, 200)),
             ),
             compact_every=rng.choice((0, 0, 8, 40)),
-            sync_delay=rng.choice((0, 1, 2)),
-            pipeline=rng.choice((1, 1, 3)),
+            sync_delay=rng.choice((0, 1, 1, 2, 4)),
+            max_in_flight=rng.choice((1, 3, 64)),
             clients=rng.randint(2, 12),
             read_ratio=rng.choice((0.0, 0.1, 0.3)),
+            options=Options(
+                busy_batch=busy_batch,
+                catchup_batch=rng.choice((2, 16, 256)),
+                max_promise_entries=rng.choice((3, 64, 4096)),
+                window=rng.choice((4, 256)),
+            ),
+        )
+
+    @classmethod
+    def calm(cls, busy_batch: int) -> _Weather:
+        """Duels only: no faults but proposers starting phase 1 at the same tick."""
+        return cls(
+            crash=0.0,
+            disk_faults=0.0,
+            pause=0.0,
+            partition=0.0,
+            stray_requests=0.0,
+            stale_leader=0.0,
+            write_errors=0.0,
+            rates={},
+            faults=Faults(drop=0.0, max_delay=3),
+            compact_every=0,
+            sync_delay=1,
+            max_in_flight=3,
+            clients=4,
+            read_ratio=0.1,
+            options=Options(busy_batch=busy_batch),
         )
 
 
@@ -91,32 +144,25 @@ def run_seed(
     liveness_budget: int = 1500,
     replica_factory: ReplicaFactory | None = None,
     forget_promises: bool = False,
+    new_disks_vote: bool = False,
+    white_box: bool = True,
     options: Options | None = None,
 ) -> SeedResult:
-    """Run one seed; the result names the first violation or livelock, if any."""
+    """Run one seed; the result names the first violation or livelock, if any.
+
+    ``replica_factory``, ``forget_promises`` and ``new_disks_vote`` plant bugs, and
+    ``white_box=False`` leaves only the end-to-end checks: the tests of the checker.
+    """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
     started = time.perf_counter()
     rng = random.Random(seed * 2654435761 + nodes)
     result = SeedResult(seed, nodes, scenario)
+    busy_batch = (1, 4, 64)[seed % 3]
     if scenario == "random":
-        weather = _Weather.draw(rng)
+        weather = _Weather.draw(rng, nodes, busy_batch)
     else:
-        weather = _Weather(
-            crash=0.0,
-            partition=0.0,
-            faults=Faults(drop=0.0, max_delay=3),
-            compact_every=0,
-            sync_delay=1,
-            pipeline=2,
-            clients=4,
-            read_ratio=0.1,
-        )
-    if options is None:
-        # Swarm over the batching policy too, without drawing from the seed's stream (the
-        # seeds that catch the planted bugs stay as they are): one seed in three keeps
-        # many small slots in flight, as a leader with busy_batch=1 does.
-        options = Options(busy_batch=(1, 4, 64)[seed % 3])
+        weather = _Weather.calm(busy_batch)
     extra: dict[str, Any] = {}
     if replica_factory is not None:
         extra["replica_factory"] = replica_factory
@@ -124,18 +170,26 @@ def run_seed(
         seed,
         nodes,
         faults=weather.faults,
-        options=options,
+        options=options or weather.options,
         clients=weather.clients,
         read_ratio=weather.read_ratio,
         compact_every=weather.compact_every,
         sync_delay=weather.sync_delay,
-        pipeline=weather.pipeline,
+        max_in_flight=weather.max_in_flight,
+        write_errors=weather.write_errors,
+        rates=weather.rates,
         forget_promises=forget_promises,
+        new_disks_vote=new_disks_vote,
+        white_box=white_box,
         **extra,
     )
+    if any(rate != 1.0 for rate in weather.rates.values()):
+        cluster.coverage["clock_skew"] += 1
     members = cluster.config.members
     heal_at: int | None = None
     restart_at: dict[int, int] = {}
+    strays: list[tuple[int, int, int]] = []
+    """(tick, asker, peer): late catch-up requests the stale-leader nemesis scheduled."""
     next_duel = rng.randint(20, 40)
     stall_budget = liveness_budget // 2
 
@@ -146,11 +200,29 @@ def run_seed(
                 if now >= when:
                     cluster.restart(node)
                     del restart_at[node]
+            for node in members:
+                if not cluster.nodes[node].up and node not in restart_at:
+                    restart_at[node] = now + rng.randint(5, 100)  # it stopped by itself
             if weather.crash and rng.random() < weather.crash:
                 victim = _pick_victim(cluster, rng)
-                cluster.crash(victim)
+                _crash(cluster, rng, victim, weather.disk_faults)
                 restart_at[victim] = now + rng.randint(5, 100)
                 result.faults += 1
+            if weather.pause and rng.random() < weather.pause:
+                cluster.pause(_pick_victim(cluster, rng), rng.randint(5, 80))
+                result.faults += 1
+            for when, asker, peer in [x for x in strays if x[0] <= now]:
+                strays.remove((when, asker, peer))
+                cluster.stray_catch_up(asker, peer, 0)
+            if heal_at is None and weather.stale_leader and rng.random() < weather.stale_leader:
+                plan = _stale_leader(cluster, rng)
+                if plan is not None:
+                    heal_at, stray = plan
+                    strays.append(stray)
+                    result.faults += 1
+            if weather.stray_requests and rng.random() < weather.stray_requests and nodes > 1:
+                asker, peer = _stray_pair(cluster, rng)
+                cluster.stray_catch_up(asker, peer, rng.randint(0, 20))
             if heal_at is not None and now >= heal_at:
                 cluster.net.heal()
                 heal_at = None
@@ -169,53 +241,61 @@ def run_seed(
         if cluster.violation:
             break
         if scenario == "duelling":
-            oldest = min(
-                (c.first_submitted_at for c in cluster.clients if c.command is not None),
-                default=cluster.now,
-            )
-            if cluster.now - oldest > stall_budget:
+            oldest = cluster.workload.oldest_pending()
+            if oldest is not None and cluster.now - oldest > stall_budget:
                 result.livelock = f"a command waited {cluster.now - oldest} ticks during duels"
                 break
 
     if cluster.violation is None and result.livelock is None:
         _liveness(cluster, liveness_budget, result)
+    stats = cluster.workload.stats
     result.ticks = cluster.now
-    result.deliveries = cluster.stats.deliveries
+    result.deliveries = cluster.deliveries
     result.violation = cluster.violation and f"{cluster.violation} (tick {cluster.violation_tick})"
-    result.commands_committed = cluster.stats.commands_acked
-    result.reads_served = cluster.stats.reads_served
-    result.commit_latencies = cluster.stats.commit_latencies
+    result.commands_committed = stats.commands_acked
+    result.reads_served = stats.reads_served
+    result.commit_latencies = stats.commit_latencies
+    result.coverage = dict(cluster.coverage_totals())
     result.trace_hash = cluster.trace.hexdigest()
     result.wall_seconds = time.perf_counter() - started
     return result
+
+
+def _crash(cluster: Cluster, rng: random.Random, victim: int, disk_faults: float) -> None:
+    if disk_faults and rng.random() < disk_faults:
+        kind = rng.choice(("wipe", "rot", "tear"))
+        cluster.crash(victim, wipe=kind == "wipe", rot=kind == "rot", tear=kind == "tear")
+    else:
+        cluster.crash(victim)
 
 
 def _liveness(cluster: Cluster, budget: int, result: SeedResult) -> None:
     """Heal everything; every pending command must then commit within ``budget`` ticks."""
     cluster.net.heal()
     cluster.net.faults = Faults(max_delay=2)
+    cluster.write_errors = 0.0
     for node in cluster.nodes.values():
+        node.paused_until = 0
         if not node.up:
             cluster.restart(node.id)
-    cluster.generate = False
+    cluster.workload.generate = False
     deadline = cluster.now + budget
     while cluster.now < deadline and cluster.violation is None:
         cluster.step()
-        if cluster.pending_commands() == 0 and _converged(cluster):
+        if cluster.workload.pending() == 0 and _converged(cluster):
             cluster.check_final()
             return
     if cluster.violation is None:
         roles = {n.id: n.replica.describe() for n in cluster.nodes.values()}
         result.livelock = (
-            f"{cluster.pending_commands()} commands still pending after {budget} healed ticks; "
-            f"nodes: {roles}"
+            f"{cluster.workload.pending()} commands still pending after {budget} healed "
+            f"ticks; nodes: {roles}"
         )
 
 
 def _converged(cluster: Cluster) -> bool:
-    top = max(cluster.chosen, default=0)
-    leader = cluster.leader()
-    if leader is None:
+    top = cluster.top_chosen()
+    if cluster.leader() is None:
         return False
     return all(n.app.last >= top for n in cluster.nodes.values())
 
@@ -227,14 +307,57 @@ def _pick_victim(cluster: Cluster, rng: random.Random) -> int:
     return rng.choice(cluster.config.members)
 
 
+def _stale_leader(cluster: Cluster, rng: random.Random) -> tuple[int, tuple[int, int, int]] | None:
+    """Cut the leader off but for one inbound link and pause it past an election.
+
+    Returns when to heal and the late catch-up request to deliver, at the peer that
+    still reaches the leader, just before the leader wakes.
+    """
+    leader = cluster.leader()
+    members = cluster.config.members
+    if leader is None or len(members) < 3:
+        return None
+    e = cluster.options.election_ticks
+    sleep = rng.randint(3 * e, 8 * e)
+    cluster.net.isolate(leader, members)
+    peer = rng.choice([m for m in members if m != leader])
+    cluster.net.cut.discard((peer, leader))
+    cluster.pause(leader, sleep)
+    cluster.coverage["stale_leader_nemesis"] += 1
+    now = cluster.now
+    return now + sleep + rng.randint(1, 2 * e), (now + sleep - 1, leader, peer)
+
+
+def _stray_pair(cluster: Cluster, rng: random.Random) -> tuple[int, int]:
+    """Who asks whom for a late catch-up: half the time the weak spot, a leader that may
+    be stale asking the node with the highest promise (it knows the newest choices)."""
+    members = cluster.config.members
+    if rng.random() < 0.5:
+        up = [n for n in cluster.nodes.values() if n.up]
+        leaders = [n for n in up if n.replica.role is Role.LEADER]
+        if leaders:
+            asker = min(leaders, key=lambda n: n.replica.ballot).id
+            heard = [n for n in up if n.id != asker and (n.id, asker) not in cluster.net.cut]
+            if heard:
+                return asker, max(heard, key=lambda n: (n.replica.promised, n.id)).id
+    a, b = rng.sample(members, 2)
+    return a, b
+
+
 def _partition(cluster: Cluster, rng: random.Random) -> None:
     members = cluster.config.members
-    kind = rng.choice(("isolate", "split", "oneway", "leader"))
+    kind = rng.choice(("isolate", "split", "oneway", "leader", "leader_one_in"))
+    cluster.coverage["partition_" + kind] += 1
     if kind == "isolate":
         cluster.net.isolate(rng.choice(members), members)
-    elif kind == "leader":
+    elif kind in ("leader", "leader_one_in"):
         leader = cluster.leader()
-        cluster.net.isolate(leader if leader is not None else rng.choice(members), members)
+        victim = leader if leader is not None else rng.choice(members)
+        cluster.net.isolate(victim, members)
+        if kind == "leader_one_in":
+            # It still hears one peer: it may go on believing it leads while the
+            # others elect, and learn from that peer what they chose.
+            cluster.net.cut.discard((rng.choice([m for m in members if m != victim]), victim))
     elif kind == "split":
         side = set(rng.sample(members, len(members) // 2))
         cluster.net.split(side, members)

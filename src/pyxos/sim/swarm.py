@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ class SwarmSummary:
     cpu_seconds: float = 0.0
     failed: list[SeedResult] = field(default_factory=list)
     latencies: list[int] = field(default_factory=list)
+    coverage: Counter[str] = field(default_factory=Counter)
 
     def add(self, r: SeedResult) -> None:
         self.seeds += 1
@@ -34,6 +36,7 @@ class SwarmSummary:
         self.faults += r.faults
         self.cpu_seconds += r.wall_seconds
         self.latencies.extend(r.commit_latencies)
+        self.coverage.update(r.coverage)
         if r.violation:
             self.violations += 1
         if r.livelock:
@@ -65,6 +68,7 @@ class SwarmSummary:
             "ticks_to_commit_p99": percentile(self.latencies, 0.99),
             "ticks_to_commit_max": max(self.latencies, default=0),
             "failed_seeds": [r.seed for r in self.failed],
+            "coverage": dict(sorted(self.coverage.items())),
         }
 
 

@@ -1,0 +1,59 @@
+"""What a swarm must reach: every message kind, every notable path of the core, every fault.
+
+A simulator that never sends a message kind, or never takes a path, says nothing about
+it: an oracle that stays silent there proves nothing. ``pyxos sim --coverage`` prints the
+counts, and a test fails the build if any of these stays at zero over a CI swarm.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from pyxos.core.messages import Message, SnapshotChunk, SnapshotChunkAck
+from pyxos.core.replica import COVERAGE_POINTS
+
+RUNTIME_ONLY = (SnapshotChunk, SnapshotChunkAck)
+"""Kinds only the runtime sends (it streams snapshots in chunks; the simulator sends them
+whole, as ``InstallSnapshot``)."""
+
+SIM_POINTS = (
+    "clock_skew",
+    "compaction",
+    "corrupt_found",
+    "crash",
+    "disk_wiped",
+    "net_cut",
+    "net_delivered_after_heal",
+    "net_dropped",
+    "net_duplicated",
+    "net_long_delay",
+    "partition_isolate",
+    "partition_leader",
+    "partition_leader_one_in",
+    "partition_oneway",
+    "partition_split",
+    "pause",
+    "record_rotted",
+    "restart",
+    "stale_leader_nemesis",
+    "stray_catch_up",
+    "write_error",
+    "write_torn",
+)
+"""The faults the simulator injects and what it saw them do."""
+
+
+def message_kinds() -> list[str]:
+    """Every message kind the simulated cores exchange."""
+    return sorted(k.__name__ for k in typing.get_args(Message) if k not in RUNTIME_ONLY)
+
+
+def expected() -> list[str]:
+    """Every name a swarm must count at least once."""
+    names = [f"{way}:{kind}" for kind in message_kinds() for way in ("sent", "delivered")]
+    return names + list(COVERAGE_POINTS) + list(SIM_POINTS)
+
+
+def missing(coverage: dict[str, int]) -> list[str]:
+    """The expected names ``coverage`` never counted."""
+    return [name for name in expected() if not coverage.get(name)]
