@@ -208,7 +208,11 @@ def cluster(nodes: int, port: int, data_dir: Path, storage: str | None) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def status(endpoints: str, as_json: bool) -> None:
-    """A table of every node's role, leader, ballot, commit and applied index."""
+    """A table of every node's role, standing, leader, ballot, commit and applied index.
+
+    A node that does not vote (a new data dir not yet registered, or a learner whose
+    earlier data dir the cluster remembers) says why below the table.
+    """
     from pyxos.client.status import fetch_status
 
     rows = fetch_status(endpoints)
@@ -219,22 +223,29 @@ def status(endpoints: str, as_json: bool) -> None:
         from rich.table import Table
 
         table = Table(title="pyxos cluster")
-        for col in ("endpoint", "node", "role", "leader", "ballot", "commit", "applied"):
+        columns = ("endpoint", "node", "role", "standing", "leader", "ballot", "commit", "applied")
+        for col in columns:
             table.add_column(col)
         for row in rows:
             if "error" in row:
-                table.add_row(row["endpoint"], "-", f"[red]{row['error']}[/red]", "", "", "", "")
+                blank = [""] * (len(columns) - 3)
+                table.add_row(row["endpoint"], "-", f"[red]{row['error']}[/red]", *blank)
             else:
                 table.add_row(
                     row["endpoint"],
                     str(row["node_id"]),
                     row["role"],
+                    row["standing"],
                     str(row["leader_id"]),
                     row["ballot"],
                     str(row["commit_index"]),
                     str(row["applied_index"]),
                 )
-        Console().print(table)
+        console = Console()
+        console.print(table)
+        for row in rows:
+            if "reason" in row:
+                console.print(f"node {row['node_id']} is a {row['standing']}: {row['reason']}")
     sys.exit(0 if rows and all("error" not in r for r in rows) else 1)
 
 

@@ -47,6 +47,8 @@ def fetch_status(endpoints: str) -> list[dict[str, Any]]:
                     "ballot": info["ballot"],
                     "commit_index": int(info["commit_index"]),
                     "applied_index": int(info["applied_index"]),
+                    "standing": info.get("standing", "voter"),
+                    **({"reason": info["standing_reason"]} if "standing_reason" in info else {}),
                 }
             )
         except (OSError, ValueError, KeyError) as exc:

@@ -76,7 +76,11 @@ def open_data_dir(
 
 
 def describe_standing(replica: Replica) -> dict[str, Any]:
-    """Status fields: whether this node votes, and, if not, why and the way back."""
+    """Status fields: whether this node votes, and, if not, why and the way back.
+
+    The reasons hold no commas or equals signs: ``INFO`` values with them are parsed
+    into lists and dicts by clients such as redis-py.
+    """
     standing = replica.standing
     out: dict[str, Any] = {
         "standing": standing.value,
@@ -86,17 +90,17 @@ def describe_standing(replica: Replica) -> dict[str, Any]:
     if standing is Standing.JOINING:
         need = replica.config.registration_quorum()
         out["standing_reason"] = (
-            f"new data dir, waiting for {need} of the other members to register it before "
+            f"new data dir: waiting for {need} of the other members to register it before "
             "it may vote; until then it only learns (start every member of a new cluster)"
         )
     elif standing is Standing.LEARNER:
         old = f"{replica.superseded:x}" if replica.superseded is not None else "unknown"
         out["superseded_incarnation"] = old
         out["standing_reason"] = (
-            f"this data dir is new, but the cluster holds node {replica.id}'s earlier one "
-            f"(incarnation {old}): promises made with it may be lost, so this node never "
-            "votes. It catches up and serves reads as a learner. The way back is a "
-            f"membership change: remove node {replica.id} and add it again as a new "
-            "member; restarting or wiping it again keeps it a learner"
+            f"this data dir is new but the cluster holds node {replica.id}'s earlier one "
+            f"(incarnation {old}): promises made with it may be lost so this node never "
+            "votes; it catches up and serves reads as a learner. The way back is a "
+            f"membership change (remove node {replica.id} and add it again as a new "
+            "member); restarting or wiping it again keeps it a learner"
         )
     return out

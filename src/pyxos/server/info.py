@@ -57,8 +57,13 @@ def info_text(node: Node, server: RedisServer, sections: list[str]) -> str:
             f"applied_index:{status['applied_index']}",
             f"snapshot_index:{status['snapshot_index']}",
             f"members:{','.join(str(m) for m in sorted(node.config.members))}",
-            "",
+            f"standing:{status['standing']}",
+            f"voter:{'yes' if status['voter'] else 'no'}",
+            f"incarnation:{status['incarnation']}",
         ]
+        if "standing_reason" in status:
+            out.append(f"standing_reason:{status['standing_reason']}")
+        out.append("")
     if "digest" in wanted:
         # Not in "all": hashing the whole state is for convergence checks, not dashboards.
         out += [
