@@ -18,8 +18,11 @@ def follower() -> tuple[Replica, Driver]:
     return r, Driver(r)
 
 
-def propose(slot: int, ballot: Ballot = Ballot(1, 1), commit: int = 0) -> Propose:
-    return Propose(1, ballot, slot, ((b"c%d" % slot,),), commit)
+B1 = Ballot(1, 1)
+
+
+def propose(slot: int, commit: int = 0) -> Propose:
+    return Propose(1, B1, slot, ((b"c%d" % slot,),), commit)
 
 
 def test_an_accepted_leaves_only_once_its_write_is_durable() -> None:
@@ -59,7 +62,7 @@ def test_a_batch_that_only_moves_the_commit_index_waits_for_the_next_write() -> 
     work = d.take()
     assert work.write is not None and work.write.commit_index == 1
     d.written()
-    r.step(Commit(1, Ballot(1, 1), 2, 0))  # only the commit index moves
+    r.step(Commit(1, B1, 2, 0))  # only the commit index moves
     only = d.take()
     assert only.write is None and [s for s, _ in only.committed] == [2]
     r.step(propose(3, commit=2))

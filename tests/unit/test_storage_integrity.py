@@ -58,9 +58,8 @@ def test_a_flipped_byte_in_a_log_record_is_found_at_load_and_names_the_file(
         _write_some(store)
         data_file = store.data_file
     _flip(data_file, MARKER)
-    with pytest.raises(CorruptStorageError) as caught:
-        with open_(engine, tmp_path / "d") as store:
-            store.load()
+    with pytest.raises(CorruptStorageError) as caught, open_(engine, tmp_path / "d") as store:
+        store.load()
     message = str(caught.value)
     assert str(data_file) in message
     assert "checksum" in message or "malformed" in message
@@ -72,9 +71,11 @@ def test_a_flipped_byte_in_the_promise_is_found(engine: str, tmp_path: Path) -> 
         store.write(Persist(promised=promise, must_sync=True))
         data_file = store.data_file
     _flip(data_file, b"\xce\x00\x5a\x5a\x5a", offset=3)  # msgpack uint32 0x5a5a5a
-    with pytest.raises(CorruptStorageError, match="checksum"):
-        with open_(engine, tmp_path / "d") as store:
-            store.load()
+    with (
+        pytest.raises(CorruptStorageError, match="checksum"),
+        open_(engine, tmp_path / "d") as store,
+    ):
+        store.load()
 
 
 def test_unflipped_files_load_as_written(engine: str, tmp_path: Path) -> None:
