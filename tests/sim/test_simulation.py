@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 import pytest
@@ -37,7 +39,7 @@ def test_ci_seed_budget_holds_every_invariant(nodes: int, scenario: str, seeds: 
     assert summary.commands_committed > 50 * seeds
     assert summary.faults > seeds
     assert summary.reads_served > 0
-    if scenario == "random":
+    if (nodes, scenario) == (3, "random"):
         # The oracle was silent because nothing went wrong, not because nothing ran.
         assert coverage.missing(dict(summary.coverage)) == []
 
@@ -96,27 +98,48 @@ BUGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _first_caught(bug: dict[str, Any], nodes: int, seeds: int, white_box: bool) -> int | None:
-    for seed in range(seeds):
-        if run_seed(seed, nodes, "random", white_box=white_box, **bug).violation:
-            return seed
-    return None
+def _violated(args: tuple[int, int, str, bool]) -> bool:
+    seed, nodes, bug, white_box = args
+    return run_seed(seed, nodes, "random", white_box=white_box, **BUGS[bug]).violation is not None
+
+
+def _first_caught(bug: str, nodes: int, seeds: int, white_box: bool) -> int | None:
+    """The first seed whose run of ``bug`` fails, searched in order on two processes."""
+    pool = ProcessPoolExecutor(max_workers=2)
+    try:
+        window: deque[tuple[int, Future[bool]]] = deque()
+        todo = iter(range(seeds))
+        for seed in todo:
+            window.append((seed, pool.submit(_violated, (seed, nodes, bug, white_box))))
+            if len(window) < 4:
+                continue
+            first, future = window.popleft()
+            if future.result():
+                return first
+        for first, future in window:
+            if future.result():
+                return first
+        return None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))
-@pytest.mark.parametrize(("nodes", "seeds"), CI_BUDGET)
-def test_end_to_end_checks_alone_catch_a_broken_replica(bug: str, nodes: int, seeds: int) -> None:
+def test_end_to_end_checks_alone_catch_a_broken_replica(bug: str) -> None:
     # The white-box checks (promise floors, P2c on proposals, commit-notice claims) off:
-    # only what is chosen, what nodes apply or keep on disk, and what clients saw.
-    caught = _first_caught(BUGS[bug], nodes, seeds, white_box=False)
-    assert caught is not None, f"no seed of {seeds} with {nodes} nodes caught: {bug}"
+    # only what is chosen, what nodes apply or keep on disk, and what clients saw. The
+    # seeds CI runs must expose the bug, with three nodes or with five.
+    for nodes, seeds in CI_BUDGET:
+        if _first_caught(bug, nodes, seeds, white_box=False) is not None:
+            return
+    pytest.fail(f"none of CI's seeds caught: {bug}")
 
 
 @pytest.mark.parametrize(
     "bug", ["acceptor accepts below its promise", "acceptor forgets its promise after restart"]
 )
 def test_white_box_checks_catch_acceptor_bugs_at_once(bug: str) -> None:
-    assert _first_caught(BUGS[bug], 3, 20, white_box=True) is not None
+    assert _first_caught(bug, 3, 20, white_box=True) is not None
 
 
 def test_the_oracle_refuses_two_values_chosen_in_one_slot() -> None:

@@ -44,6 +44,9 @@ from pyxos.sim.workload import Workload
 
 ReplicaFactory = Callable[..., Replica]
 
+_OBSERVED = frozenset({Propose, Accepted, Commit, Promise, Chosen})
+"""The message kinds that tell the oracle something."""
+
 
 @dataclass(slots=True)
 class _App:
@@ -288,29 +291,34 @@ class Cluster:
         """One tick: deliver due messages, tick every node, drive its batches, run clients."""
         self.now += 1
         now = self.now
+        running: list[SimNode] = []
         for node in self.nodes.values():
             node.now = now
-            if node.up and node.inbox and not node.paused:
-                held, node.inbox = node.inbox, []
-                for src, data, message in held:
-                    self._deliver(node, src, data, message)
+            if node.up and now >= node.paused_until:
+                running.append(node)
+                if node.inbox:
+                    held, node.inbox = node.inbox, []
+                    for src, data, message in held:
+                        self._deliver(node, src, data, message)
         for src, dst, data, message in self.net.due(now):
             node = self.nodes[dst]
             if not node.up:
                 continue
-            if node.paused:
+            if now < node.paused_until:
                 node.inbox.append((src, data, message))
                 continue
             self._deliver(node, src, data, message)
-        for node in self.nodes.values():
-            if node.up and not node.paused:
-                node.phase += node.rate
-                ticks = int(node.phase)
-                node.phase -= ticks
-                for _ in range(ticks):
-                    node.replica.tick()
-        for node in self.nodes.values():
-            if node.up and not node.paused:
+        for node in running:
+            if node.rate == 1.0:
+                node.replica.tick()
+                continue
+            node.phase += node.rate
+            ticks = int(node.phase)
+            node.phase -= ticks
+            for _ in range(ticks):
+                node.replica.tick()
+        for node in running:
+            if node.up:
                 try:
                     self._drive(node)
                 except InvariantViolation as exc:
@@ -384,6 +392,9 @@ class Cluster:
 
     def _observe(self, node: SimNode, message: Message) -> None:
         """Show the oracle a message as it leaves ``node``."""
+        kind = type(message)
+        if kind not in _OBSERVED:
+            return
         oracle = self.oracle
         incarnation = node.replica.incarnation
         if isinstance(message, Propose):

@@ -17,6 +17,7 @@ RUNTIME_ONLY = (SnapshotChunk, SnapshotChunkAck)
 whole, as ``InstallSnapshot``)."""
 
 SIM_POINTS = (
+    "amnesia_nemesis",
     "clock_skew",
     "compaction",
     "corrupt_found",

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyxos.core.replica import Options, Role
+from pyxos.core.replica import Options
 from pyxos.sim.cluster import Cluster, ReplicaFactory
+from pyxos.sim.nemesis import Nemesis
 from pyxos.sim.network import Faults
 
 SCENARIOS = ("random", "duelling")
@@ -63,8 +64,9 @@ class _Weather:
     stray_requests: float
     """Rate of late catch-up requests (see ``Cluster.stray_catch_up``)."""
     stale_leader: float
-    """Rate of the stale-leader nemesis: the leader is paused and cut off but for one
-    inbound link while the others elect; on waking it hears, late, what they chose."""
+    """Rate of the stale-leader nemesis (see ``pyxos.sim.nemesis``)."""
+    amnesia: float
+    """Rate of the amnesia nemesis (see ``pyxos.sim.nemesis``)."""
     write_errors: float
     rates: dict[int, float]
     faults: Faults
@@ -86,6 +88,7 @@ class _Weather:
             partition=rng.choice((0.0, 0.005, 0.02)),
             stray_requests=rng.choice((0.0, 0.01, 0.05)),
             stale_leader=rng.choice((0.0, 0.005, 0.01)),
+            amnesia=rng.choice((0.0, 0.003, 0.006)),
             write_errors=rng.choice((0.0, 0.0, 0.0, 0.002)),
             rates={
                 n: rng.choice((0.5, 0.8, 1.0, 1.25, 2.0)) if skewed else 1.0
@@ -123,6 +126,7 @@ class _Weather:
             partition=0.0,
             stray_requests=0.0,
             stale_leader=0.0,
+            amnesia=0.0,
             write_errors=0.0,
             rates={},
             faults=Faults(drop=0.0, max_delay=3),
@@ -186,50 +190,14 @@ def run_seed(
     if any(rate != 1.0 for rate in weather.rates.values()):
         cluster.coverage["clock_skew"] += 1
     members = cluster.config.members
-    heal_at: int | None = None
-    restart_at: dict[int, int] = {}
-    strays: list[tuple[int, int, int]] = []
-    """(tick, asker, peer): late catch-up requests the stale-leader nemesis scheduled."""
+    nemesis = Nemesis(cluster, rng, weather)
     next_duel = rng.randint(20, 40)
     stall_budget = liveness_budget // 2
 
     for _ in range(safety_ticks):
         now = cluster.now
         if scenario == "random":
-            for node, when in list(restart_at.items()):
-                if now >= when:
-                    cluster.restart(node)
-                    del restart_at[node]
-            for node in members:
-                if not cluster.nodes[node].up and node not in restart_at:
-                    restart_at[node] = now + rng.randint(5, 100)  # it stopped by itself
-            if weather.crash and rng.random() < weather.crash:
-                victim = _pick_victim(cluster, rng)
-                _crash(cluster, rng, victim, weather.disk_faults)
-                restart_at[victim] = now + rng.randint(5, 100)
-                result.faults += 1
-            if weather.pause and rng.random() < weather.pause:
-                cluster.pause(_pick_victim(cluster, rng), rng.randint(5, 80))
-                result.faults += 1
-            for when, asker, peer in [x for x in strays if x[0] <= now]:
-                strays.remove((when, asker, peer))
-                cluster.stray_catch_up(asker, peer, 0)
-            if heal_at is None and weather.stale_leader and rng.random() < weather.stale_leader:
-                plan = _stale_leader(cluster, rng)
-                if plan is not None:
-                    heal_at, stray = plan
-                    strays.append(stray)
-                    result.faults += 1
-            if weather.stray_requests and rng.random() < weather.stray_requests and nodes > 1:
-                asker, peer = _stray_pair(cluster, rng)
-                cluster.stray_catch_up(asker, peer, rng.randint(0, 20))
-            if heal_at is not None and now >= heal_at:
-                cluster.net.heal()
-                heal_at = None
-            if heal_at is None and weather.partition and rng.random() < weather.partition:
-                _partition(cluster, rng)
-                heal_at = now + rng.randint(10, 150)
-                result.faults += 1
+            nemesis.tick()
         elif now >= next_duel:
             # Two or three nodes start phase 1 at the very same tick, over and over.
             count = min(rng.choice((2, 3)), nodes)
@@ -249,6 +217,7 @@ def run_seed(
     if cluster.violation is None and result.livelock is None:
         _liveness(cluster, liveness_budget, result)
     stats = cluster.workload.stats
+    result.faults += nemesis.faults
     result.ticks = cluster.now
     result.deliveries = cluster.deliveries
     result.violation = cluster.violation and f"{cluster.violation} (tick {cluster.violation_tick})"
@@ -259,14 +228,6 @@ def run_seed(
     result.trace_hash = cluster.trace.hexdigest()
     result.wall_seconds = time.perf_counter() - started
     return result
-
-
-def _crash(cluster: Cluster, rng: random.Random, victim: int, disk_faults: float) -> None:
-    if disk_faults and rng.random() < disk_faults:
-        kind = rng.choice(("wipe", "rot", "tear"))
-        cluster.crash(victim, wipe=kind == "wipe", rot=kind == "rot", tear=kind == "tear")
-    else:
-        cluster.crash(victim)
 
 
 def _liveness(cluster: Cluster, budget: int, result: SeedResult) -> None:
@@ -298,73 +259,6 @@ def _converged(cluster: Cluster) -> bool:
     if cluster.leader() is None:
         return False
     return all(n.app.last >= top for n in cluster.nodes.values())
-
-
-def _pick_victim(cluster: Cluster, rng: random.Random) -> int:
-    leader = cluster.leader()
-    if leader is not None and rng.random() < 0.4:
-        return leader
-    return rng.choice(cluster.config.members)
-
-
-def _stale_leader(cluster: Cluster, rng: random.Random) -> tuple[int, tuple[int, int, int]] | None:
-    """Cut the leader off but for one inbound link and pause it past an election.
-
-    Returns when to heal and the late catch-up request to deliver, at the peer that
-    still reaches the leader, just before the leader wakes.
-    """
-    leader = cluster.leader()
-    members = cluster.config.members
-    if leader is None or len(members) < 3:
-        return None
-    e = cluster.options.election_ticks
-    sleep = rng.randint(3 * e, 8 * e)
-    cluster.net.isolate(leader, members)
-    peer = rng.choice([m for m in members if m != leader])
-    cluster.net.cut.discard((peer, leader))
-    cluster.pause(leader, sleep)
-    cluster.coverage["stale_leader_nemesis"] += 1
-    now = cluster.now
-    return now + sleep + rng.randint(1, 2 * e), (now + sleep - 1, leader, peer)
-
-
-def _stray_pair(cluster: Cluster, rng: random.Random) -> tuple[int, int]:
-    """Who asks whom for a late catch-up: half the time the weak spot, a leader that may
-    be stale asking the node with the highest promise (it knows the newest choices)."""
-    members = cluster.config.members
-    if rng.random() < 0.5:
-        up = [n for n in cluster.nodes.values() if n.up]
-        leaders = [n for n in up if n.replica.role is Role.LEADER]
-        if leaders:
-            asker = min(leaders, key=lambda n: n.replica.ballot).id
-            heard = [n for n in up if n.id != asker and (n.id, asker) not in cluster.net.cut]
-            if heard:
-                return asker, max(heard, key=lambda n: (n.replica.promised, n.id)).id
-    a, b = rng.sample(members, 2)
-    return a, b
-
-
-def _partition(cluster: Cluster, rng: random.Random) -> None:
-    members = cluster.config.members
-    kind = rng.choice(("isolate", "split", "oneway", "leader", "leader_one_in"))
-    cluster.coverage["partition_" + kind] += 1
-    if kind == "isolate":
-        cluster.net.isolate(rng.choice(members), members)
-    elif kind in ("leader", "leader_one_in"):
-        leader = cluster.leader()
-        victim = leader if leader is not None else rng.choice(members)
-        cluster.net.isolate(victim, members)
-        if kind == "leader_one_in":
-            # It still hears one peer: it may go on believing it leads while the
-            # others elect, and learn from that peer what they chose.
-            cluster.net.cut.discard((rng.choice([m for m in members if m != victim]), victim))
-    elif kind == "split":
-        side = set(rng.sample(members, len(members) // 2))
-        cluster.net.split(side, members)
-    else:
-        for _ in range(rng.randint(1, len(members))):
-            a, b = rng.sample(members, 2)
-            cluster.net.cut.add((a, b))
 
 
 def percentile(values: list[int], q: float) -> int:
