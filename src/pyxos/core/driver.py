@@ -83,6 +83,10 @@ class Driver:
             failed_reads=ready.failed_reads,
             snapshots_to_send=ready.snapshots_to_send,
         )
+        if replica.bugs.ack_before_fsync:
+            # The planted bug: promise what is not yet on disk.
+            work.send.extend(ready.persisted_messages)
+            ready.persisted_messages = []
         self._defer_commit_index(ready.persist)
         persist = ready.persist
         depends = bool(ready.persisted_messages or ready.self_accepts) or (

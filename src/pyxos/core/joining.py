@@ -1,0 +1,70 @@
+"""Registration of a new data dir: it may vote once a majority of its peers hold it.
+
+A data dir is born with a random incarnation. Until more than half of the other members
+have durably recorded that incarnation, the node does not vote; a peer that already
+holds another incarnation of it refuses, and the node is a learner for good (its old
+votes may be lost). docs/PROTOCOL.md, "Disk loss", gives the argument.
+"""
+
+from __future__ import annotations
+
+from pyxos.core.base import ReplicaBase
+from pyxos.core.messages import Join, JoinReply
+from pyxos.core.ready import Standing
+
+
+class JoiningMixin(ReplicaBase):
+    """Both sides of registration: asking, and recording a peer's incarnation."""
+
+    def _tick_joining(self) -> None:
+        self._join_elapsed += 1
+        if self._join_elapsed >= self.options.election_ticks:
+            self._ask_to_join()
+
+    def _ask_to_join(self) -> None:
+        """Ask every peer that has not yet answered to register our data dir."""
+        self._join_elapsed = 0
+        if len(self._join_acks) >= self.config.registration_quorum():
+            self._become_voter()
+            return
+        self.coverage["join_sent"] += 1
+        for peer in self._peers:
+            if peer not in self._join_acks:
+                self._send(peer, Join(self.id, self.incarnation))
+
+    def _on_join(self, m: Join) -> None:
+        known = self.registry.get(m.src)
+        if known is None:
+            # Recorded durably before the grant leaves (a persisted message).
+            self.coverage["join_registered"] += 1
+            self.registry[m.src] = m.incarnation
+            self._out.persist.registry[m.src] = m.incarnation
+            known = m.incarnation
+        if known == m.incarnation:
+            self._send_persisted(m.src, JoinReply(self.id, m.incarnation, True, known))
+        else:
+            self.coverage["join_refused"] += 1
+            self._send(m.src, JoinReply(self.id, m.incarnation, False, known))
+
+    def _on_join_reply(self, m: JoinReply) -> None:
+        if self.standing is not Standing.JOINING or m.incarnation != self.incarnation:
+            return
+        if not m.granted:
+            # A peer holds an older data dir of ours: we may have lost what it promised.
+            self.coverage["became_learner"] += 1
+            self.standing = Standing.LEARNER
+            self.superseded = m.known
+            self._out.persist.standing = Standing.LEARNER
+            self._out.persist.superseded = m.known
+            return
+        self._join_acks.add(m.src)
+        if len(self._join_acks) >= self.config.registration_quorum():
+            self._become_voter()
+
+    def _become_voter(self) -> None:
+        self.coverage["became_voter"] += 1
+        self.standing = Standing.VOTER
+        self._out.persist.standing = Standing.VOTER
+        self._join_acks.clear()
+        self._election_elapsed = 0
+        self._timeout = self._draw_timeout()
