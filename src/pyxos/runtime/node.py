@@ -27,12 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pyxos.core.ballot import Ballot
+from pyxos.core.bugs import NO_BUGS
 from pyxos.core.config import Config
 from pyxos.core.driver import Driver, Work, fresh_commits
 from pyxos.core.messages import InstallSnapshot, Message, SnapshotChunk, SnapshotChunkAck
 from pyxos.core.ready import Persist, Standing
 from pyxos.core.replica import InvariantViolation, Replica, Role
 from pyxos.core.statemachine import ConcurrentSnapshots, StateMachine
+from pyxos.faults import Bug, bug_state
 from pyxos.runtime import envelope
 from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
@@ -56,7 +58,7 @@ class Node:
         state_machine: StateMachine,
         *,
         on_fatal: Callable[[str], None] | None = None,
-        test_bug: str | None = None,
+        bug: Bug | None = None,
     ) -> None:
         self.config = config
         self.sm = state_machine
@@ -95,24 +97,22 @@ class Node:
             self.sm.restore(self.storage.read_snapshot())
             self.applied = snapshot.last_slot
             self._last_snapshot = snapshot.last_slot
-        self.test_bug = test_bug
-        replica_class = Replica
-        if test_bug is not None:
-            from pyxos.runtime.bugs import BUGS, SkipsReproposal
-
-            if test_bug not in BUGS:
-                raise ValueError(f"unknown test bug {test_bug!r}")
+        self.bug = bug
+        """A deliberately broken build (``pyxos.faults``), for the chaos tests only."""
+        if bug is not None:
             self.log.warning(
-                "TEST BUG %s is switched on: this node is deliberately unsafe", test_bug
+                "TEST BUG %s is switched on: this node is deliberately unsafe (%s)",
+                bug.name,
+                bug.doc,
             )
-            if test_bug == "skip-reproposal":
-                replica_class = SkipsReproposal
-        self.replica = replica_class(
+            state = bug_state(bug, state)
+        self.replica = Replica(
             self.id,
             Config.of(config.members),
             random.Random(),
             config.options(),
             state,
+            bug.protocol if bug is not None else NO_BUGS,
         )
         self.driver = Driver(self.replica)
         self._standing = self.replica.standing
@@ -238,8 +238,6 @@ class Node:
         waits until this node has applied through that point: linearizable.
         """
         self._check_alive()
-        if self.test_bug == "stale-reads":
-            return fn(self.sm)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -437,29 +435,31 @@ class Node:
     def _start_write(self, persist: Persist) -> None:
         """One write (one transaction, one sync) at a time on the I/O thread."""
         loop = self._loop or asyncio.get_running_loop()
-        if self.test_bug == "ack-before-fsync":
-            # Report it durable now and write it 200 ms later (in order): a crash in
-            # between forgets promises and acceptances that already left the node.
-            loop.call_later(0.2, self._io.submit, self.storage.write, persist)
-            loop.call_soon(self._write_done, persist, time.perf_counter(), None)
+        delay = self.bug.slow_writes if self.bug is not None else 0.0
+        if delay:
+            # A planted bug: the write reaches the disk late, so a crash in between loses
+            # what the bug already acknowledged.
+            loop.call_later(delay, self._submit_write, persist, loop)
+        else:
+            self._submit_write(persist, loop)
+
+    def _submit_write(self, persist: Persist, loop: asyncio.AbstractEventLoop) -> None:
+        if self._closed:
             return
         future = asyncio.wrap_future(self._io.submit(self.storage.write, persist), loop=loop)
         future.add_done_callback(functools.partial(self._write_done, persist, time.perf_counter()))
 
-    def _write_done(
-        self, persist: Persist, started: float, future: asyncio.Future[None] | None
-    ) -> None:
+    def _write_done(self, persist: Persist, started: float, future: asyncio.Future[None]) -> None:
         """The write is durable: release what waited on it (Promises, Accepteds, our own
         votes) and start the next one."""
         if self._closed or self.failed is not None:
             return
-        if future is not None:
-            if future.cancelled():
-                return
-            exc = future.exception()
-            if exc is not None:
-                self._fatal(f"storage failed: {exc}")
-                return
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            self._fatal(f"storage failed: {exc}")
+            return
         if persist.must_sync:
             self.metrics.fsync_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_entries.observe(len(persist.entries))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pyxos.faults import BUGS, bug_named
 from pyxos.kv import KVStateMachine
 from pyxos.runtime.config import ConfigError, NodeConfig, parse_cluster
 from pyxos.runtime.node import Node
@@ -138,11 +139,8 @@ class ServeSettings:
             raise ConfigError(
                 f"bad log level {self.log_level!r}: choose from {', '.join(LOG_LEVELS)}"
             )
-        if self.test_bug is not None:
-            from pyxos.runtime.bugs import BUGS
-
-            if self.test_bug not in BUGS:
-                raise ConfigError(f"unknown test bug {self.test_bug!r}")
+        if self.test_bug is not None and self.test_bug not in BUGS:
+            raise ConfigError(f"unknown test bug {self.test_bug!r}")
 
     def node_config(self) -> NodeConfig:
         """The node's configuration; :class:`ConfigError` if any setting cannot work."""
@@ -227,7 +225,8 @@ async def serve(settings: ServeSettings, ready: asyncio.Event | None = None) -> 
 
     kv = KVStateMachine()
     try:
-        node = Node(config, kv, on_fatal=fatal, test_bug=settings.test_bug)
+        bug = bug_named(settings.test_bug) if settings.test_bug is not None else None
+        node = Node(config, kv, on_fatal=fatal, bug=bug)
     except (StorageError, OSError) as exc:
         log.critical("node %d cannot start: %s", config.node_id, exc)
         return EXIT_CANNOT_START

@@ -336,8 +336,6 @@ class _Connection(asyncio.Protocol):
     def _read(self, argv: Sequence[bytes]) -> bytes | asyncio.Future[bytes]:
         """Ask for a read index; answer from local state once it is applied here."""
         kv, protocol, node = self.server.kv, self.protocol, self.node
-        if node.test_bug == "stale-reads":
-            return kv.read(argv, protocol)
         try:
             index = node.read_future(self.server.limits.timeout)
         except PyxosError as exc:

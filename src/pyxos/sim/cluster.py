@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
 
 from pyxos.core.ballot import Ballot
+from pyxos.core.bugs import NO_BUGS
 from pyxos.core.config import Config
 from pyxos.core.driver import Driver, Work, fresh_commits
 from pyxos.core.messages import (
@@ -37,12 +37,11 @@ from pyxos.core.messages import (
 )
 from pyxos.core.ready import HardState, Persist, Standing
 from pyxos.core.replica import InvariantViolation, Options, Replica, Role
+from pyxos.faults import Bug
 from pyxos.sim.network import Faults, Network
 from pyxos.sim.oracle import Oracle
 from pyxos.sim.storage import SimCorruption, SimStorage
 from pyxos.sim.workload import Workload
-
-ReplicaFactory = Callable[..., Replica]
 
 _OBSERVED = frozenset({Propose, Accepted, Commit, Promise, Chosen})
 """The message kinds that tell the oracle something."""
@@ -115,9 +114,7 @@ class Cluster:
         max_in_flight: int = 64,
         write_errors: float = 0.0,
         rates: dict[int, float] | None = None,
-        replica_factory: ReplicaFactory = Replica,
-        forget_promises: bool = False,
-        new_disks_vote: bool = False,
+        bug: Bug | None = None,
         white_box: bool = True,
         client_timeout: int = 40,
     ) -> None:
@@ -128,13 +125,12 @@ class Cluster:
         self.crash_rng = random.Random(root.getrandbits(64))
         self.config = Config.of(range(1, n + 1))
         self.options = options or Options()
-        self.factory = replica_factory
+        self.bug = bug
+        """A deliberately broken build (``pyxos.faults``), to test the oracle."""
         self.compact_every = compact_every
         self.sync_delay = sync_delay
         self.max_in_flight = max_in_flight
         self.write_errors = write_errors
-        self.forget_promises = forget_promises
-        self.new_disks_vote = new_disks_vote
         self._node_seeds = {i: root.getrandbits(64) for i in self.config.members}
         self.now = 0
         self.trace = hashlib.sha256()
@@ -163,8 +159,11 @@ class Cluster:
 
     def _new_storage(self) -> SimStorage:
         """A brand-new data dir under a fresh random incarnation."""
-        storage = SimStorage(self.crash_rng.getrandbits(62) + 1, self.forget_promises)
-        if self.new_disks_vote:
+        bug = self.bug
+        storage = SimStorage(
+            self.crash_rng.getrandbits(62) + 1, bug is not None and bug.forget_promises
+        )
+        if bug is not None and bug.new_disks_vote:
             # The planted bug of the disk-loss hole: an empty data dir votes at once.
             storage.durable.standing = Standing.VOTER
         return storage
@@ -194,7 +193,8 @@ class Cluster:
 
     def _make_replica(self, node: int, state: HardState, restarts: int) -> Replica:
         rng = random.Random(self._node_seeds[node] + 7919 * restarts)
-        return self.factory(node, self.config, rng, self.options, state)
+        bugs = self.bug.protocol if self.bug is not None else NO_BUGS
+        return Replica(node, self.config, rng, self.options, state, bugs)
 
     def may_lose_disk(self, node: int) -> bool:
         """Disk loss is bounded to a minority (each such node stays a learner for good)."""

@@ -14,10 +14,10 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from pyxos.core.replica import Options
-from pyxos.sim.cluster import Cluster, ReplicaFactory
+from pyxos.faults import bug_named
+from pyxos.sim.cluster import Cluster
 from pyxos.sim.nemesis import Nemesis
 from pyxos.sim.network import Faults
 
@@ -146,16 +146,14 @@ def run_seed(
     *,
     safety_ticks: int = 1000,
     liveness_budget: int = 1500,
-    replica_factory: ReplicaFactory | None = None,
-    forget_promises: bool = False,
-    new_disks_vote: bool = False,
+    bug: str | None = None,
     white_box: bool = True,
     options: Options | None = None,
 ) -> SeedResult:
     """Run one seed; the result names the first violation or livelock, if any.
 
-    ``replica_factory``, ``forget_promises`` and ``new_disks_vote`` plant bugs, and
-    ``white_box=False`` leaves only the end-to-end checks: the tests of the checker.
+    ``bug`` plants a named bug (``pyxos.faults``), and ``white_box=False`` leaves only
+    the end-to-end checks: the tests of the checker.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
@@ -167,9 +165,6 @@ def run_seed(
         weather = _Weather.draw(rng, nodes, busy_batch)
     else:
         weather = _Weather.calm(busy_batch)
-    extra: dict[str, Any] = {}
-    if replica_factory is not None:
-        extra["replica_factory"] = replica_factory
     cluster = Cluster(
         seed,
         nodes,
@@ -182,10 +177,8 @@ def run_seed(
         max_in_flight=weather.max_in_flight,
         write_errors=weather.write_errors,
         rates=weather.rates,
-        forget_promises=forget_promises,
-        new_disks_vote=new_disks_vote,
+        bug=bug_named(bug) if bug is not None else None,
         white_box=white_box,
-        **extra,
     )
     if any(rate != 1.0 for rate in weather.rates.values()):
         cluster.coverage["clock_skew"] += 1
