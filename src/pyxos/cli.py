@@ -225,7 +225,9 @@ def status(endpoints: str, as_json: bool) -> None:
         table = Table(title="pyxos cluster")
         columns = ("endpoint", "node", "role", "standing", "leader", "ballot", "commit", "applied")
         for col in columns:
-            table.add_column(col)
+            # The endpoint is what a reader needs whole; the rest may fold on a narrow
+            # terminal.
+            table.add_column(col, no_wrap=col == "endpoint", min_width=len(col))
         for row in rows:
             if "error" in row:
                 blank = [""] * (len(columns) - 3)
