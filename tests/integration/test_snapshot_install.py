@@ -8,7 +8,7 @@ import msgspec
 from inproc import ListMachine
 
 from pyxos.core.ballot import Ballot
-from pyxos.core.driver import fresh_commits
+from pyxos.core.driver import Work
 from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.node import Node
 from pyxos.server.local_cluster import free_ports
@@ -29,10 +29,10 @@ async def test_the_node_installs_the_snapshot_it_read_and_skips_what_it_covers(
         # it, one through slot 20 has finished arriving and replaced it.
         node.storage.save_snapshot(10, (1,), msgspec.msgpack.encode(_items(10)), Ballot(1, 1))
         node.storage.save_snapshot(20, (1,), msgspec.msgpack.encode(_items(20)), Ballot(1, 1))
-        await node._install_snapshot()
+        await node.shell.install_snapshot()
         assert node.applied == 20
         # The batch that asked for slot 10 commits 11..22 after it: 11..20 are covered.
-        node._apply(fresh_commits([(s, (b"%d" % s,)) for s in range(11, 23)], node.applied))
+        node.shell.carry_out(Work(committed=[(s, (b"%d" % s,)) for s in range(11, 23)]))
         assert machine.items == _items(22)
         assert node.applied == 22
     finally:

@@ -9,8 +9,8 @@ peers) read the node's live state whenever the registry is collected, once
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -19,7 +19,8 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from pyxos.runtime.node import Node
+Status = Callable[[], dict[str, Any]]
+"""A node's ``status()``: what the gauges read at every collection."""
 
 _FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 _BATCH_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -77,16 +78,16 @@ class NodeMetrics:
         self.node_id = node_id
         self._following = False
 
-    def follow(self, node: Node) -> None:
-        """Make the gauges read ``node``'s live state at every collection (idempotent)."""
+    def follow(self, status: Status) -> None:
+        """Make the gauges read a node's live ``status()`` at every collection (once)."""
         if self._following:
             return
         self._following = True
-        self.commit_index.set_function(lambda: node.replica.commit_index)
-        self.applied_index.set_function(lambda: node.applied)
-        self.ballot_round.set_function(lambda: node.replica.promised.round)
-        self.is_leader.set_function(lambda: 1 if node.role.value == "leader" else 0)
-        self.registry.register(_PeerCollector(node))
+        self.commit_index.set_function(lambda: status()["commit_index"])
+        self.applied_index.set_function(lambda: status()["applied_index"])
+        self.ballot_round.set_function(lambda: int(str(status()["ballot"]).split(":")[0]))
+        self.is_leader.set_function(lambda: 1 if status()["role"] == "leader" else 0)
+        self.registry.register(_PeerCollector(status))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -96,14 +97,14 @@ class NodeMetrics:
 class _PeerCollector(Collector):
     """``pyxos_peer_connected`` and ``pyxos_peer_last_contact_seconds``, one series a peer."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, status: Status) -> None:
+        self.status = status
 
     def describe(self) -> list[Metric]:
         return list(self._families({}))
 
     def collect(self) -> Iterator[Metric]:
-        return self._families(self.node.status()["peers"])
+        return self._families(self.status()["peers"])
 
     @staticmethod
     def _families(peers: dict[str, dict[str, object]]) -> Iterator[Metric]:

@@ -1,47 +1,50 @@
-"""The asyncio shell: one protocol core, its disk, its peers and its state machine.
+"""A running node: one protocol core, its disk, its peers and its state machine.
 
-The bookkeeping between the core and the disk is :class:`pyxos.core.driver.Driver`, the
-same code the simulator runs: this module starts the writes it hands out on a worker
-thread (the event loop keeps receiving and stepping the core meanwhile, so the next batch
-grows while this one syncs: group commit), reports them durable, and sends, applies and
-serves what each piece of work lists.
+:class:`Node` puts the pieces together and owns their lifecycle; each has a home of its
+own and talks to the others through the node's public surface only:
 
-No protocol decision is made here; this module only moves bytes between the core, the
-disk, the network and the application.
+- the core and its :class:`~pyxos.core.driver.Driver` (shared with the simulator);
+- :class:`~pyxos.runtime.shell.Shell`: the I/O around the driver (writes, sends, applies,
+  the node's own snapshots);
+- :class:`~pyxos.runtime.requests.Requests`: what callers of ``submit`` and ``read`` wait on;
+- :class:`~pyxos.runtime.snapshot_transfer.SnapshotTransfers`: snapshots streamed between
+  nodes;
+- :func:`~pyxos.runtime.status.node_status`: what status pages report.
+
+Inputs are peer messages, ticks and client calls; each may change the core, after which
+the node looks for a new leader or standing and wakes the shell.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import heapq
 import itertools
 import logging
 import os
 import random
-import time
-import zlib
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pyxos.core.ballot import Ballot
 from pyxos.core.bugs import NO_BUGS
 from pyxos.core.config import Config
-from pyxos.core.driver import Driver, Work, fresh_commits
+from pyxos.core.driver import Driver
 from pyxos.core.messages import InstallSnapshot, Message, SnapshotChunk, SnapshotChunkAck
-from pyxos.core.ready import Persist, Standing
+from pyxos.core.ready import Standing
 from pyxos.core.replica import InvariantViolation, Replica, Role
-from pyxos.core.statemachine import ConcurrentSnapshots, StateMachine
+from pyxos.core.statemachine import StateMachine
 from pyxos.faults import Bug, bug_state
 from pyxos.runtime import envelope
 from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
 from pyxos.runtime.metrics import NodeMetrics
+from pyxos.runtime.requests import Requests
+from pyxos.runtime.shell import Shell, ShellLinks
 from pyxos.runtime.snapshot_transfer import SnapshotTransfers
 from pyxos.runtime.standing import describe_standing, open_data_dir
-from pyxos.storage import StaleSnapshotError, StorageError
+from pyxos.runtime.status import node_status
+from pyxos.storage import StorageError
 from pyxos.transport import Transport
 
 T = TypeVar("T")
@@ -67,20 +70,12 @@ class Node:
         self.metrics = NodeMetrics(self.id)
         self._on_fatal = on_fatal
         self._incarnation = int.from_bytes(os.urandom(8), "big") >> 1
+        """This process's identity in the envelopes of its commands (not the data dir's)."""
         self._seq = itertools.count(1)
-        self._waiters: dict[int, asyncio.Future[bytes]] = {}
         self._read_tokens = itertools.count(1)
-        self._read_waiters: dict[int, asyncio.Future[bool]] = {}
-        self._deadlines: list[tuple[float, int, bool]] = []
-        self._read_ready: list[tuple[int, int]] = []
+        self.requests = Requests()
         self._wake = asyncio.Event()
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pyxos-io-{self.id}")
-        # Snapshots are saved and decoded on a thread of their own, so that log writes
-        # (and so commits) go on while a big state is serialized or installed.
-        self._snap_io = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"pyxos-snapshot-{self.id}"
-        )
-        self._snapshot_task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._tick_handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,15 +83,11 @@ class Node:
         ``getpid`` system call each time, and the per-command paths would pay it."""
         self._closed = False
         self.failed: str | None = None
-        self.applied = 0
-        self._last_snapshot = 0
-        self._leader_changes: list[asyncio.Future[None]] = []
-        self._changed = asyncio.Event()
         self.storage, state, snapshot, self.moved_aside = open_data_dir(config, self.log)
+        applied = 0
         if snapshot is not None:
             self.sm.restore(self.storage.read_snapshot())
-            self.applied = snapshot.last_slot
-            self._last_snapshot = snapshot.last_slot
+            applied = snapshot.last_slot
         self.bug = bug
         """A deliberately broken build (``pyxos.faults``), for the chaos tests only."""
         if bug is not None:
@@ -115,6 +106,7 @@ class Node:
             bug.protocol if bug is not None else NO_BUGS,
         )
         self.driver = Driver(self.replica)
+        self._leader = self.replica.leader
         self._standing = self.replica.standing
         self.transport = Transport(
             self.id,
@@ -124,6 +116,26 @@ class Node:
             self._on_message,
             config=config.transport,
         )
+        self.shell = Shell(
+            ShellLinks(
+                config=config,
+                replica=self.replica,
+                driver=self.driver,
+                storage=self.storage,
+                sm=self.sm,
+                requests=self.requests,
+                metrics=self.metrics,
+                log=self.log,
+                send=self.transport.send,
+                send_snapshot=self._send_snapshot,
+                fail=self.fail,
+                changed=self._changed_core,
+                identity=(self.id, self._incarnation),
+                slow_writes=bug.slow_writes if bug is not None else 0.0,
+            ),
+            applied=applied,
+            last_snapshot=applied,
+        )
         self.snapshots = SnapshotTransfers(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -131,22 +143,21 @@ class Node:
     async def start(self) -> None:
         """Listen for peers and start ticking."""
         await self.transport.start()
-        self._loop = loop = asyncio.get_running_loop()
+        self._loop = self.shell.loop = loop = asyncio.get_running_loop()
         self._tick_handle = loop.call_later(self.config.tick_seconds, self._tick)
         self._tasks.append(asyncio.create_task(self._drive(), name=f"pyxos-drive-{self.id}"))
+        r = self.replica
         self.log.info(
             "node %d started: %s, %s, commit %d, applied %d",
             self.id,
-            self.replica.standing.value,
-            self.replica.role.value,
-            self.replica.commit_index,
+            r.standing.value,
+            r.role.value,
+            r.commit_index,
             self.applied,
         )
-        if self.replica.standing is not Standing.VOTER:
+        if r.standing is not Standing.VOTER:
             self.log.warning(
-                "node %d does not vote yet: %s",
-                self.id,
-                describe_standing(self.replica)["standing_reason"],
+                "node %d does not vote yet: %s", self.id, describe_standing(r)["standing_reason"]
             )
 
     async def close(self) -> None:
@@ -156,20 +167,32 @@ class Node:
         self._closed = True
         if self._tick_handle is not None:
             self._tick_handle.cancel()
-        tasks = [*self._tasks, *([self._snapshot_task] if self._snapshot_task else [])]
-        for task in tasks:
+        for task in self._tasks:
             task.cancel()
-        for task in tasks:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.transport.close()
         self.snapshots.close()
-        self._fail_waiters(Unavailable("node stopped"))
-        self._snap_io.shutdown(wait=True)
-        self._io.shutdown(wait=True)
+        self.requests.fail(Unavailable("node stopped"))
+        await self.shell.close()
         self.storage.close()
 
-    # ------------------------------------------------------------------ client API
+    def fail(self, reason: str) -> None:
+        """Stop voting and serving: never continue on state we could not persist."""
+        if self.failed is not None:
+            return
+        self.failed = reason
+        self.shell.closed = True
+        self.log.critical("node %d stops: %s", self.id, reason)
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        self.requests.fail(NodeFailed(reason))
+        asyncio.get_running_loop().create_task(self.transport.close())
+        if self._on_fatal is not None:
+            self._on_fatal(reason)
+
+    # ------------------------------------------------------------------ state
 
     @property
     def role(self) -> Role:
@@ -178,6 +201,23 @@ class Node:
     @property
     def leader_id(self) -> int | None:
         return self.replica.leader
+
+    @property
+    def applied(self) -> int:
+        """The last slot applied to the state machine on this node."""
+        return self.shell.applied
+
+    def status(self) -> dict[str, Any]:
+        """What ``/status`` and ``INFO`` report."""
+        return node_status(
+            self.replica,
+            self.applied,
+            self.failed,
+            self.config.members,
+            self.transport.peer_status(),
+        )
+
+    # ------------------------------------------------------------------ client API
 
     def submit_future(self, payload: bytes, timeout: float = 5.0) -> asyncio.Future[bytes] | None:
         """Propose ``payload`` now; the future gets the reply once it is applied here.
@@ -191,10 +231,7 @@ class Node:
         seq = next(self._seq)
         if not self.replica.propose(envelope.pack(self.id, self._incarnation, seq, payload)):
             return None
-        loop = self._loop or asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
-        self._waiters[seq] = future
-        heapq.heappush(self._deadlines, (loop.time() + timeout, seq, False))
+        future = self.requests.command(seq, self._loop or asyncio.get_running_loop(), timeout)
         self.metrics.proposals.inc()
         self._wake.set()
         return future
@@ -222,11 +259,8 @@ class Node:
         False means no leader confirmed it (none known, or leadership lost): retry.
         """
         self._check_alive()
-        loop = self._loop or asyncio.get_running_loop()
         token = next(self._read_tokens)
-        future: asyncio.Future[bool] = loop.create_future()
-        self._read_waiters[token] = future
-        heapq.heappush(self._deadlines, (loop.time() + timeout, token, True))
+        future = self.requests.read(token, self._loop or asyncio.get_running_loop(), timeout)
         self.replica.read_index(token)
         self._wake.set()
         return future
@@ -253,20 +287,6 @@ class Node:
             await self._wait_for_leader(deadline - loop.time())
             self._check_alive()
 
-    def _expire(self, now: float) -> None:
-        """Fail the commands and reads whose time ran out (checked every tick)."""
-        heap = self._deadlines
-        while heap and heap[0][0] <= now:
-            _, key, is_read = heapq.heappop(heap)
-            if is_read:
-                read = self._read_waiters.pop(key, None)
-                if read is not None and not read.done():
-                    read.set_exception(UnknownOutcome("no read index in time"))
-            else:
-                write = self._waiters.pop(key, None)
-                if write is not None and not write.done():
-                    write.set_exception(UnknownOutcome("not applied in time"))
-
     async def wait_for_change(self, timeout: float) -> None:
         """Return after the next batch this node carries out, or after ``timeout``."""
         with contextlib.suppress(TimeoutError):
@@ -282,37 +302,22 @@ class Node:
                 raise TimeoutError("condition not reached in time")
             await self.wait_for_change(remaining)
 
-    def _signal_change(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+    def send(self, dst: int, message: Message) -> None:
+        """Hand ``message`` to the transport (drops are the protocol's business)."""
+        self.transport.send(dst, message)
 
-    def status(self) -> dict[str, Any]:
-        """What ``/status`` and ``INFO`` report."""
-        r = self.replica
-        peers = {}
-        now = time.monotonic()
-        for pid, st in self.transport.peer_status().items():
-            last = st.last_received_monotonic
-            peers[str(pid)] = {
-                "address": "{}:{}".format(*self.config.members[pid]),
-                "connected": st.connected,
-                "inbound_connected": st.inbound_connected,
-                "last_contact_seconds": None if last is None else round(now - last, 3),
-            }
-        return {
-            "node_id": self.id,
-            "role": r.role.value,
-            "leader_id": r.leader,
-            "ballot": str(r.ballot if r.role is Role.LEADER else r.promised),
-            "commit_index": r.commit_index,
-            "applied_index": self.applied,
-            "snapshot_index": r.snapshot_slot,
-            **describe_standing(r),
-            "failed": self.failed,
-            "peers": peers,
-        }
+    def install_received_snapshot(
+        self, src: int, last_slot: int, members: tuple[int, ...], ballot: Ballot
+    ) -> None:
+        """A streamed snapshot is durable (with its promise floor): let the core jump to it."""
+        self.replica.step(InstallSnapshot(src, last_slot, members, b"", ballot))
+        self._changed_core()
 
-    # ------------------------------------------------------------------ internals
+    async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the I/O thread, in order with the log writes."""
+        return await asyncio.get_running_loop().run_in_executor(self.shell.io, fn, *args)
+
+    # ------------------------------------------------------------------ inputs
 
     def _check_alive(self) -> None:
         if self.failed is not None:
@@ -322,23 +327,18 @@ class Node:
 
     async def _wait_for_leader(self, remaining: float) -> None:
         """Sleep until a leader change or a heartbeat period, whichever is first."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._leader_changes.append(future)
         wait = min(self.config.tick_seconds * self.config.heartbeat_ticks, remaining)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(future, max(0.0, wait))
+        await self.requests.wait_for_leader_change(wait)
 
     def _tick(self) -> None:
         if self._closed or self.failed:
             return
         loop = asyncio.get_running_loop()
         self._tick_handle = loop.call_later(self.config.tick_seconds, self._tick)
-        leader = self.replica.leader
         self.replica.tick()
-        self._note_leader(leader)
-        if self._deadlines:
-            self._expire(loop.time())
-        self._wake.set()
+        if self.requests.has_deadlines:
+            self.requests.expire(loop.time())
+        self._changed_core()
         self._signal_change()
 
     def _on_message(self, message: Message) -> None:
@@ -347,137 +347,39 @@ class Node:
         if isinstance(message, SnapshotChunk | SnapshotChunkAck):
             self.snapshots.on_message(message)
             return
-        leader = self.replica.leader
         self.replica.step(message)
-        self._note_leader(leader)
+        self._changed_core()
+
+    def _send_snapshot(self, peer: int) -> None:
+        self.snapshots.send_to(peer)
+
+    def _changed_core(self) -> None:
+        """After any input: note a new leader or standing, and wake the shell."""
+        leader = self.replica.leader
+        if leader != self._leader:
+            self._note_leader(self._leader)
+            self._leader = leader
+        if self.replica.standing is not self._standing:
+            self._note_standing()
         self._wake.set()
 
     def _note_leader(self, before: int | None) -> None:
-        if self.replica.leader != before:
-            self.metrics.leader_changes.inc()
-            if before is not None:
-                self._abandon_in_flight(before)
-            if self.replica.role is Role.LEADER:
-                self.metrics.elections_won.inc()
-                self.log.info("node %d leads with ballot %s", self.id, self.replica.ballot)
-            else:
-                self.log.info("leader is now %s (was %s)", self.replica.leader, before)
-            waiters, self._leader_changes = self._leader_changes, []
-            for f in waiters:
-                if not f.done():
-                    f.set_result(None)
-
-    def _abandon_in_flight(self, old_leader: int) -> None:
-        """The leader changed: commands it was handling may or may not be chosen.
-
-        Waiting for them until the timeout would stall clients for seconds; tell them at
-        once that the outcome is unknown, so they retry with the same request id (which the
-        replicated session table answers without applying twice).
-        """
-        exc = UnknownOutcome(f"leader {old_leader} lost while the command was in flight")
-        for future in self._waiters.values():
-            if not future.done():
-                future.set_exception(exc)
-
-    def send(self, dst: int, message: Message) -> None:
-        """Hand ``message`` to the transport (drops are the protocol's business)."""
-        self.transport.send(dst, message)
-
-    async def _drive(self) -> None:
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self.driver.can_take() and self.failed is None:
-                    leader = self.replica.leader
-                    # Our own votes in the batch count once its write is durable
-                    # (_write_done); the next batch can go out meanwhile: pipelining.
-                    work = self.driver.take()
-                    if work.install is not None and work.install.last_slot > self.applied:
-                        # Decoded in a worker thread; what the batch commits after the
-                        # snapshot is applied once it is swapped in.
-                        await self._install_snapshot()
-                    self._carry_out(work)
-                    self._note_leader(leader)
-                    self._maybe_snapshot()
-                    self._signal_change()
-        except StorageError as exc:
-            self._fatal(f"storage failed: {exc}")
-        except asyncio.CancelledError:
-            raise
-        except InvariantViolation as exc:
-            self.log.critical("broken invariant: %s", exc)
-            self._fatal(f"broken invariant: {exc}")
-        except Exception as exc:
-            self.log.exception("driver crashed")
-            self._fatal(f"driver crashed: {exc!r}")
-
-    def _carry_out(self, work: Work) -> None:
-        send = self.transport.send
-        for dst, message in work.send:
-            send(dst, message)
-        if work.write is not None:
-            self._start_write(work.write)
-        if work.committed:
-            self._apply(fresh_commits(work.committed, self.applied))
-        for token, index in work.reads:
-            if token in self._read_waiters:
-                heapq.heappush(self._read_ready, (index, token))
-        for token in work.failed_reads:
-            failed = self._read_waiters.pop(token, None)
-            if failed is not None and not failed.done():
-                failed.set_result(False)
-        self._serve_reads()
-        for peer in work.snapshots_to_send:
-            self.snapshots.send_to(peer)
-        self._note_standing()
-
-    def _start_write(self, persist: Persist) -> None:
-        """One write (one transaction, one sync) at a time on the I/O thread."""
-        loop = self._loop or asyncio.get_running_loop()
-        delay = self.bug.slow_writes if self.bug is not None else 0.0
-        if delay:
-            # A planted bug: the write reaches the disk late, so a crash in between loses
-            # what the bug already acknowledged.
-            loop.call_later(delay, self._submit_write, persist, loop)
+        self.metrics.leader_changes.inc()
+        if before is not None:
+            # Commands the old leader was handling may or may not be chosen: say so now
+            # rather than at their timeout, so clients retry with the same request id.
+            self.requests.abandon_commands(
+                UnknownOutcome(f"leader {before} lost while the command was in flight")
+            )
+        if self.replica.role is Role.LEADER:
+            self.metrics.elections_won.inc()
+            self.log.info("node %d leads with ballot %s", self.id, self.replica.ballot)
         else:
-            self._submit_write(persist, loop)
-
-    def _submit_write(self, persist: Persist, loop: asyncio.AbstractEventLoop) -> None:
-        if self._closed:
-            return
-        future = asyncio.wrap_future(self._io.submit(self.storage.write, persist), loop=loop)
-        future.add_done_callback(functools.partial(self._write_done, persist, time.perf_counter()))
-
-    def _write_done(self, persist: Persist, started: float, future: asyncio.Future[None]) -> None:
-        """The write is durable: release what waited on it (Promises, Accepteds, our own
-        votes) and start the next one."""
-        if self._closed or self.failed is not None:
-            return
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            self._fatal(f"storage failed: {exc}")
-            return
-        if persist.must_sync:
-            self.metrics.fsync_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_entries.observe(len(persist.entries))
-        leader = self.replica.leader
-        try:
-            work = self.driver.written()  # may finish phase 1 or choose slots
-        except InvariantViolation as exc:
-            self._fatal(f"broken invariant: {exc}")
-            return
-        self._carry_out(work)
-        self._note_leader(leader)
-        self._wake.set()
+            self.log.info("leader is now %s (was %s)", self.replica.leader, before)
+        self.requests.leader_changed()
 
     def _note_standing(self) -> None:
-        standing = self.replica.standing
-        if standing is self._standing:
-            return
-        self._standing = standing
+        standing = self._standing = self.replica.standing
         if standing is Standing.VOTER:
             self.log.info("node %d's data dir is registered: it votes now", self.id)
         else:
@@ -488,141 +390,24 @@ class Node:
                 describe_standing(self.replica).get("standing_reason", ""),
             )
 
-    def _apply(self, committed: list[tuple[int, tuple[bytes, ...]]]) -> None:
-        sm = self.sm
-        waiters = self._waiters
-        me, incarnation = self.id, self._incarnation
-        count = 0
-        for slot, value in committed:
-            for command in value:
-                origin, inc, seq, payload = envelope.unpack(command)
-                reply = sm.apply(payload)
-                count += 1
-                if origin == me and inc == incarnation:
-                    future = waiters.pop(seq, None)
-                    if future is not None and not future.done():
-                        future.set_result(reply)
-            self.applied = slot
-        self.metrics.commands_applied.inc(count)
-        self.metrics.slots_applied.inc(len(committed))
+    def _signal_change(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
-    def _serve_reads(self) -> None:
-        heap = self._read_ready
-        while heap and heap[0][0] <= self.applied:
-            _, token = heapq.heappop(heap)
-            waiter = self._read_waiters.pop(token, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(True)
-
-    async def _install_snapshot(self) -> None:
-        """Replace the state machine with the durable snapshot storage holds now.
-
-        Reading and decoding run on the snapshot thread (the event loop keeps answering
-        heartbeats); only the final swap runs here. ``applied`` becomes the slot of the
-        snapshot actually read, which may be newer than the one the core asked for (one
-        more finished arriving meanwhile): the slots it covers are then not applied again.
-        """
-        loop = asyncio.get_running_loop()
-        sm, storage = self.sm, self.storage
-
-        def prepare() -> tuple[int, Callable[[], None]]:
-            reader = storage.open_snapshot()
-            if reader is None:
-                raise StorageError("the core installed a snapshot that storage does not hold")
-            try:
-                info = reader.info
-                data = reader.read(0, info.size)
-            finally:
-                reader.close()
-            if len(data) != info.size or zlib.crc32(data) != info.checksum:
-                raise StorageError(f"snapshot through slot {info.last_slot} fails its checksum")
-            if isinstance(sm, ConcurrentSnapshots):
-                return info.last_slot, sm.prepare_restore(data)
-            return info.last_slot, functools.partial(sm.restore, data)
-
-        started = time.perf_counter()
-        last_slot, swap = await loop.run_in_executor(self._snap_io, prepare)
-        if last_slot <= self.applied:
-            return  # already past it
-        swap()
-        self.applied = last_slot
-        self._last_snapshot = max(self._last_snapshot, last_slot)
-        self.log.info(
-            "installed snapshot through slot %d in %.3fs", last_slot, time.perf_counter() - started
-        )
-
-    def _maybe_snapshot(self) -> None:
-        """Start saving a snapshot in the background once enough slots were applied."""
-        if self._snapshot_task is not None or self.failed is not None:
-            return
-        if self.applied - self._last_snapshot < self.config.snapshot_every:
-            return
-        sm = self.sm
-        # The capture happens here, between two applied batches; the encoding, the write
-        # and the fsync happen on the snapshot thread while the node keeps committing.
-        data: bytes | Iterator[bytes] = (
-            sm.snapshot_stream() if isinstance(sm, ConcurrentSnapshots) else sm.snapshot()
-        )
-        # Our promise now bounds the ballot every slot in the state was chosen at.
-        floor = self.replica.promised
-        self._snapshot_task = asyncio.get_running_loop().create_task(
-            self._save_snapshot(self.applied, data, floor), name=f"pyxos-snapshot-{self.id}"
-        )
-
-    async def _save_snapshot(self, last: int, data: bytes | Iterator[bytes], floor: Ballot) -> None:
-        loop = asyncio.get_running_loop()
-        members = tuple(sorted(self.config.members))
-        started = time.perf_counter()
+    async def _drive(self) -> None:
         try:
-            info = await loop.run_in_executor(
-                self._snap_io, self.storage.save_snapshot, last, members, data, floor
-            )
-        except StaleSnapshotError:
-            return  # a newer snapshot was installed from the leader meanwhile
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                await self.shell.drain()
+                self._signal_change()
         except StorageError as exc:
-            self._fatal(f"storage failed while saving a snapshot: {exc}")
-            return
-        finally:
-            self._snapshot_task = None
-        if self._closed or self.failed is not None:
-            return
-        self._last_snapshot = max(self._last_snapshot, last)
-        self.replica.compact(last)
-        self.metrics.snapshots.inc()
-        self._wake.set()
-        self.log.info(
-            "snapshot through slot %d (%d bytes) in %.3fs, log compacted",
-            last,
-            info.size,
-            time.perf_counter() - started,
-        )
-
-    def _fatal(self, reason: str) -> None:
-        """Stop voting and serving: never continue on state we could not persist."""
-        if self.failed is not None:
-            return
-        self.failed = reason
-        self.log.critical("node %d stops: %s", self.id, reason)
-        if self._tick_handle is not None:
-            self._tick_handle.cancel()
-        self._fail_waiters(NodeFailed(reason))
-        asyncio.get_running_loop().create_task(self.transport.close())
-        if self._on_fatal is not None:
-            self._on_fatal(reason)
-
-    def _fail_waiters(self, exc: Exception) -> None:
-        for future in self._waiters.values():
-            if not future.done():
-                future.set_exception(exc)
-        self._waiters.clear()
-        for read_future in self._read_waiters.values():
-            if not read_future.done():
-                read_future.set_exception(exc)
-        self._read_waiters.clear()
-
-    def install_received_snapshot(
-        self, src: int, last_slot: int, members: tuple[int, ...], ballot: Ballot
-    ) -> None:
-        """A streamed snapshot is durable (with its promise floor): let the core jump to it."""
-        self.replica.step(InstallSnapshot(src, last_slot, members, b"", ballot))
-        self._wake.set()
+            self.fail(f"storage failed: {exc}")
+        except asyncio.CancelledError:
+            raise
+        except InvariantViolation as exc:
+            self.log.critical("broken invariant: %s", exc)
+            self.fail(f"broken invariant: {exc}")
+        except Exception as exc:
+            self.log.exception("driver crashed")
+            self.fail(f"driver crashed: {exc!r}")

@@ -13,16 +13,52 @@ the core is told to jump to it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pyxos.core.messages import SnapshotChunk, SnapshotChunkAck
-from pyxos.storage import StorageError
+from pyxos.core.ballot import Ballot
+from pyxos.core.messages import Message, SnapshotChunk, SnapshotChunkAck
+from pyxos.core.replica import Replica
+from pyxos.runtime.config import NodeConfig
+from pyxos.storage import Storage, StorageError
 
 if TYPE_CHECKING:
-    from pyxos.runtime.node import Node
     from pyxos.storage.snapshots import FileIncomingSnapshot, FileSnapshotReader
+
+T = TypeVar("T")
+
+
+class SnapshotHost(Protocol):
+    """What snapshot transfer needs of the node it runs in (its public surface)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def config(self) -> NodeConfig: ...
+
+    @property
+    def storage(self) -> Storage: ...
+
+    @property
+    def replica(self) -> Replica: ...
+
+    @property
+    def log(self) -> logging.Logger | logging.LoggerAdapter[logging.Logger]: ...
+
+    def send(self, dst: int, message: Message) -> None: ...
+
+    async def run_io(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    def fail(self, reason: str) -> None: ...
+
+    def install_received_snapshot(
+        self, src: int, last_slot: int, members: tuple[int, ...], ballot: Ballot
+    ) -> None: ...
+
 
 RESEND_AFTER = 1.0
 """Seconds without an ack before a chunk is sent again."""
@@ -38,7 +74,7 @@ class _Outgoing:
 class SnapshotTransfers:
     """Every snapshot this node is sending or receiving."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: SnapshotHost) -> None:
         self._node = node
         self._out: dict[int, _Outgoing] = {}
         self._in: FileIncomingSnapshot | None = None
@@ -119,14 +155,12 @@ class SnapshotTransfers:
 
     async def _receive(self, m: SnapshotChunk) -> None:
         node = self._node
-        loop = asyncio.get_running_loop()
         try:
             incoming = self._in
             if incoming is None or incoming.record.last_slot != m.last_slot:
                 if incoming is not None:
                     incoming.abort()
-                incoming = await loop.run_in_executor(
-                    node._io,
+                incoming = await node.run_io(
                     node.storage.begin_incoming,
                     m.last_slot,
                     m.members,
@@ -135,15 +169,15 @@ class SnapshotTransfers:
                     m.ballot,
                 )
                 self._in, self._in_src = incoming, m.src
-            nxt = await loop.run_in_executor(node._io, incoming.write_chunk, m.offset, m.data)
+            nxt = await node.run_io(incoming.write_chunk, m.offset, m.data)
             if nxt >= m.total:
-                await loop.run_in_executor(node._io, incoming.finish)
+                await node.run_io(incoming.finish)
                 self._in = None
                 node.log.info("received snapshot through slot %d from node %d", m.last_slot, m.src)
                 node.install_received_snapshot(m.src, m.last_slot, m.members, m.ballot)
             node.send(m.src, SnapshotChunkAck(node.id, m.last_slot, nxt))
         except StorageError as exc:
-            node._fatal(f"storage failed while receiving a snapshot: {exc}")
+            node.fail(f"storage failed while receiving a snapshot: {exc}")
         except ValueError as exc:
             # A damaged or stale transfer: drop it, the core asks again later.
             node.log.warning("snapshot from node %d rejected: %s", m.src, exc)

@@ -42,7 +42,7 @@ class AdminServer:
         self.port = port
         self._server: asyncio.Server | None = None
         self.address: tuple[str, int] | None = None
-        node.metrics.follow(node)
+        node.metrics.follow(node.status)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
