@@ -70,7 +70,7 @@ def part_a(keys: int, tmp: Path) -> dict[str, Any]:
     """Runs in a child process (clean RSS): the state machine and storage calls only."""
     from pyxos.kv import KVStateMachine
     from pyxos.kv.request import encode_request
-    from pyxos.storage import Storage
+    from pyxos.storage import LmdbStorage
 
     value = make_value(100)
     base = rss_kib(_pid())["VmRSS"]
@@ -90,7 +90,7 @@ def part_a(keys: int, tmp: Path) -> dict[str, Any]:
     serialize_s = time.perf_counter() - t
     peak = rss_kib(_pid())
 
-    storage = Storage.open(tmp / "partA", node_id=1, cluster_id="pyxos", members=(1, 2, 3))
+    storage = LmdbStorage.open(tmp / "partA", node_id=1, cluster_id="pyxos", members=(1, 2, 3))
     t = time.perf_counter()
     storage.save_snapshot(keys // batch, (1, 2, 3), data)
     save_s = time.perf_counter() - t

@@ -1,52 +1,28 @@
 """A synchronous in-memory network for driving protocol cores by hand in tests.
 
 Messages are delivered in FIFO order until nothing moves; links can be cut. Each node's
-durable state is the last ``Persist`` applied, so tests can restart a node from it.
+disk applies every ``Persist`` by the rules all stores share, so tests can restart a
+node from it.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import msgspec
 
-from pyxos.core import Config, HardState, Message, Options, Replica, Role, SlotValue
-from pyxos.core.ballot import ZERO, Ballot
+from pyxos.core import Config, HardState, Message, Options, Replica, Role
 from pyxos.core.messages import InstallSnapshot
-from pyxos.core.ready import Ready
+from pyxos.core.ready import Ready, Standing
+from pyxos.storage.batch import DurableImage
 
 _Applied = list[tuple[int, tuple[bytes, ...]]]
 
 
-@dataclass
-class Disk:
-    promised: Ballot = ZERO
-    entries: dict[int, SlotValue] = field(default_factory=dict)
-    commit_index: int = 0
-    snapshot_slot: int = 0
-
-    def write(self, ready: Ready) -> None:
-        p = ready.persist
-        if p.promised is not None:
-            self.promised = p.promised
-        for e in p.entries:
-            self.entries[e.slot] = e
-        if p.commit_index is not None:
-            self.commit_index = p.commit_index
-        if p.compact_through is not None:
-            self.snapshot_slot = max(self.snapshot_slot, p.compact_through)
-            for s in [s for s in self.entries if s <= p.compact_through]:
-                del self.entries[s]
-
-    def state(self) -> HardState:
-        return HardState(
-            self.promised,
-            [e for _, e in sorted(self.entries.items())],
-            self.commit_index,
-            self.snapshot_slot,
-        )
+def disk() -> DurableImage:
+    """A node's disk, written by the rules every store shares; its node already votes."""
+    return DurableImage(0, standing=(Standing.VOTER, None))
 
 
 class Net:
@@ -55,7 +31,7 @@ class Net:
         self.options = options or Options(election_ticks=10, heartbeat_ticks=2)
         self.seed = seed
         self.nodes: dict[int, Replica] = {}
-        self.disks: dict[int, Disk] = {}
+        self.disks: dict[int, DurableImage] = {}
         self.applied: dict[int, list[tuple[int, tuple[bytes, ...]]]] = {}
         self.reads: dict[int, list[tuple[int, int]]] = {}
         self.failed_reads: dict[int, list[int]] = {}
@@ -67,7 +43,7 @@ class Net:
         self.snapshots: dict[int, tuple[int, bytes]] = {}
         self.snapshots_sent: list[tuple[int, int]] = []
         for i in self.config.members:
-            self.disks[i] = Disk()
+            self.disks[i] = disk()
             self.nodes[i] = self._make(i, None)
             self.applied[i] = []
             self.reads[i] = []
@@ -89,7 +65,7 @@ class Net:
 
     def restart(self, node: int) -> None:
         self.down.discard(node)
-        self.nodes[node] = self._make(node, self.disks[node].state())
+        self.nodes[node] = self._make(node, self.disks[node].recover())
         snap = self.snapshots.get(node)
         self.applied[node] = msgspec.msgpack.decode(snap[1], type=_Applied) if snap else []
 
@@ -103,7 +79,7 @@ class Net:
         ready = r.ready()
         for dst, m in ready.messages:
             self.queue.append((i, dst, m))
-        self.disks[i].write(ready)
+        self.disks[i].write(ready.persist)
         for dst, m in ready.persisted_messages:
             self.queue.append((i, dst, m))
         if ready.snapshot_install is not None:
@@ -142,6 +118,7 @@ class Net:
         r = self.nodes[i]
         data = msgspec.msgpack.encode(self.applied[i])
         self.snapshots[i] = (r.applied, data)
+        self.disks[i].install(InstallSnapshot(i, r.applied, self.config.members, data, r.promised))
         r.compact(r.applied)
         self.process(i)
 

@@ -20,7 +20,7 @@ from pyxos.cli import main
 from pyxos.runtime.config import ConfigError
 from pyxos.server import process
 from pyxos.server.process import EXIT_CANNOT_START, ServeSettings, serve
-from pyxos.storage import Storage, open_storage
+from pyxos.storage import LmdbStorage, open_storage
 
 CLUSTER = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
 
@@ -310,7 +310,7 @@ async def test_a_taken_client_port_is_reported_not_raised(
 async def test_another_nodes_data_dir_is_reported_not_raised(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    Storage.open(tmp_path / "d", node_id=2, cluster_id="pyxos", members=(1, 2, 3)).close()
+    LmdbStorage.open(tmp_path / "d", node_id=2, cluster_id="pyxos", members=(1, 2, 3)).close()
     s = settings(tmp_path, id=1, port=free_port(), admin=None)
     with caplog.at_level(logging.INFO, logger="pyxos"):
         status = await serve(s)

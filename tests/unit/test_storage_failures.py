@@ -17,7 +17,7 @@ import pytest
 from pyxos.core.ballot import Ballot
 from pyxos.core.messages import SlotValue
 from pyxos.core.ready import Persist
-from pyxos.storage import Storage, StorageError
+from pyxos.storage import LmdbStorage, Storage, StorageError
 
 MEMBERS = (1, 2, 3)
 
@@ -27,7 +27,7 @@ def entry(slot: int, size: int = 16) -> SlotValue:
 
 
 def open_store(path: Path) -> Storage:
-    return Storage(path, node_id=1, cluster_id="c1", members=MEMBERS)
+    return LmdbStorage(path, node_id=1, cluster_id="c1", members=MEMBERS)
 
 
 def raiser(exc: BaseException) -> Callable[..., Any]:

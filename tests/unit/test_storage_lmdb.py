@@ -18,6 +18,7 @@ from pyxos.core.replica import Replica, Role
 from pyxos.storage import (
     CorruptStorageError,
     IdentityMismatchError,
+    LmdbStorage,
     StaleSnapshotError,
     Storage,
     StorageError,
@@ -36,7 +37,7 @@ def entry(slot: int, ballot: Ballot = B1, value: bytes = b"v", chosen: bool = Fa
 def open_store(path: Path, **kwargs: object) -> Storage:
     options: dict[str, object] = {"node_id": 1, "cluster_id": "c1", "members": (1, 2, 3)}
     options.update(kwargs)
-    return Storage(path, **options)  # type: ignore[arg-type]
+    return LmdbStorage(path, **options)  # type: ignore[arg-type]
 
 
 def log_slots(store: Storage) -> list[int]:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.messages import InstallSnapshot, SlotValue
 from pyxos.core.ready import HardState, Persist, Standing
-from pyxos.storage import MemoryStorage, Storage
+from pyxos.storage import LmdbStorage, MemoryStorage, Storage
 from pyxos.storage.records import key_slot
 
 MEMBERS = (1, 2, 3)
@@ -146,7 +146,7 @@ def test_random_writes_then_reopen_match_the_model(data: st.DataObject) -> None:
         path = Path(tmp) / "node"
 
         def open_store() -> Storage:
-            return Storage(path, node_id=1, cluster_id="model", members=MEMBERS)
+            return LmdbStorage(path, node_id=1, cluster_id="model", members=MEMBERS)
 
         model = Model()
         memory = MemoryStorage(members=MEMBERS)

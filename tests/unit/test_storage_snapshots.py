@@ -15,6 +15,7 @@ from pyxos.core.messages import SlotValue
 from pyxos.core.ready import Persist
 from pyxos.storage import (
     CorruptStorageError,
+    LmdbStorage,
     SnapshotVerifyError,
     StaleSnapshotError,
     Storage,
@@ -26,7 +27,7 @@ CHUNK = 64 * 1024
 
 
 def open_store(path: Path) -> Storage:
-    return Storage(path, node_id=2, cluster_id="c1", members=MEMBERS)
+    return LmdbStorage(path, node_id=2, cluster_id="c1", members=MEMBERS)
 
 
 def blob(size: int, seed: int = 7) -> bytes:

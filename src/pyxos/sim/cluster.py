@@ -35,13 +35,14 @@ from pyxos.core.messages import (
     SnapshotRequest,
     Value,
 )
-from pyxos.core.ready import HardState, Persist, Standing
+from pyxos.core.ready import HardState, Persist
 from pyxos.core.replica import InvariantViolation, Options, Replica, Role
 from pyxos.faults import Bug
 from pyxos.sim.network import Faults, Network
 from pyxos.sim.oracle import Oracle
-from pyxos.sim.storage import SimCorruption, SimStorage
+from pyxos.sim.storage import SimStorage
 from pyxos.sim.workload import Workload
+from pyxos.storage.errors import CorruptStorageError
 
 _OBSERVED = frozenset({Propose, Accepted, Commit, Promise, Chosen})
 """The message kinds that tell the oracle something."""
@@ -164,15 +165,14 @@ class Cluster:
             self.crash_rng.getrandbits(62) + 1, bug is not None and bug.forget_promises
         )
         if bug is not None and bug.new_disks_vote:
-            # The planted bug of the disk-loss hole: an empty data dir votes at once.
-            storage.durable.standing = Standing.VOTER
+            storage.vote_at_once()
         return storage
 
     def _boot(self, node: int, storage: SimStorage, restarts: int) -> SimNode:
         """Start ``node``'s process on ``storage``; a damaged data dir is moved aside."""
         try:
             state, snapshot = storage.recover()
-        except SimCorruption as exc:
+        except CorruptStorageError as exc:
             self.coverage["corrupt_found"] += 1
             self._record(f"node {node}: data dir moved aside: {exc}")
             storage = self._new_storage()
@@ -378,14 +378,15 @@ class Cluster:
         snap = node.storage.durable.snapshot
         for peer in work.snapshots_to_send:
             if snap is not None:
-                msg = InstallSnapshot(
-                    node.id, snap.last_slot, self.config.members, snap.data, snap.ballot
-                )
+                msg = InstallSnapshot(node.id, snap.last_slot, snap.members, snap.data, snap.ballot)
                 self.net.send(self.now, node.id, peer, msg)
         last = node.app.last
         if self.compact_every and last - node.replica.snapshot_slot >= self.compact_every:
             self.coverage["compaction"] += 1
-            node.storage.save_app_snapshot(last, node.app.snapshot(), node.replica.promised)
+            snapshot = InstallSnapshot(
+                node.id, last, self.config.members, node.app.snapshot(), node.replica.promised
+            )
+            node.storage.save_app_snapshot(snapshot)
             node.replica.compact(last)
 
     # ------------------------------------------------------------------ the oracle

@@ -20,6 +20,7 @@ fsync.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import random
 import zlib
@@ -28,8 +29,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from pyxos.core.ballot import ZERO, Ballot
-from pyxos.core.messages import SlotValue
-from pyxos.core.ready import HardState, Persist, Standing
+from pyxos.core.messages import InstallSnapshot
+from pyxos.core.ready import HardState, Persist
+from pyxos.storage.batch import DurableImage, WritePlan, plan_write
 from pyxos.storage.errors import (
     CorruptStorageError,
     FailureLatch,
@@ -46,65 +48,11 @@ class _Snapshot:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class _Op:
-    """One write, resolved so that replaying it on a durable state is deterministic."""
-
-    promised: Ballot | None = None
-    entries: tuple[SlotValue, ...] = ()
-    commit_index: int | None = None
-    snapshot: _Snapshot | None = None
-    compact_through: int | None = None
-    standing: tuple[Standing, int | None] | None = None
-    registry: tuple[tuple[int, int], ...] = ()
-
-
-@dataclass(slots=True)
-class _State:
-    promised: Ballot = ZERO
-    log: dict[int, SlotValue] = field(default_factory=dict)
-    commit_index: int = 0
-    snapshot: _Snapshot | None = None
-    standing: tuple[Standing, int | None] = (Standing.JOINING, None)
-    registry: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def floor(self) -> int:
-        return self.snapshot.info.last_slot if self.snapshot is not None else 0
-
-    def copy(self) -> _State:
-        return _State(
-            self.promised,
-            dict(self.log),
-            self.commit_index,
-            self.snapshot,
-            self.standing,
-            dict(self.registry),
-        )
-
-    def apply(self, op: _Op) -> None:
-        """The same rules as ``Storage.write``, in the same order."""
-        if op.standing is not None:
-            self.standing = op.standing
-        for node, incarnation in op.registry:
-            self.registry.setdefault(node, incarnation)
-        if op.promised is not None:
-            self.promised = op.promised
-        snapshot = op.snapshot
-        if snapshot is not None and snapshot.info.last_slot <= self.floor:
-            snapshot = None
-        floor = snapshot.info.last_slot if snapshot is not None else self.floor
-        for entry in op.entries:
-            if entry.slot > floor:
-                self.log[entry.slot] = entry
-        if op.commit_index is not None:
-            self.commit_index = op.commit_index
-        if snapshot is not None:
-            self.snapshot = snapshot
-        through = max(op.compact_through or 0, snapshot.info.last_slot if snapshot else 0)
-        if through > 0:
-            for slot in [s for s in self.log if s <= through]:
-                del self.log[slot]
+def _info(snapshot: InstallSnapshot) -> SnapshotInfo:
+    data = snapshot.data
+    return SnapshotInfo(
+        snapshot.last_slot, snapshot.members, len(data), zlib.crc32(data), None, snapshot.ballot
+    )
 
 
 class MemorySnapshotReader:
@@ -199,8 +147,8 @@ class MemoryIncomingSnapshot:
             raise SnapshotVerifyError(
                 f"incoming snapshot through slot {self.last_slot} fails its checksum; discarded"
             )
-        info = SnapshotInfo(self.last_slot, self.members, self._size, crc, None, self._ballot)
-        return self._storage._install(_Snapshot(info, data))
+        snapshot = InstallSnapshot(0, self.last_slot, self.members, data, self._ballot)
+        return self._storage._install(snapshot)
 
     def close(self) -> None:
         """Stop; the partial data stays for a resumed transfer."""
@@ -231,9 +179,9 @@ class MemoryStorage:
         self.last_sync_seconds = 0.0
         self.sync_seconds_total = 0.0
         self.crashes = 0
-        self._durable = _State()
-        self._current = _State()
-        self._unsynced: list[_Op] = []
+        self._durable = DurableImage(self.incarnation)
+        self._current = DurableImage(self.incarnation)
+        self._unsynced: list[WritePlan] = []
         self._latch = FailureLatch()
         self._partial: _Partial | None = None
         self._writer: MemoryIncomingSnapshot | None = None
@@ -250,12 +198,12 @@ class MemoryStorage:
     def snapshot(self) -> SnapshotInfo | None:
         """The current snapshot, if any."""
         snap = self._current.snapshot
-        return snap.info if snap is not None else None
+        return _info(snap) if snap is not None else None
 
     @property
     def snapshot_slot(self) -> int:
         """Slots up to here are compacted."""
-        return self._current.floor
+        return self._current.snapshot_slot
 
     @property
     def unsynced_writes(self) -> int:
@@ -278,9 +226,9 @@ class MemoryStorage:
         if prefix:
             kept = self._unsynced[: rng.randint(0, len(self._unsynced))]
         else:
-            kept = [op for op in self._unsynced if rng.random() < 0.5]
-        for op in kept:
-            self._durable.apply(op)
+            kept = [plan for plan in self._unsynced if rng.random() < 0.5]
+        for plan in kept:
+            self._durable.apply(plan)
         self._unsynced = []
         self._current = self._durable.copy()
         self._partial = None
@@ -301,45 +249,29 @@ class MemoryStorage:
         if failure is not None:
             # As after a real failed fsync, the unsynced writes may or may not survive.
             raise self._latch.fail("fsync of the storage", failure)
-        for op in self._unsynced:
-            self._durable.apply(op)
+        for plan in self._unsynced:
+            self._durable.apply(plan)
         self._unsynced = []
         self.syncs += 1
 
-    def _commit(self, op: _Op) -> None:
-        self._current.apply(op)
-        self._unsynced.append(op)
+    def _commit(self, plan: WritePlan) -> None:
+        self._current.apply(plan)
+        self._unsynced.append(plan)
 
     def write(self, persist: Persist) -> None:
-        """Same contract as :meth:`Storage.write`."""
+        """Same contract as :meth:`Storage.write` (the same rules: ``storage.batch``)."""
         self._latch.check()
-        snap = persist.snapshot
-        limit = max(self.snapshot_slot, snap.last_slot if snap is not None else 0)
-        through = persist.compact_through
-        if through is not None and through > limit:
-            raise ValueError(f"compact_through {through} is beyond the snapshot slot {limit}")
         for entry in persist.entries:
             if entry.slot < 0:
                 raise ValueError(f"slot {entry.slot} out of range")
+        snap = persist.snapshot
+        if snap is not None:
+            members = normalize_members(snap.members)
+            snap = InstallSnapshot(snap.src, snap.last_slot, members, snap.data, snap.ballot)
+            persist = dataclasses.replace(persist, snapshot=snap)
+        plan = plan_write(persist, self.snapshot_slot)
         if not persist.empty():
-            snapshot = None
-            if snap is not None and snap.last_slot > self.snapshot_slot:
-                members = normalize_members(snap.members)
-                crc = zlib.crc32(snap.data)
-                info = SnapshotInfo(snap.last_slot, members, len(snap.data), crc, None, snap.ballot)
-                snapshot = _Snapshot(info, snap.data)
-            standing = persist.standing
-            self._commit(
-                _Op(
-                    persist.promised,
-                    tuple(persist.entries),
-                    persist.commit_index,
-                    snapshot,
-                    through,
-                    (standing, persist.superseded) if standing is not None else None,
-                    tuple(persist.registry.items()),
-                )
-            )
+            self._commit(plan)
         if persist.must_sync:
             self._sync()
 
@@ -348,44 +280,24 @@ class MemoryStorage:
     def load(self, *, verify_snapshot: bool = True) -> tuple[HardState, SnapshotInfo | None]:
         """Same contract as :meth:`Storage.load` (``verify_snapshot`` has nothing to do)."""
         self._latch.check()
-        state = self._current
-        floor = state.floor
-        entries = [state.log[s] for s in sorted(state.log) if s > floor]
-        covered = state.commit_index - floor
-        if covered > 0 and (
-            len(entries) < covered or entries[covered - 1].slot != state.commit_index
-        ):
-            cause = ValueError(f"commit index {state.commit_index} covers missing log slots")
-            raise self._latch.fail("loading", cause, CorruptStorageError)
-        snapshot = state.snapshot.info if state.snapshot is not None else None
-        promised = state.promised
-        if snapshot is not None:
-            promised = max(promised, snapshot.ballot)
-        hard = HardState(
-            promised=promised,
-            entries=entries,
-            commit_index=state.commit_index,
-            snapshot_slot=floor,
-            members=snapshot.members if snapshot is not None else None,
-            standing=state.standing[0],
-            incarnation=self.incarnation,
-            registry=dict(state.registry),
-            superseded=state.standing[1],
-        )
-        return hard, snapshot
+        try:
+            hard = self._current.recover()
+        except CorruptStorageError as exc:
+            raise self._latch.fail("loading", exc, CorruptStorageError) from exc
+        return hard, self.snapshot
 
     # ------------------------------------------------------------------ snapshots
 
-    def _install(self, snapshot: _Snapshot) -> SnapshotInfo:
+    def _install(self, snapshot: InstallSnapshot) -> SnapshotInfo:
         self._latch.check()
-        if snapshot.info.last_slot <= self.snapshot_slot:
+        if snapshot.last_slot <= self.snapshot_slot:
             raise StaleSnapshotError(
-                f"snapshot through {snapshot.info.last_slot} is not newer than the current "
+                f"snapshot through {snapshot.last_slot} is not newer than the current "
                 f"one through {self.snapshot_slot}"
             )
-        self._commit(_Op(snapshot=snapshot, compact_through=snapshot.info.last_slot))
+        self._commit(plan_write(Persist(snapshot=snapshot), self.snapshot_slot))
         self._sync()
-        return snapshot.info
+        return _info(snapshot)
 
     def save_snapshot(
         self,
@@ -402,15 +314,15 @@ class MemoryStorage:
                 f"{self.snapshot_slot}"
             )
         blob = b"".join(bytes(chunk) for chunk in iter_chunks(data))
-        crc = zlib.crc32(blob)
-        info = SnapshotInfo(last_slot, normalize_members(members), len(blob), crc, None, ballot)
-        return self._install(_Snapshot(info, blob))
+        return self._install(
+            InstallSnapshot(0, last_slot, normalize_members(members), blob, ballot)
+        )
 
     def open_snapshot(self) -> MemorySnapshotReader | None:
         """Same contract as :meth:`Storage.open_snapshot`."""
         self._latch.check()
         snap = self._current.snapshot
-        return MemorySnapshotReader(snap) if snap is not None else None
+        return MemorySnapshotReader(_Snapshot(_info(snap), snap.data)) if snap is not None else None
 
     def read_snapshot(self) -> bytes:
         """Same contract as :meth:`Storage.read_snapshot`."""

@@ -20,7 +20,7 @@ engine made it, is opened with that engine by default, and refuses the other.
 Records are the same sealed msgspec encodings as in the LMDB store (a meta record's
 checksum covers its key's bytes, a log record's the 8-byte slot key). Everything else (the data dir
 lock, snapshot files, batching, sticky failures) is inherited from
-:class:`pyxos.storage.lmdb_store.Storage`; only its engine methods are replaced here.
+:class:`pyxos.storage.base.Storage`; only the engine methods are written here.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyxos.storage import snapshots as files
+from pyxos.storage.base import K_IDENTITY, Storage
 from pyxos.storage.errors import CorruptStorageError, StorageError
-from pyxos.storage.lmdb_store import K_IDENTITY, Storage
 from pyxos.storage.records import ENCODER, ENGINE_MARKERS, Identity, seal
 
 SQLITE_DIR, DB_FILE = ENGINE_MARKERS["sqlite"]
@@ -84,7 +84,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 class SqliteStorage(Storage):
     """A node's stable storage on SQLite (WAL, ``synchronous=FULL``); see the module
-    docstring. Same contract as :class:`~pyxos.storage.lmdb_store.Storage`."""
+    docstring. Same contract as :class:`~pyxos.storage.base.Storage`."""
 
     ENGINE = "sqlite"
     CORRUPT_ERRORS: tuple[type[BaseException], ...] = (_Damaged,)
