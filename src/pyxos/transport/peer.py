@@ -28,6 +28,7 @@ from pyxos.transport.framing import (
 )
 from pyxos.transport.handshake import HandshakeError, RejectReason
 from pyxos.transport.sockopts import set_nodelay
+from pyxos.transport.tls import describe_tls_failure
 
 
 class Backoff:
@@ -190,6 +191,8 @@ class OutboundPeer:
         frames = FrameReader(reader, HANDSHAKE_MAX_FRAME)
         try:
             async with asyncio.timeout(cfg.handshake_timeout):
+                if cfg.tls is not None:
+                    await self._start_tls(writer)
                 await handshake.dial(frames, writer, ctx.identity, self.peer_id)
         except (HandshakeError, TimeoutError) as exc:
             writer.transport.abort()
@@ -206,6 +209,18 @@ class OutboundPeer:
             self._counters.reconnects += 1
         ctx.log.info("connected to node %d %s", self.peer_id, where)
         return Connection(ctx, frames, writer, self.peer_id, "out")
+
+    async def _start_tls(self, writer: asyncio.StreamWriter) -> None:
+        """Upgrade the fresh TCP connection to TLS, presenting this node's certificate."""
+        cfg = self._ctx.config
+        assert cfg.tls is not None
+        try:
+            await writer.start_tls(
+                cfg.tls.require("peer_client"), ssl_handshake_timeout=cfg.handshake_timeout
+            )
+        except (OSError, EOFError) as exc:  # ssl.SSLError is an OSError
+            detail = describe_tls_failure(exc, cfg.handshake_timeout)
+            raise HandshakeError(RejectReason.TLS, detail, self.peer_id) from exc
 
     def _drop_stale(self) -> None:
         queue = self.queue

@@ -54,7 +54,13 @@ class Transport:
         self._members = dict(members)
         self.log = logging.getLogger(f"pyxos.transport.node{node_id}")
         self._ctx = Context(
-            identity=Identity(node_id, cluster_id, secret, self._members),
+            identity=Identity(
+                node_id,
+                cluster_id,
+                secret,
+                self._members,
+                require_cert=self.config.tls is not None,
+            ),
             config=self.config,
             clock=clock,
             log=self.log,
@@ -69,6 +75,19 @@ class Transport:
         self._address: tuple[str, int] | None = None
         self._closed = False
         self._dropped_unknown = 0
+        if self.config.tls is not None:
+            self.config.tls.on_reload(self._tls_reloaded)
+
+    def _tls_reloaded(self) -> None:
+        """New certificates or CA: re-establish every link, so each is verified by the
+        files now in force (a link left open would keep trusting the old ones)."""
+        if self._closed:
+            return
+        self.log.info("TLS files reloaded: re-establishing every peer link")
+        self._listener.close_connections("tls_reload")
+        for peer in self._peers.values():
+            if peer.conn is not None:
+                peer.conn.close("tls_reload")
 
     @property
     def address(self) -> tuple[str, int]:
