@@ -186,7 +186,16 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     type=click.Choice(["sqlite", "lmdb"]),
     help="Storage engine of every node.  [default: sqlite for new data dirs]",
 )
-def cluster(nodes: int, port: int, data_dir: Path, storage: str | None) -> None:
+@click.option(
+    "--tls-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="TLS everywhere with the files of `pyxos certs` in this directory (made there when "
+    "missing): mutual TLS between nodes, TLS admin, TLS clients on PORT+3000+k-1 and no "
+    "plain-text client port.",
+)
+def cluster(
+    nodes: int, port: int, data_dir: Path, storage: str | None, tls_dir: Path | None
+) -> None:
     """Run a local cluster in the foreground until Ctrl-C.
 
     Node k serves clients on PORT+k-1, peers on PORT+1000+k-1 and admin HTTP on
@@ -201,14 +210,28 @@ def cluster(nodes: int, port: int, data_dir: Path, storage: str | None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     args = ["--storage", storage] if storage else []
-    local = LocalCluster(nodes, port, data_dir, extra_args=args)
+    if tls_dir is not None and not (tls_dir / "ca.crt").exists():
+        from pyxos.certs import make_dev_certs
+
+        make_dev_certs(tls_dir, dict.fromkeys(range(1, nodes + 1), "127.0.0.1"))
+        click.echo(f"made a development CA and certificates in {tls_dir}")
+    local = LocalCluster(nodes, port, data_dir, extra_args=args, tls_dir=tls_dir)
+    local.plain_port = tls_dir is None
     local.start()
     try:
         local.wait_ready()
         for k in local.ids:
+            if tls_dir is None:
+                click.echo(
+                    f"node {k}: redis-cli -p {local.client_port(k)}   "
+                    f"http://127.0.0.1:{local.admin_port(k)}/status   log {data_dir}/node{k}.log"
+                )
+                continue
+            flags = f"--cacert {tls_dir}/ca.crt --cert {tls_dir}/client.crt"
             click.echo(
-                f"node {k}: redis-cli -p {local.client_port(k)}   "
-                f"http://127.0.0.1:{local.admin_port(k)}/status   log {data_dir}/node{k}.log"
+                f"node {k}: redis-cli --tls {flags} --key {tls_dir}/client.key "
+                f"-p {local.tls_port(k)}\n        curl {flags} --key {tls_dir}/client.key "
+                f"https://127.0.0.1:{local.admin_port(k)}/status   log {data_dir}/node{k}.log"
             )
         click.echo("Ctrl-C stops the cluster.")
         while all(local.running(k) for k in local.ids):

@@ -325,3 +325,30 @@ def test_ca_rotation_with_sighup_keeps_the_cluster_serving(tmp_path: Path) -> No
     finally:
         done.set()
         stop(c)
+
+
+def test_tls_only_cluster(tmp_path: Path, redis_cli: str) -> None:
+    """As `pyxos cluster --tls-dir` runs it: `pyxos certs` files, no plain client port."""
+    from click.testing import CliRunner
+
+    from pyxos.cli import main
+
+    files = tmp_path / "certs"
+    c = LocalCluster(3, find_base_port(3), tmp_path / "c", extra_args=list(FAST),
+                     tls_dir=files, plain_port=False)  # fmt: skip
+    result = CliRunner().invoke(main, ["certs", "--out", str(files), "--nodes", "3"])
+    assert result.exit_code == 0, result.output
+    assert "--port" in c.command(1) and c.command(1)[c.command(1).index("--port") + 1] == "0"
+    c.start()
+    try:
+        c.wait_ready()
+        with tls_client(c, 1, files) as r1:
+            wait_until(lambda: r1.info("paxos").get("leader_id"), what="a leader")
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", c.client_port(1))) != 0  # nothing listens
+        port = str(c.tls_port(1))
+        assert cli(redis_cli, *tls_flags(files), "-p", port, "SET", "only", "tls").stdout == "OK\n"
+        with tls_client(c, 2, files) as r2:
+            assert r2.get("only") == b"tls"
+    finally:
+        stop(c)

@@ -260,9 +260,15 @@ class LocalCluster:
 def ping(host: str, port: int, timeout: float = 0.5, tls: ssl.SSLContext | None = None) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
-            s = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
-            s.sendall(b"PING\r\n")
-            # A node that wants AUTH first is up too.
-            return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
+            if tls is None:
+                return _ping(raw)
+            with tls.wrap_socket(raw, server_hostname=host) as wrapped:
+                return _ping(wrapped)
     except OSError:
         return False
+
+
+def _ping(s: socket.socket) -> bool:
+    s.sendall(b"PING\r\n")
+    # A node that wants AUTH first is up too.
+    return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
