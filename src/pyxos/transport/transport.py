@@ -28,9 +28,10 @@ class Transport:
 
     ``members`` maps every member id, this node's included, to the ``(host, port)`` of its
     peer port. ``secret`` is shared by all members and authenticates every connection (see
-    :mod:`pyxos.transport.handshake`). ``rng`` drives reconnect jitter only; ``clock`` is
-    ``time.monotonic`` unless a test substitutes one (it times staleness, heartbeats and
-    ``last_received_monotonic``).
+    :mod:`pyxos.transport.handshake`); with ``config.tls`` every link is mutual TLS as well,
+    and a reload of those files re-establishes every link. ``rng`` drives reconnect jitter
+    only; ``clock`` is ``time.monotonic`` unless a test substitutes one (it times staleness,
+    heartbeats and ``last_received_monotonic``).
     """
 
     def __init__(
