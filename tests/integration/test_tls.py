@@ -312,7 +312,7 @@ def test_ca_rotation_with_sighup_keeps_the_cluster_serving(tmp_path: Path) -> No
         wait_until(lambda: writes[0] > count + 20, what="writes after the rotation")
         done.set()
         thread.join(10)
-        assert failures == []
+        assert [str(f) for f in failures] == []
         r = tls_client(c, 2, files)
         assert r.get("rot-0") == b"x"
         for k in c.ids:

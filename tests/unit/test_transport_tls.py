@@ -227,7 +227,9 @@ async def test_reload_re_establishes_links_under_the_new_files(
     tls1, tls2 = TLSContexts(f1, ("peer",)), TLSContexts(f2, ("peer",))
     t1, in1, t2, in2 = await started(make, tls1, tls2)
     t2.send(1, acc(2, 1))
+    t1.send(2, acc(1, 1))
     assert await in1.get() == acc(2, 1)
+    assert await in2.get() == acc(1, 1)
 
     def rewrite(files: TLSFiles, source: TLSFiles, ca: Path) -> None:
         files.cert_file.write_bytes(source.cert_file.read_bytes())
@@ -293,3 +295,24 @@ async def test_handshake_timeout_on_a_silent_tls_connection(make: Make, tmp_path
     finally:
         await t1.close()
     await asyncio.sleep(0)
+
+
+async def test_reload_closes_inbound_links_the_new_ca_no_longer_trusts(
+    make: Make, tmp_path: Path
+) -> None:
+    """Dropping a CA is in force for links already up: the distrusted peer is cut off."""
+    old, new = Certs(tmp_path), Certs(tmp_path)
+    f1 = old.files(node(1))
+    tls1 = TLSContexts(f1, ("peer",))
+    t1, in1, t2, _ = await started(make, tls1, old.contexts(node(2)))
+    t2.send(1, acc(2, 1))
+    assert await in1.get() == acc(2, 1)
+    replacement = new.files(node(1))
+    f1.cert_file.write_bytes(replacement.cert_file.read_bytes())
+    f1.key_file.write_bytes(replacement.key_file.read_bytes())
+    assert f1.ca_file is not None
+    f1.ca_file.write_bytes(new.ca_file.read_bytes())
+    tls1.reload()
+    await eventually(lambda: 2 not in t1._listener.connections)
+    await eventually(lambda: rejected(t1, "tls") >= 1)  # node 2 redials and is refused
+    assert t1.stats().peers[2].closed["tls_reload"] >= 1

@@ -80,6 +80,9 @@ class OutboundPeer:
         self._task: asyncio.Task[None] | None = None
         self.conn: Connection | None = None
         self._closed = False
+        self._next: Connection | None = None
+        """A connection made by :meth:`renew`, to be served once the current one closes."""
+        self._renewing: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -132,13 +135,39 @@ class OutboundPeer:
             )
         return True
 
+    def renew(self) -> None:
+        """Replace the connection by a new one made with the current TLS files, without a
+        gap: the new connection is made first, then the old one is closed (TLS reload)."""
+        if self._closed or self._renewing is not None or not self.connected:
+            return
+        self._renewing = asyncio.get_running_loop().create_task(
+            self._renew(), name=f"pyxos-peer-renew-{self.peer_id}"
+        )
+
+    async def _renew(self) -> None:
+        try:
+            new = await self._connect()
+            if new is None:
+                return  # refused (logged); the current connection carries on
+            if self._closed:
+                new.close("shutdown")
+                return
+            self._next = new
+            if self.conn is not None:
+                self.conn.close("tls_reload")
+        finally:
+            self._renewing = None
+
     async def close(self) -> None:
         """Stop the task and close the connection; queued messages are discarded."""
         self._closed = True
         self.queue.clear()
         task, self._task = self._task, None
-        if self.conn is not None:
-            self.conn.close("shutdown")
+        if self._renewing is not None:
+            self._renewing.cancel()
+        for conn in (self.conn, self._next):
+            if conn is not None:
+                conn.close("shutdown")
         if task is not None:
             task.cancel()
             try:
@@ -158,7 +187,7 @@ class OutboundPeer:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn = await self._connect()
+                conn, self._next = self._next or await self._connect(), None
                 if conn is not None:
                     self.conn = conn
                     try:
@@ -172,7 +201,8 @@ class OutboundPeer:
                 # A bug, not a network condition; keep the peer alive and make it visible.
                 self._ctx.handler_errors += 1
                 self._ctx.log.exception("unexpected error on the link to node %d", self.peer_id)
-            await asyncio.sleep(self._backoff.next_delay())
+            if self._next is None:  # a renewed connection is served at once
+                await asyncio.sleep(self._backoff.next_delay())
 
     async def _connect(self) -> Connection | None:
         ctx = self._ctx

@@ -129,7 +129,7 @@ class Listener:
         conn = Connection(ctx, frames, writer, peer_id, "in")
         old = self.connections.get(peer_id)
         if old is not None:
-            ctx.log.warning(
+            ctx.log.info(
                 "node %d connected again %s; replacing its previous inbound connection",
                 peer_id,
                 where,

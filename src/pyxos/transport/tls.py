@@ -24,6 +24,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,6 +307,26 @@ class TLSListener:
         tasks = list(self._tasks)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def still_trusted(peercert: dict[str, Any] | None, ctx: ssl.SSLContext) -> bool:
+    """Whether a certificate verified earlier would still pass ``ctx``: its issuer is one of
+    ``ctx``'s CAs and it has not expired. A cheap re-check for connections made before a
+    reload; when in doubt it says no, and the connection is simply made again."""
+    if not peercert:
+        return False
+    try:
+        expired = ssl.cert_time_to_seconds(str(peercert["notAfter"])) <= time.time()
+    except (KeyError, ValueError):
+        return False
+    subjects = {_freeze(ca.get("subject")) for ca in ctx.get_ca_certs()}
+    return not expired and _freeze(peercert.get("issuer")) in subjects
+
+
+def _freeze(value: object) -> object:
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
 
 
 def looks_like_tls(data: bytes | memoryview) -> bool:

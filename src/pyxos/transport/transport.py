@@ -21,6 +21,7 @@ from pyxos.transport.handshake import Identity
 from pyxos.transport.peer import OutboundPeer
 from pyxos.transport.server import Listener
 from pyxos.transport.stats import PeerCounters, PeerStatus, TransportStats
+from pyxos.transport.tls import still_trusted
 
 
 class Transport:
@@ -80,15 +81,22 @@ class Transport:
             self.config.tls.on_reload(self._tls_reloaded)
 
     def _tls_reloaded(self) -> None:
-        """New certificates or CA: re-establish every link, so each is verified by the
-        files now in force (a link left open would keep trusting the old ones)."""
+        """New certificates or CA: every link this node dialled is made again with the new
+        files (the new one first, then the old one closes, so no message waits); an inbound
+        link whose certificate the new CA files no longer trust, or that has expired, is
+        closed. Inbound links still trusted stay: their dialler renews them on its reload.
+        """
         if self._closed:
             return
-        self.log.info("TLS files reloaded: re-establishing every peer link")
-        self._listener.close_connections("tls_reload")
+        tls = self.config.tls
+        assert tls is not None
+        self.log.info("TLS files reloaded: renewing the peer links this node dialled")
         for peer in self._peers.values():
-            if peer.conn is not None:
-                peer.conn.close("tls_reload")
+            peer.renew()
+        ctx = tls.require("peer_server")
+        for conn in list(self._listener.connections.values()):
+            if not still_trusted(conn.writer.get_extra_info("peercert"), ctx):
+                conn.close("tls_reload", "its certificate is not trusted by the new files")
 
     @property
     def address(self) -> tuple[str, int]:
