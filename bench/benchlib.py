@@ -359,11 +359,18 @@ def pyxos_bench(
 
 
 @contextlib.contextmanager
-def pyxos_cluster(nodes: int, data_dir: Path, extra_args: Sequence[str] = ()) -> Iterator[Any]:
-    """A running LocalCluster with an elected leader; stopped (SIGTERM, then SIGKILL) after."""
+def pyxos_cluster(
+    nodes: int, data_dir: Path, extra_args: Sequence[str] = (), tls_dir: Path | None = None
+) -> Iterator[Any]:
+    """A running LocalCluster with an elected leader; stopped (SIGTERM, then SIGKILL) after.
+
+    ``tls_dir``: files of ``pyxos certs``; mutual TLS between nodes and a TLS client port
+    next to the plain one (``LocalCluster.tls_port``)."""
     from pyxos.server.local_cluster import LocalCluster, find_base_port
 
-    cluster = LocalCluster(nodes, find_base_port(nodes), data_dir, extra_args=list(extra_args))
+    cluster = LocalCluster(
+        nodes, find_base_port(nodes), data_dir, extra_args=list(extra_args), tls_dir=tls_dir
+    )
     cluster.start()
     try:
         try:
@@ -429,12 +436,15 @@ def redis_benchmark(
     keys: int = 10_000,
     pipeline: int = 1,
     timeout: float = 300.0,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """``redis-benchmark -t set`` with random keys; rps and latency percentiles (ms)."""
+    """``redis-benchmark -t set`` with random keys; rps and latency percentiles (ms).
+
+    ``extra``: more redis-benchmark flags (``--tls --cacert ...``)."""
     cmd = [
         "redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "set",
         "-c", str(clients), "-n", str(requests), "-d", str(value_size),
-        "-r", str(keys), "-P", str(pipeline), "--csv",
+        "-r", str(keys), "-P", str(pipeline), "--csv", *extra,
     ]  # fmt: skip
     cpu = ForeignCpu()
     started = time.monotonic()

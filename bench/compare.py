@@ -18,7 +18,12 @@ runs on 127.0.0.1 with its data on the same disk and fsync as it ships:
 - Redis 7 (Debian ``redis-server``), one node, ``appendonly yes``, ``appendfsync always``,
   driven by ``redis-benchmark`` and by ``pyxos bench``;
 - and the load generator's own ceiling: ``pyxos bench`` against a Redis without
-  persistence, next to ``redis-benchmark`` on the same server.
+  persistence, next to ``redis-benchmark`` on the same server;
+- TLS (``--only tls``): a second 3-node pyxos cluster with mutual TLS between the nodes
+  and a TLS client port (certificates from ``pyxos certs``): ``pyxos bench`` on its plain
+  port (the cost of peer mTLS alone), ``redis-benchmark`` on its plain port, and
+  ``redis-benchmark --tls`` on its TLS port (client TLS and peer mTLS), at 1 and 50
+  connections; the rows sit next to the plain cluster's.
 
 Installs what is missing (apt-get: etcd-server etcd-client wrk redis-server redis-tools;
 pip: pysyncobj==0.3.17 into this venv). Prints the table and writes
@@ -376,6 +381,12 @@ def table(runs: dict[str, Any], c: int) -> tuple[str, list[dict[str, Any]]]:
          get(f"pysyncobj-default-c{c}"), "lib"),
         (f"PySyncObj best ({pso_best_name[1]}/{pso_best_name[c]})", "in-process harness",
          pso_best[1], pso_best[c], "lib"),
+        ("pyxos 3 nodes, peer mTLS", "pyxos bench, to leader", get("tls-peers-bench-c1"),
+         get(f"tls-peers-bench-c{c}"), "srv"),
+        ("pyxos 3 nodes, peer mTLS", "redis-benchmark -c 50 -n 200000",
+         get("tls-peers-redis-benchmark-c1"), get("tls-peers-redis-benchmark-c50"), "srv"),
+        ("pyxos 3 nodes, client TLS + peer mTLS", "redis-benchmark --tls -c 50",
+         get("tls-redis-benchmark-c1"), get("tls-redis-benchmark-c50"), "srv"),
         ("Redis 7, AOF fsync always", "redis-benchmark", get("redis-aof-redis-benchmark-c1"),
          get(f"redis-aof-redis-benchmark-c{c}"), "srv"),
         ("Redis 7, AOF fsync always", "pyxos bench", get("redis-aof-bench-c1"),
@@ -464,8 +475,8 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=10_000)
     ap.add_argument(
         "--only",
-        default="ceiling,redis,pyxos,library,etcd,pysyncobj",
-        help="Comma-separated subset of: ceiling,redis,pyxos,library,etcd,pysyncobj.",
+        default="ceiling,redis,pyxos,tls,library,etcd,pysyncobj",
+        help="Comma-separated subset of: ceiling,redis,pyxos,tls,library,etcd,pysyncobj.",
     )
     ap.add_argument(
         "--wait-quiet",
@@ -496,7 +507,7 @@ def main() -> None:
     c, d, w, vs, keys = args.clients, args.duration, args.warmup, args.value_size, args.keys
 
     needed = {}
-    if only & {"ceiling", "redis", "pyxos"}:
+    if only & {"ceiling", "redis", "pyxos", "tls"}:
         needed.update({"redis-server": APT["redis-server"], "redis-benchmark": "redis-tools"})
     if "etcd" in only:
         needed.update({k: APT[k] for k in ("etcd", "etcdctl", "wrk")})
@@ -556,6 +567,34 @@ def main() -> None:
                     "pyxos-redis-benchmark-c50",
                     lambda: redis_benchmark(port, 50, n, vs, keys, timeout=600),
                 )
+
+        if "tls" in only:
+            from pyxos.certs import make_dev_certs
+
+            certs = tmp / "certs"
+            make_dev_certs(certs, {1: "127.0.0.1", 2: "127.0.0.1", 3: "127.0.0.1"})
+            tls_flags = ["--tls", "--cacert", str(certs / "ca.crt"), "--cert",
+                         str(certs / "client.crt"), "--key", str(certs / "client.key")]  # fmt: skip
+            with pyxos_cluster(3, tmp / "pyxos-tls", tls_dir=certs) as cluster:
+                leader = pyxos_leader(cluster)
+                lead = endpoints_of(cluster, leader)
+                log(f"pyxos (TLS) leader is node {leader} ({lead})")
+                run.measure("tls-peers-bench-c1", bench(lead, 1))
+                r = run.measure(f"tls-peers-bench-c{c}", bench(lead, c))
+                n = min(200_000, int((r or {"ops_per_s": 1000})["ops_per_s"] * 120))
+                n1 = min(20_000, max(1000, int(d * 1000)))
+                plain, secure = cluster.client_port(leader), cluster.tls_port(leader)
+                for name, port, extra in (
+                    ("tls-peers-redis-benchmark", plain, []),
+                    ("tls-redis-benchmark", secure, tls_flags),
+                ):
+                    for conns, requests in ((1, n1), (50, n)):
+                        run.measure(
+                            f"{name}-c{conns}",
+                            lambda p=port, e=extra, k=conns, m=requests: redis_benchmark(
+                                p, k, m, vs, keys, timeout=600, extra=e
+                            ),
+                        )
 
         if "library" in only:
             for n_clients in (1, c):

@@ -109,7 +109,11 @@ def sim(
 )
 @click.option("--id", "node_id", type=int, help="This node's id (1..n).")
 @click.option("--cluster", help="Every member's peer address: 1=host:port,2=host:port,...")
-@click.option("--port", type=int, help="Client (Redis protocol) port.  [default: 6380]")
+@click.option(
+    "--port",
+    type=int,
+    help="Client (Redis protocol) port; 0 turns it off (with --tls-port).  [default: 6380]",
+)
 @click.option("--host", help="Client port bind address.  [default: 127.0.0.1]")
 @click.option("--admin", type=int, help="Admin HTTP port (/metrics, /status, /health).")
 @click.option("--admin-host", help="Admin port bind address.  [default: 127.0.0.1]")
@@ -124,6 +128,43 @@ def sim(
 @click.option("--cluster-id", help="Name shared by the members; peers from another are refused.")
 @click.option("--secret", envvar="PYXOS_SECRET", help="Shared peer secret (or $PYXOS_SECRET).")
 @click.option("--password", envvar="PYXOS_PASSWORD", help="Require AUTH with this password.")
+@click.option("--tls-port", type=int, help="Client port speaking TLS (as Redis's tls-port).")
+@click.option(
+    "--tls-cert-file",
+    help="This node's certificate (PEM), shown to clients, peers and admin callers.",
+)
+@click.option("--tls-key-file", help="The certificate's private key (PEM).")
+@click.option(
+    "--tls-key-file-pass",
+    envvar="PYXOS_TLS_KEY_FILE_PASS",
+    help="Password of an encrypted key (or $PYXOS_TLS_KEY_FILE_PASS).",
+)
+@click.option(
+    "--tls-ca-cert-file", help="CA certificate(s) that client and peer certificates must chain to."
+)
+@click.option(
+    "--tls-auth-clients",
+    type=click.Choice(["yes", "no", "optional"]),
+    help="Client certificates on the TLS port: required, not asked for, or verified when "
+    "given.  [default: yes]",
+)
+@click.option(
+    "--tls-cluster",
+    type=click.Choice(["yes", "no"]),
+    help="Mutual TLS between nodes: each certificate must name its node (node-N.CLUSTER_ID, "
+    "or its peer host).  [default: no]",
+)
+@click.option(
+    "--admin-tls",
+    type=click.Choice(["yes", "no"]),
+    help="Admin HTTP over TLS with the same files; beyond /health it then needs a client "
+    "certificate or --admin-token.  [default: no]",
+)
+@click.option(
+    "--admin-token",
+    envvar="PYXOS_ADMIN_TOKEN",
+    help="Bearer token required beyond /health on the admin port (or $PYXOS_ADMIN_TOKEN).",
+)
 @click.option("--tick-ms", type=float, help="Protocol tick.  [default: 10]")
 @click.option("--election-ms", type=float, help="Minimum election timeout.  [default: 300]")
 @click.option("--heartbeat-ms", type=float, help="Leader heartbeat interval.  [default: 50]")
@@ -139,6 +180,10 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 
       pyxos serve --id 1 --cluster 1=10.0.0.1:7380,2=10.0.0.2:7380,3=10.0.0.3:7380
       --port 6380 --admin 8380 --data-dir /var/lib/pyxos
+
+    With TLS everywhere (certificates from `pyxos certs`), add: --port 0 --tls-port 6380
+    --tls-cert-file certs/node1.crt --tls-key-file certs/node1.key --tls-ca-cert-file
+    certs/ca.crt --tls-cluster yes --admin-tls yes. SIGHUP re-reads the TLS files.
     """
     from pyxos.server.process import ServeSettings, run
 
@@ -165,7 +210,16 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     type=click.Choice(["sqlite", "lmdb"]),
     help="Storage engine of every node.  [default: sqlite for new data dirs]",
 )
-def cluster(nodes: int, port: int, data_dir: Path, storage: str | None) -> None:
+@click.option(
+    "--tls-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="TLS everywhere with the files of `pyxos certs` in this directory (made there when "
+    "missing): mutual TLS between nodes, TLS admin, TLS clients on PORT+3000+k-1 and no "
+    "plain-text client port.",
+)
+def cluster(
+    nodes: int, port: int, data_dir: Path, storage: str | None, tls_dir: Path | None
+) -> None:
     """Run a local cluster in the foreground until Ctrl-C.
 
     Node k serves clients on PORT+k-1, peers on PORT+1000+k-1 and admin HTTP on
@@ -180,14 +234,28 @@ def cluster(nodes: int, port: int, data_dir: Path, storage: str | None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     args = ["--storage", storage] if storage else []
-    local = LocalCluster(nodes, port, data_dir, extra_args=args)
+    if tls_dir is not None and not (tls_dir / "ca.crt").exists():
+        from pyxos.certs import make_dev_certs
+
+        make_dev_certs(tls_dir, dict.fromkeys(range(1, nodes + 1), "127.0.0.1"))
+        click.echo(f"made a development CA and certificates in {tls_dir}")
+    local = LocalCluster(nodes, port, data_dir, extra_args=args, tls_dir=tls_dir)
+    local.plain_port = tls_dir is None
     local.start()
     try:
         local.wait_ready()
         for k in local.ids:
+            if tls_dir is None:
+                click.echo(
+                    f"node {k}: redis-cli -p {local.client_port(k)}   "
+                    f"http://127.0.0.1:{local.admin_port(k)}/status   log {data_dir}/node{k}.log"
+                )
+                continue
+            flags = f"--cacert {tls_dir}/ca.crt --cert {tls_dir}/client.crt"
             click.echo(
-                f"node {k}: redis-cli -p {local.client_port(k)}   "
-                f"http://127.0.0.1:{local.admin_port(k)}/status   log {data_dir}/node{k}.log"
+                f"node {k}: redis-cli --tls {flags} --key {tls_dir}/client.key "
+                f"-p {local.tls_port(k)}\n        curl {flags} --key {tls_dir}/client.key "
+                f"https://127.0.0.1:{local.admin_port(k)}/status   log {data_dir}/node{k}.log"
             )
         click.echo("Ctrl-C stops the cluster.")
         while all(local.running(k) for k in local.ids):
@@ -376,6 +444,101 @@ def demo(writes: int, port: int | None, data_dir: Path | None) -> None:
     from pyxos.server.demo import run_demo
 
     sys.exit(0 if run_demo(writes, port, data_dir) else 1)
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out_dir",
+    default="certs",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write into (created if missing).",
+)
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 99))
+@click.option(
+    "--cluster",
+    help="Peer addresses 1=host:port,...: node ids and peer hosts come from it (not --nodes).",
+)
+@click.option(
+    "--cluster-id",
+    default="pyxos",
+    show_default=True,
+    help="Node certificates are named node-N.CLUSTER_ID; use the cluster's --cluster-id.",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    help="Name or IP clients connect to, put in every node certificate (repeatable).  "
+    "[default: localhost, 127.0.0.1, ::1]",
+)
+@click.option(
+    "--client",
+    "clients",
+    multiple=True,
+    help="Name of a client certificate to make (repeatable).  [default: client]",
+)
+@click.option("--days", default=825, show_default=True, type=click.IntRange(1, 36500))
+@click.option("--new-ca", is_flag=True, help="Make a new CA even if OUT holds one.")
+def certs(
+    out_dir: Path,
+    nodes: int,
+    cluster: str | None,
+    cluster_id: str,
+    hosts: tuple[str, ...],
+    clients: tuple[str, ...],
+    days: int,
+    new_ca: bool,
+) -> None:
+    """Make a development CA, a certificate and key per node, and a client certificate.
+
+    Writes ca.crt and ca.key, nodeN.crt and nodeN.key for every node, and client.crt and
+    client.key (PEM, keys readable by their owner only). A CA already in OUT signs the new
+    certificates, so running it again adds nodes or renews certificates under the same CA.
+    Then, for node 1:
+
+      pyxos serve --id 1 ... --tls-port 6390 --tls-cert-file certs/node1.crt
+      --tls-key-file certs/node1.key --tls-ca-cert-file certs/ca.crt --tls-cluster yes
+
+      redis-cli --tls --cacert certs/ca.crt --cert certs/client.crt --key
+      certs/client.key -p 6390 PING
+    """
+    import re
+
+    from pyxos.certs import DEFAULT_HOSTS, make_dev_certs
+    from pyxos.runtime.config import parse_cluster
+
+    if cluster:
+        try:
+            members = {k: host for k, (host, _port) in parse_cluster(cluster).items()}
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--cluster") from exc
+    else:
+        members = dict.fromkeys(range(1, nodes + 1), "")
+    names = clients or ("client",)
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name == "ca":
+            raise click.BadParameter(f"{name!r} is not a usable file name", param_hint="--client")
+        if re.fullmatch(r"node\d+", name):
+            raise click.BadParameter(
+                f"{name!r} would overwrite a node's files", param_hint="--client"
+            )
+    written = make_dev_certs(
+        out_dir,
+        members,
+        cluster_id=cluster_id,
+        hosts=hosts or DEFAULT_HOSTS,
+        clients=names,
+        days=days,
+        new_ca=new_ca,
+    )
+    what = "reused the CA in" if written.ca_reused else "new CA:"
+    click.echo(f"{what} {out_dir}/ca.crt (keep {out_dir}/ca.key off the nodes)")
+    for node_id, cert_names in written.nodes.items():
+        click.echo(f"node {node_id}: {out_dir}/node{node_id}.crt  names {', '.join(cert_names)}")
+    for name in written.clients:
+        click.echo(f"client: {out_dir}/{name}.crt")
 
 
 def _add_bench() -> None:

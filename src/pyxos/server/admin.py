@@ -5,15 +5,27 @@ framework, and it must never let a malformed request disturb the node. Every con
 gets one response and is closed: 400 for a request line that is not HTTP, 405 (with
 ``Allow``) for methods other than GET and HEAD, 404 for other paths, 431 for a request head
 over 8 KiB; a client that sends nothing complete within 5 seconds is disconnected.
+
+Protection (``--admin-tls yes``, ``--admin-token``): the port can speak TLS with the node's
+own certificate files, and once it is TLS or has a token, every path but ``/health`` (which
+load balancers and orchestrators probe without credentials, and which tells no more than
+whether the node serves) needs ``Authorization: Bearer <token>`` or a client certificate
+signed by the cluster CA. No credentials get 401 with ``WWW-Authenticate``; a wrong token
+gets 403. The check comes before routing, so unknown paths cannot be probed either. Tokens
+are compared in constant time and never logged. Without TLS and without a token the port
+is open, as before: keep it on loopback then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 from typing import TYPE_CHECKING
+
+from pyxos.transport.tls import TLSContexts, TLSListener, stream_factory
 
 if TYPE_CHECKING:
     from pyxos.runtime.node import Node
@@ -24,6 +36,8 @@ _READ_TIMEOUT = 5.0
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     431: "Request Header Fields Too Large",
@@ -35,18 +49,62 @@ class _TooLarge(Exception):
     """The request head is over :data:`_MAX_REQUEST` bytes."""
 
 
+_OPEN_PATHS = frozenset({"/health"})
+"""Answered without credentials on a protected port."""
+
+
 class AdminServer:
-    def __init__(self, node: Node, host: str, port: int) -> None:
+    def __init__(
+        self,
+        node: Node,
+        host: str,
+        port: int,
+        *,
+        tls: TLSContexts | None = None,
+        token: str | None = None,
+    ) -> None:
         self.node = node
         self.host = host
         self.port = port
-        self._server: asyncio.Server | None = None
+        self.tls = tls
+        self._token = token.encode() if token else None
+        self.protected = tls is not None or token is not None
+        self._server: asyncio.Server | TLSListener | None = None
         self.address: tuple[str, int] | None = None
         node.metrics.follow(node.status)
 
     async def start(self) -> None:
+        if self.tls is not None:
+            tls = self.tls
+            listener = TLSListener(
+                lambda: tls.require("admin"), stream_factory(self._serve), self._tls_refused
+            )
+            self._server = listener
+            self.address = await listener.start(self.host, self.port)
+            return
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self.address = self._server.sockets[0].getsockname()[:2]
+
+    def _tls_refused(self, reason: str, peer: tuple[str, int] | None, exc: BaseException) -> None:
+        where = f"{peer[0]}:{peer[1]}" if peer else "an unknown address"
+        log.warning("admin port refused a connection from %s: %s", where, reason)
+
+    def _authorize(self, head: bytes, writer: asyncio.StreamWriter) -> tuple[int, str] | None:
+        """``None`` when the request may proceed, else the refusal's status and reason."""
+        if writer.get_extra_info("peercert"):
+            return None  # a client certificate that the CA verified during the handshake
+        presented: bytes | None = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"authorization":
+                scheme, _, credential = value.strip().partition(b" ")
+                if scheme.lower() == b"bearer":
+                    presented = credential.strip()
+        if presented is None:
+            return 401, "no credentials"
+        if self._token is None or not hmac.compare_digest(presented, self._token):
+            return 403, "wrong bearer token"
+        return None
 
     async def close(self) -> None:
         if self._server is not None:
@@ -89,6 +147,22 @@ class AdminServer:
             return 405, "text/plain", b"method not allowed\n", {"Allow": "GET, HEAD"}
         return (*self._route(parts[1].split("?", 1)[0]), {})
 
+    @staticmethod
+    def _is_open(head: bytes) -> bool:
+        parts = head.split(b"\r\n", 1)[0].split()
+        path = parts[1].split(b"?", 1)[0].decode("latin-1") if len(parts) > 1 else ""
+        return path in _OPEN_PATHS
+
+    def _refuse(
+        self, status: int, why: str, writer: asyncio.StreamWriter
+    ) -> tuple[int, str, bytes, dict[str, str]]:
+        peer = writer.get_extra_info("peername")
+        where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "an unknown address"
+        log.warning("admin request from %s refused (%d): %s", where, status, why)
+        extra = {"WWW-Authenticate": 'Bearer realm="pyxos"'} if status == 401 else {}
+        text = "authentication required" if status == 401 else "forbidden"
+        return status, "text/plain", f"{text}: {why}\n".encode(), extra
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         extra: dict[str, str]
         try:
@@ -98,8 +172,14 @@ class AdminServer:
                 status, ctype, body, extra = 431, "text/plain", b"request head too large\n", {}
                 is_head = False
             else:
-                status, ctype, body, extra = self._respond(head)
                 is_head = head.split(None, 1)[:1] == [b"HEAD"]
+                refusal = None
+                if self.protected and not self._is_open(head):
+                    refusal = self._authorize(head, writer)
+                if refusal is not None:
+                    status, ctype, body, extra = self._refuse(*refusal, writer)
+                else:
+                    status, ctype, body, extra = self._respond(head)
             headers = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
             writer.write(
                 f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"

@@ -3,7 +3,8 @@
 Used by ``pyxos cluster``, ``pyxos demo``, the integration tests and the chaos tester:
 one place that knows the port layout and how to start, kill, pause and restart nodes.
 Node ``k`` (from 1) serves clients on ``base_port + k - 1``, peers on ``base_port + 1000 +
-k - 1`` and admin HTTP on ``base_port + 2000 + k - 1``.
+k - 1`` and admin HTTP on ``base_port + 2000 + k - 1``; with TLS (``tls_dir``), TLS clients
+on ``base_port + 3000 + k - 1``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from typing import IO
 
 PEER_OFFSET = 1000
 ADMIN_OFFSET = 2000
+TLS_OFFSET = 3000
 
 
 def ports_free(ports: list[int], host: str = "127.0.0.1") -> bool:
@@ -77,12 +80,13 @@ def find_base_port(nodes: int, step: int = 37) -> int:
     """A base port whose client, peer and admin ports are all free, outside the ephemeral
     range (for tests and local clusters)."""
     start, stop = _listen_range()
-    span = ADMIN_OFFSET + nodes
+    span = TLS_OFFSET + nodes
     pid_offset = (os.getpid() * 7919) % max(1, stop - start - span)
     first = start + pid_offset
     bases: list[int] = [*range(first, stop - span, step), *range(start, first, step)]
+    offsets = (0, PEER_OFFSET, ADMIN_OFFSET, TLS_OFFSET)
     for base in bases:
-        wanted = [base + o + k for o in (0, PEER_OFFSET, ADMIN_OFFSET) for k in range(nodes)]
+        wanted = [base + o + k for o in offsets for k in range(nodes)]
         if ports_free(wanted):
             return base
     raise RuntimeError("no free port range found")
@@ -102,6 +106,12 @@ class LocalCluster:
     that link; links not listed go straight to b's peer port."""
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[int, IO[bytes]] = field(default_factory=dict)
+    tls_dir: Path | None = None
+    """Files from ``pyxos certs`` (``ca.crt``, ``nodeK.crt``/``.key``, ``client.crt``/``.key``):
+    peer links use mutual TLS, admin HTTP uses TLS, node k serves TLS clients on
+    :meth:`tls_port`."""
+    plain_port: bool = True
+    """With ``tls_dir``: keep the plain-text client port too (``False``: ``--port 0``)."""
 
     def client_port(self, node: int) -> int:
         return self.base_port + node - 1
@@ -111,6 +121,29 @@ class LocalCluster:
 
     def admin_port(self, node: int) -> int:
         return self.base_port + ADMIN_OFFSET + node - 1
+
+    def tls_port(self, node: int) -> int:
+        return self.base_port + TLS_OFFSET + node - 1
+
+    def tls_args(self, node: int) -> list[str]:
+        if self.tls_dir is None:
+            return []
+        d = self.tls_dir
+        return [
+            "--tls-port", str(self.tls_port(node)),
+            "--tls-cert-file", str(d / f"node{node}.crt"),
+            "--tls-key-file", str(d / f"node{node}.key"),
+            "--tls-ca-cert-file", str(d / "ca.crt"),
+            "--tls-cluster", "yes",
+            "--admin-tls", "yes",
+        ]  # fmt: skip
+
+    def client_tls_context(self) -> ssl.SSLContext:
+        """What a client of this cluster uses: the CA, and ``client.crt`` as its certificate."""
+        assert self.tls_dir is not None
+        ctx = ssl.create_default_context(cafile=str(self.tls_dir / "ca.crt"))
+        ctx.load_cert_chain(self.tls_dir / "client.crt", self.tls_dir / "client.key")
+        return ctx
 
     @property
     def ids(self) -> list[int]:
@@ -140,11 +173,12 @@ class LocalCluster:
             "--cluster",
             self.cluster_spec(node),
             "--port",
-            str(self.client_port(node)),
+            str(self.client_port(node) if self.plain_port or self.tls_dir is None else 0),
             "--admin",
             str(self.admin_port(node)),
             "--data-dir",
             str(self.data_dir / f"node{node}"),
+            *self.tls_args(node),
             *self.extra_args,
         ]
 
@@ -206,8 +240,11 @@ class LocalCluster:
         """Wait until the node(s) answer PING on the client port."""
         targets = [node] if node is not None else self.ids
         deadline = time.monotonic() + timeout
+        tls_only = self.tls_dir is not None and not self.plain_port
+        tls = self.client_tls_context() if tls_only else None
         for k in targets:
-            while not ping(self.host, self.client_port(k)):
+            port = self.tls_port(k) if tls_only else self.client_port(k)
+            while not ping(self.host, port, tls=tls):
                 proc = self.procs.get(k)
                 if proc is not None and proc.poll() is not None:
                     raise RuntimeError(f"node {k} exited with {proc.returncode}; see its log")
@@ -220,11 +257,18 @@ class LocalCluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def ping(host: str, port: int, timeout: float = 0.5) -> bool:
+def ping(host: str, port: int, timeout: float = 0.5, tls: ssl.SSLContext | None = None) -> bool:
     try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(b"PING\r\n")
-            # A node that wants AUTH first is up too.
-            return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            if tls is None:
+                return _ping(raw)
+            with tls.wrap_socket(raw, server_hostname=host) as wrapped:
+                return _ping(wrapped)
     except OSError:
         return False
+
+
+def _ping(s: socket.socket) -> bool:
+    s.sendall(b"PING\r\n")
+    # A node that wants AUTH first is up too.
+    return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))

@@ -1,7 +1,8 @@
 """One node process: the replica, its Redis client port and its admin port.
 
 ``pyxos serve`` builds a :class:`ServeSettings` from flags and an optional TOML file and
-calls :func:`run`. SIGTERM and Ctrl-C stop it cleanly; a storage failure stops it with
+calls :func:`run`. SIGTERM and Ctrl-C stop it cleanly; SIGHUP re-reads the TLS files (see
+:mod:`pyxos.server.tls_settings`); a storage failure stops it with
 exit status 3 (it must not keep serving on state it could not persist). Settings of the
 wrong type or out of range are refused by :meth:`ServeSettings.node_config` with a
 :class:`ConfigError` naming the setting; a node that cannot start (its port is taken, its
@@ -28,7 +29,10 @@ from pyxos.runtime.config import ConfigError, NodeConfig, parse_cluster
 from pyxos.runtime.node import Node
 from pyxos.server.admin import AdminServer
 from pyxos.server.redis_server import RedisServer, ServerLimits
+from pyxos.server.tls_settings import TLS_SETTING_TYPES, check_tls, reload_tls, tls_contexts
 from pyxos.storage.errors import StorageError
+from pyxos.transport import TransportConfig
+from pyxos.transport.tls import TLSContexts
 
 EXIT_CANNOT_START = 1
 EXIT_STORAGE_FAILED = 3
@@ -59,12 +63,14 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "log_level": _STR,
     "log_json": (bool,),
     "test_bug": _STR,
+    **TLS_SETTING_TYPES,
 }
 _TYPE_NAMES: dict[tuple[type, ...], str] = {
     _INT: "an integer",
     _FLOAT: "a number",
     _STR: "a string",
     (bool,): "true or false",
+    (str, bool): "yes, no, true or false",
 }
 
 
@@ -92,6 +98,18 @@ class ServeSettings:
     log_level: str = "info"
     log_json: bool = False
     test_bug: str | None = None
+    tls_port: int = 0
+    """Client port speaking TLS (0: none), Redis's ``tls-port``."""
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_key_file_pass: str | None = None
+    tls_ca_cert_file: str | None = None
+    tls_auth_clients: str = "yes"
+    """Client certificates on the TLS port: required (Redis's default), optional or ignored."""
+    tls_cluster: str | bool = "no"
+    """Mutual TLS on peer links (Redis's ``tls-cluster``, its cluster bus)."""
+    admin_tls: str | bool = "no"
+    admin_token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -118,16 +136,22 @@ class ServeSettings:
             if f.name == "extra":
                 continue
             value = getattr(self, f.name)
-            if value is None and f.name in ("admin", "password", "test_bug", "storage"):
+            if value is None and (
+                f.name in ("admin", "password", "test_bug", "storage", "admin_token")
+                or f.name.startswith("tls_")
+            ):
                 continue
             problem = _type_problem(f.name, value)
             if problem:
                 raise ConfigError(problem)
-        for name in ("port", "admin"):
+        for name in ("port", "admin", "tls_port"):
             port = getattr(self, name)
-            lowest = 0 if name == "admin" else 1  # admin = 0 switches the admin port off
-            if port is not None and not lowest <= port <= 65535:
-                raise ConfigError(f"{name} {port} is out of range ({lowest}..65535)")
+            # 0 switches the port off; the plain client port only when a TLS one replaces it
+            if port is not None and not 0 <= port <= 65535:
+                raise ConfigError(f"{name} {port} is out of range (0..65535)")
+        if self.port == 0 and not self.tls_port:
+            raise ConfigError("port 0 turns the plain client port off: give a --tls-port")
+        check_tls(self)
         for name in ("tick_ms", "election_ms", "heartbeat_ms", "request_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
@@ -142,8 +166,12 @@ class ServeSettings:
         if self.test_bug is not None and self.test_bug not in BUGS:
             raise ConfigError(f"unknown test bug {self.test_bug!r}")
 
-    def node_config(self) -> NodeConfig:
-        """The node's configuration; :class:`ConfigError` if any setting cannot work."""
+    def node_config(self, tls: TLSContexts | None = None) -> NodeConfig:
+        """The node's configuration; :class:`ConfigError` if any setting cannot work.
+
+        ``tls``: the node's TLS contexts when already built (else built here, to check the
+        files); the transport gets them when ``tls_cluster`` is on.
+        """
         if not isinstance(self.id, int) or isinstance(self.id, bool) or self.id <= 0:
             raise ConfigError("--id is required (a positive node id)")
         if not self.data_dir:
@@ -153,6 +181,10 @@ class ServeSettings:
         heartbeat = max(1, round(self.heartbeat_ms / self.tick_ms))
         if heartbeat >= election:
             raise ConfigError("heartbeat_ms must be well below election_ms")
+        members = parse_cluster(self.cluster)
+        if tls is None:
+            tls = tls_contexts(self, members)
+        peer_tls = tls if tls is not None and "peer" in tls.roles else None
         return NodeConfig(
             node_id=self.id,
             members=parse_cluster(self.cluster),
@@ -164,6 +196,7 @@ class ServeSettings:
             election_ticks=election,
             heartbeat_ticks=heartbeat,
             snapshot_every=self.snapshot_every,
+            transport=TransportConfig(tls=peer_tls) if peer_tls is not None else None,
         )
 
 
@@ -173,6 +206,8 @@ def _type_problem(name: str, value: Any) -> str | None:
     if wanted is None:
         return None
     if isinstance(value, wanted) and (bool in wanted or not isinstance(value, bool)):
+        if wanted == (str, bool) and isinstance(value, str) and value not in ("yes", "no"):
+            return f"setting {name!r} must be {_TYPE_NAMES[wanted]}, not {value!r}"
         return None
     return f"setting {name!r} must be {_TYPE_NAMES[wanted]}, not {value!r}"
 
@@ -213,8 +248,9 @@ def configure_logging(node_id: int, level: str, as_json: bool) -> None:
 
 async def serve(settings: ServeSettings, ready: asyncio.Event | None = None) -> int:
     """Run one node until SIGTERM/SIGINT; return the process exit status."""
-    config = settings.node_config()
     log = logging.getLogger("pyxos.serve")
+    tls = tls_contexts(settings, parse_cluster(settings.cluster))
+    config = settings.node_config(tls)
     stop = asyncio.Event()
     status = 0
 
@@ -232,13 +268,28 @@ async def serve(settings: ServeSettings, ready: asyncio.Event | None = None) -> 
         return EXIT_CANNOT_START
     limits = ServerLimits(timeout=settings.request_timeout, max_clients=settings.max_clients)
     redis = RedisServer(
-        node, kv, settings.host, settings.port, password=settings.password, limits=limits
+        node,
+        kv,
+        settings.host,
+        settings.port,
+        password=settings.password,
+        limits=limits,
+        tls=tls if tls is not None and "clients" in tls.roles else None,
+        tls_port=settings.tls_port,
     )
-    admin = AdminServer(node, settings.admin_host, settings.admin) if settings.admin else None
+    admin = None
+    if settings.admin:
+        admin_tls = tls if tls is not None and "admin" in tls.roles else None
+        admin = AdminServer(
+            node, settings.admin_host, settings.admin, tls=admin_tls, token=settings.admin_token
+        )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    if tls is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, reload_tls, tls, settings, config.members)
     started = time.monotonic()
     try:
         await node.start()
@@ -254,12 +305,13 @@ async def serve(settings: ServeSettings, ready: asyncio.Event | None = None) -> 
         await node.close()
         return EXIT_CANNOT_START
     log.info(
-        "node %d up in %.2fs: clients on %s:%d, peers on %s:%d%s",
+        "node %d up in %.2fs: %s%s, peers on %s:%d%s%s",
         config.node_id,
         time.monotonic() - started,
-        settings.host,
-        settings.port,
+        f"clients on {settings.host}:{settings.port}" if settings.port else "no plain clients",
+        f", TLS clients on {settings.host}:{settings.tls_port}" if redis.tls_address else "",
         *config.members[config.node_id],
+        " (mutual TLS)" if config.transport is not None and config.transport.tls else "",
         f", admin on {settings.admin_host}:{settings.admin}" if admin else "",
     )
     if ready is not None:

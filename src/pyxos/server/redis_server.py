@@ -28,7 +28,9 @@ from pyxos.kv.commands import string2ll
 from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
 from pyxos.runtime.node import Node
 from pyxos.server.info import info_text
+from pyxos.server.listeners import client_refusals, guard_plain_port
 from pyxos.server.resp import ProtocolError, RequestParser
+from pyxos.transport.tls import TLSContexts, TLSListener
 
 log = logging.getLogger("pyxos.server")
 
@@ -74,6 +76,8 @@ class RedisServer:
         *,
         password: str | None = None,
         limits: ServerLimits | None = None,
+        tls: TLSContexts | None = None,
+        tls_port: int = 0,
     ) -> None:
         self.node = node
         self.kv = kv
@@ -85,24 +89,43 @@ class RedisServer:
         self._connections: set[_Connection] = set()
         self._next_client_id = 0
         self.address: tuple[str, int] | None = None
+        # Listeners: plain text on ``port`` (0: none), TLS on ``tls_port`` (see listeners.py).
+        self.tls, self.tls_port = tls, tls_port
+        self._tls_server: TLSListener | None = None
+        self.tls_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True
-        )
-        sock = self._server.sockets[0]
-        self.address = sock.getsockname()[:2]
-        log.info("node %d serving Redis clients on %s:%d", self.node.id, *self.address)
+        refused = client_refusals(self.node.id, self.node.metrics.client_errors.labels("tls").inc)
+        if self.port:
+            self._server = await loop.create_server(
+                guard_plain_port(lambda: _Connection(self), refused),
+                self.host,
+                self.port,
+                reuse_address=True,
+            )
+            self.address = self._server.sockets[0].getsockname()[:2]
+            log.info("node %d serving Redis clients on %s:%d", self.node.id, *self.address)
+        if self.tls is not None and self.tls_port:
+            tls = self.tls
+            self._tls_server = TLSListener(
+                lambda: tls.require("clients"),
+                lambda: _Connection(self),
+                lambda r, a, e: refused(r, a),
+            )
+            self.tls_address = await self._tls_server.start(self.host, self.tls_port)
+            log.info("node %d serving TLS clients on %s:%d", self.node.id, *self.tls_address)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.close()
         for conn in list(self._connections):
             conn.abort()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    await server.wait_closed()
 
     @property
     def client_count(self) -> int:

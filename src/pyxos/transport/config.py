@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyxos.transport.framing import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME
+from pyxos.transport.tls import TLSContexts
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,11 @@ class TransportConfig:
     """Queued frames are joined into writes of about this size, one ``drain`` per write."""
     bind_host: str | None = None
     """Listen on this host instead of the one configured for this node (e.g. ``0.0.0.0``)."""
+    tls: TLSContexts | None = None
+    """Mutual TLS on every peer link (``--tls-cluster yes``): each side presents its node
+    certificate, verifies the other's against the CA and checks that it names the node
+    it claims to be (:mod:`pyxos.transport.certnames`); the HMAC handshake still runs
+    inside. ``None``: plain TCP, authenticated by the HMAC handshake alone."""
 
     def __post_init__(self) -> None:
         if self.max_frame_size < HANDSHAKE_MAX_FRAME:
@@ -69,3 +75,5 @@ class TransportConfig:
             raise ValueError("backoff_max must be >= backoff_initial")
         if self.write_batch_bytes < 1:
             raise ValueError("write_batch_bytes must be >= 1")
+        if self.tls is not None and "peer" not in self.tls.roles:
+            raise ValueError("tls contexts were built without the peer role")

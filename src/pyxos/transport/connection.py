@@ -21,7 +21,7 @@ from pyxos.transport.stats import PeerCounters
 
 OnMessage = Callable[[Message], None]
 
-QUIET_REASONS = frozenset({"shutdown", "eof", "reset"})
+QUIET_REASONS = frozenset({"shutdown", "eof", "reset", "tls_reload"})
 """Close reasons that are routine and logged at INFO; every other one is a WARNING."""
 
 

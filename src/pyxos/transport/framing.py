@@ -204,6 +204,11 @@ class FrameReader:
         self._read_size = read_size
         self.max_frame = max_frame
 
+    @property
+    def buffered(self) -> bytes:
+        """Bytes read but not yet returned as frames (to recognise what a bad stream is)."""
+        return self._buf
+
     def _cut(self) -> list[memoryview]:
         buf = self._buf
         end = len(buf)

@@ -18,13 +18,15 @@ with :func:`hmac.compare_digest` (constant time). The listener checks the cheap 
 (version, cluster id, membership, not its own id, source address) and rejects before it
 spends a MAC or reveals its nonce.
 
-Why HMAC rather than mutual TLS: it is simple to configure, one shared secret and no
-certificates, CA or rotation tooling, and it needs nothing beyond the standard library.
-**Limitation**: the traffic is authenticated only at connection set-up and is neither
-encrypted nor integrity-protected afterwards, so an attacker on the path can read it or
-hijack an established TCP connection. Deployments on untrusted networks should run the
-cluster port over a private network, a VPN/WireGuard tunnel, or add TLS (which would bring
-encryption; the HMAC handshake could then stay as the membership check).
+Why HMAC, and where TLS comes in: the HMAC handshake is simple to configure (one shared
+secret, no certificates) and needs nothing beyond the standard library, but it
+authenticates only the connection set-up: the traffic afterwards is neither encrypted nor
+integrity-protected, so an attacker on the path can read it or hijack an established TCP
+connection. With ``--tls-cluster yes`` (:attr:`TransportConfig.tls`) every link is mutual
+TLS first, and this handshake runs inside it: the dialer checks, before it says anything,
+that the listener's certificate names the node it dialled, and the listener checks that
+the dialer's certificate names the node its Hello claims (:mod:`pyxos.transport.certnames`);
+the version, cluster id, membership and MAC checks stay as they are.
 
 The address check: when the configured host of the claimed node id is a literal IP that is
 neither loopback nor a wildcard, the connection's source address must equal it. With a host
@@ -39,6 +41,7 @@ import asyncio
 import hmac
 import ipaddress
 import secrets
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,6 +50,7 @@ from typing import Final, TypeVar
 
 from msgspec import msgpack as _msgpack
 
+from pyxos.transport.certnames import certificate_problem
 from pyxos.transport.framing import (
     KIND_CONTROL,
     PROTOCOL_VERSION,
@@ -60,6 +64,7 @@ from pyxos.transport.framing import (
     control_frame,
     decode_control,
 )
+from pyxos.transport.tls import describe_tls_failure, looks_like_tls
 
 NONCE_SIZE: Final = 32
 
@@ -82,6 +87,13 @@ class RejectReason(StrEnum):
     CLOSED = "closed"
     """The other side closed (or reset) the connection during the handshake."""
     TIMEOUT = "timeout"
+    TLS = "tls"
+    """The TLS handshake failed: a foreign CA, an expired certificate, plain text on a TLS
+    port, or the other side refused our certificate."""
+    TLS_ON_PLAIN_PORT = "tls_on_plain_port"
+    """A TLS ClientHello on a plain-text peer port: TLS is on at the other end only."""
+    CERTIFICATE_MISMATCH = "certificate_mismatch"
+    """The peer's certificate is valid but does not name the node it claims to be."""
 
 
 class HandshakeError(Exception):
@@ -102,6 +114,8 @@ class Identity:
     cluster_id: str
     secret: bytes
     members: Mapping[int, tuple[str, int]]
+    require_cert: bool = False
+    """The connection is TLS and the peer's certificate must name the node it claims."""
 
 
 def new_nonce() -> bytes:
@@ -184,6 +198,8 @@ async def _read_control(reader: FrameReader, expected: type[_C], peer_id: int | 
         raise HandshakeError(RejectReason.MALFORMED, str(exc), peer_id) from exc
     except (ConnectionClosed, ConnectionError) as exc:
         raise HandshakeError(RejectReason.CLOSED, "connection closed", peer_id) from exc
+    except ssl.SSLError as exc:  # e.g. the listener refused our certificate (TLS 1.3)
+        raise HandshakeError(RejectReason.TLS, describe_tls_failure(exc), peer_id) from exc
     if frame[0] != KIND_CONTROL:
         raise HandshakeError(RejectReason.MALFORMED, f"frame kind {frame[0]:#x}", peer_id)
     try:
@@ -205,6 +221,18 @@ async def _send(writer: asyncio.StreamWriter, control: Control, peer_id: int | N
         await writer.drain()
     except ConnectionError as exc:
         raise HandshakeError(RejectReason.CLOSED, f"write failed: {exc}", peer_id) from exc
+    except ssl.SSLError as exc:
+        raise HandshakeError(RejectReason.TLS, describe_tls_failure(exc), peer_id) from exc
+
+
+def _check_certificate(writer: asyncio.StreamWriter, me: Identity, peer_id: int) -> None:
+    if not me.require_cert:
+        return
+    problem = certificate_problem(
+        writer.get_extra_info("peercert"), peer_id, me.members, me.cluster_id
+    )
+    if problem is not None:
+        raise HandshakeError(RejectReason.CERTIFICATE_MISMATCH, problem, peer_id)
 
 
 def _check_common(me: Identity, version: int, cluster_id: str, peer_id: int) -> None:
@@ -223,11 +251,24 @@ async def dial(
 ) -> None:
     """Run the dialer's half of the handshake with ``peer_id``; raise :class:`HandshakeError`.
 
-    The caller bounds it with a timeout.
+    The caller bounds it with a timeout. Over TLS the listener's certificate is checked
+    first, so nothing is sent to a listener that is not the node dialled.
     """
+    _check_certificate(writer, me, peer_id)
     nonce_d = new_nonce()
     await _send(writer, Hello(PROTOCOL_VERSION, me.cluster_id, me.node_id, nonce_d), peer_id)
-    welcome = await _read_control(reader, Welcome, peer_id)
+    try:
+        welcome = await _read_control(reader, Welcome, peer_id)
+    except HandshakeError as exc:
+        if exc.reason is RejectReason.CLOSED and me.require_cert:
+            # TLS 1.3 verifies the dialer's certificate after the dialer's side of the TLS
+            # handshake is done; a refusal shows here as a closed connection.
+            raise HandshakeError(
+                RejectReason.CLOSED,
+                "closed before the Welcome: the listener refused us (our certificate?)",
+                peer_id,
+            ) from exc
+        raise
     _check_common(me, welcome.version, welcome.cluster_id, peer_id)
     if welcome.node_id != peer_id:
         raise HandshakeError(
@@ -249,7 +290,16 @@ async def accept(
 
     Raises :class:`HandshakeError`; the caller bounds it with a timeout.
     """
-    hello = await _read_control(reader, Hello, None)
+    try:
+        hello = await _read_control(reader, Hello, None)
+    except HandshakeError as exc:
+        if exc.reason is RejectReason.MALFORMED and looks_like_tls(reader.buffered):
+            raise HandshakeError(
+                RejectReason.TLS_ON_PLAIN_PORT,
+                "a TLS ClientHello on the plain-text peer port: is --tls-cluster on at "
+                "one end only?",
+            ) from exc
+        raise
     peer_id = hello.node_id
     _check_common(me, hello.version, hello.cluster_id, peer_id)
     if peer_id == me.node_id:
@@ -263,6 +313,7 @@ async def accept(
             f"node {peer_id} is configured at {host}, connection from {peer_ip}",
             peer_id,
         )
+    _check_certificate(writer, me, peer_id)
     if len(hello.nonce) != NONCE_SIZE:
         raise HandshakeError(RejectReason.MALFORMED, "bad nonce length", peer_id)
     nonce_l = new_nonce()

@@ -28,6 +28,7 @@ from pyxos.transport.framing import (
 )
 from pyxos.transport.handshake import HandshakeError, RejectReason
 from pyxos.transport.sockopts import set_nodelay
+from pyxos.transport.tls import describe_tls_failure
 
 
 class Backoff:
@@ -79,6 +80,9 @@ class OutboundPeer:
         self._task: asyncio.Task[None] | None = None
         self.conn: Connection | None = None
         self._closed = False
+        self._next: Connection | None = None
+        """A connection made by :meth:`renew`, to be served once the current one closes."""
+        self._renewing: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -131,13 +135,39 @@ class OutboundPeer:
             )
         return True
 
+    def renew(self) -> None:
+        """Replace the connection by a new one made with the current TLS files, without a
+        gap: the new connection is made first, then the old one is closed (TLS reload)."""
+        if self._closed or self._renewing is not None or not self.connected:
+            return
+        self._renewing = asyncio.get_running_loop().create_task(
+            self._renew(), name=f"pyxos-peer-renew-{self.peer_id}"
+        )
+
+    async def _renew(self) -> None:
+        try:
+            new = await self._connect()
+            if new is None:
+                return  # refused (logged); the current connection carries on
+            if self._closed:
+                new.close("shutdown")
+                return
+            self._next = new
+            if self.conn is not None:
+                self.conn.close("tls_reload")
+        finally:
+            self._renewing = None
+
     async def close(self) -> None:
         """Stop the task and close the connection; queued messages are discarded."""
         self._closed = True
         self.queue.clear()
         task, self._task = self._task, None
-        if self.conn is not None:
-            self.conn.close("shutdown")
+        if self._renewing is not None:
+            self._renewing.cancel()
+        for conn in (self.conn, self._next):
+            if conn is not None:
+                conn.close("shutdown")
         if task is not None:
             task.cancel()
             try:
@@ -157,7 +187,7 @@ class OutboundPeer:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn = await self._connect()
+                conn, self._next = self._next or await self._connect(), None
                 if conn is not None:
                     self.conn = conn
                     try:
@@ -171,7 +201,8 @@ class OutboundPeer:
                 # A bug, not a network condition; keep the peer alive and make it visible.
                 self._ctx.handler_errors += 1
                 self._ctx.log.exception("unexpected error on the link to node %d", self.peer_id)
-            await asyncio.sleep(self._backoff.next_delay())
+            if self._next is None:  # a renewed connection is served at once
+                await asyncio.sleep(self._backoff.next_delay())
 
     async def _connect(self) -> Connection | None:
         ctx = self._ctx
@@ -190,6 +221,8 @@ class OutboundPeer:
         frames = FrameReader(reader, HANDSHAKE_MAX_FRAME)
         try:
             async with asyncio.timeout(cfg.handshake_timeout):
+                if cfg.tls is not None:
+                    await self._start_tls(writer)
                 await handshake.dial(frames, writer, ctx.identity, self.peer_id)
         except (HandshakeError, TimeoutError) as exc:
             writer.transport.abort()
@@ -206,6 +239,18 @@ class OutboundPeer:
             self._counters.reconnects += 1
         ctx.log.info("connected to node %d %s", self.peer_id, where)
         return Connection(ctx, frames, writer, self.peer_id, "out")
+
+    async def _start_tls(self, writer: asyncio.StreamWriter) -> None:
+        """Upgrade the fresh TCP connection to TLS, presenting this node's certificate."""
+        cfg = self._ctx.config
+        assert cfg.tls is not None
+        try:
+            await writer.start_tls(
+                cfg.tls.require("peer_client"), ssl_handshake_timeout=cfg.handshake_timeout
+            )
+        except (OSError, EOFError) as exc:  # ssl.SSLError is an OSError
+            detail = describe_tls_failure(exc, cfg.handshake_timeout)
+            raise HandshakeError(RejectReason.TLS, detail, self.peer_id) from exc
 
     def _drop_stale(self) -> None:
         queue = self.queue

@@ -6,6 +6,8 @@ and no tie-breaking between simultaneous dials is needed.
 
 Whatever arrives on the port, the handler closes that one connection with a logged reason
 and never lets an exception escape (DESIGN.md section 3, rule 6): the node keeps serving.
+With TLS on, a connection whose TLS handshake fails (a foreign CA, an expired certificate,
+no certificate, plain text) is refused the same way, counted as ``tls``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pyxos.transport.framing import (
 )
 from pyxos.transport.handshake import HandshakeError, RejectReason
 from pyxos.transport.sockopts import set_nodelay
+from pyxos.transport.tls import TLSListener, stream_factory
 
 
 class Listener:
@@ -35,7 +38,7 @@ class Listener:
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.Server | TLSListener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections: dict[int, Connection] = {}
         """The current authenticated inbound connection of each peer."""
@@ -47,9 +50,28 @@ class Listener:
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen on ``host:port``; return the bound address (useful when ``port`` is 0)."""
+        tls = self._ctx.config.tls
+        if tls is not None:
+            listener = TLSListener(
+                lambda: tls.require("peer_server"),
+                stream_factory(self._handle),
+                self._tls_rejected,
+                self._ctx.config.handshake_timeout,
+            )
+            self._server = listener
+            return await listener.start(host, port)
         self._server = await asyncio.start_server(self._handle, host, port)
         sockname = self._server.sockets[0].getsockname()
         return str(sockname[0]), int(sockname[1])
+
+    def _tls_rejected(self, reason: str, peer: tuple[str, int] | None, exc: BaseException) -> None:
+        where = f"from {peer[0]}:{peer[1]}" if peer else "from unknown address"
+        self._ctx.count_rejection(HandshakeError(RejectReason.TLS, reason), "inbound", where)
+
+    def close_connections(self, reason: str) -> None:
+        """Close every authenticated inbound connection (their peers dial again)."""
+        for conn in list(self.connections.values()):
+            conn.close(reason)
 
     async def close(self) -> None:
         """Stop accepting, close every connection and wait for the handlers to finish."""
@@ -107,7 +129,7 @@ class Listener:
         conn = Connection(ctx, frames, writer, peer_id, "in")
         old = self.connections.get(peer_id)
         if old is not None:
-            ctx.log.warning(
+            ctx.log.info(
                 "node %d connected again %s; replacing its previous inbound connection",
                 peer_id,
                 where,

@@ -21,6 +21,7 @@ from pyxos.transport.handshake import Identity
 from pyxos.transport.peer import OutboundPeer
 from pyxos.transport.server import Listener
 from pyxos.transport.stats import PeerCounters, PeerStatus, TransportStats
+from pyxos.transport.tls import still_trusted
 
 
 class Transport:
@@ -28,9 +29,10 @@ class Transport:
 
     ``members`` maps every member id, this node's included, to the ``(host, port)`` of its
     peer port. ``secret`` is shared by all members and authenticates every connection (see
-    :mod:`pyxos.transport.handshake`). ``rng`` drives reconnect jitter only; ``clock`` is
-    ``time.monotonic`` unless a test substitutes one (it times staleness, heartbeats and
-    ``last_received_monotonic``).
+    :mod:`pyxos.transport.handshake`); with ``config.tls`` every link is mutual TLS as well,
+    and a reload of those files re-establishes every link. ``rng`` drives reconnect jitter
+    only; ``clock`` is ``time.monotonic`` unless a test substitutes one (it times staleness,
+    heartbeats and ``last_received_monotonic``).
     """
 
     def __init__(
@@ -54,7 +56,13 @@ class Transport:
         self._members = dict(members)
         self.log = logging.getLogger(f"pyxos.transport.node{node_id}")
         self._ctx = Context(
-            identity=Identity(node_id, cluster_id, secret, self._members),
+            identity=Identity(
+                node_id,
+                cluster_id,
+                secret,
+                self._members,
+                require_cert=self.config.tls is not None,
+            ),
             config=self.config,
             clock=clock,
             log=self.log,
@@ -69,6 +77,26 @@ class Transport:
         self._address: tuple[str, int] | None = None
         self._closed = False
         self._dropped_unknown = 0
+        if self.config.tls is not None:
+            self.config.tls.on_reload(self._tls_reloaded)
+
+    def _tls_reloaded(self) -> None:
+        """New certificates or CA: every link this node dialled is made again with the new
+        files (the new one first, then the old one closes, so no message waits); an inbound
+        link whose certificate the new CA files no longer trust, or that has expired, is
+        closed. Inbound links still trusted stay: their dialler renews them on its reload.
+        """
+        if self._closed:
+            return
+        tls = self.config.tls
+        assert tls is not None
+        self.log.info("TLS files reloaded: renewing the peer links this node dialled")
+        for peer in self._peers.values():
+            peer.renew()
+        ctx = tls.require("peer_server")
+        for conn in list(self._listener.connections.values()):
+            if not still_trusted(conn.writer.get_extra_info("peercert"), ctx):
+                conn.close("tls_reload", "its certificate is not trusted by the new files")
 
     @property
     def address(self) -> tuple[str, int]:
