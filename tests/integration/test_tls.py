@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from procs import FAST, client, leader, wait_until
+from procs import FAST, client, info, leader, wait_until
 
 from pyxos.certs import issue, make_ca, make_dev_certs, write_pair
 from pyxos.server.local_cluster import LocalCluster, find_base_port
@@ -231,8 +231,15 @@ def test_node_with_a_foreign_ca_certificate_is_kept_out(tmp_path: Path, certs: P
     make_dev_certs(foreign, {3: "127.0.0.1"})
     c = LocalCluster(3, find_base_port(3), tmp_path / "c", extra_args=list(FAST), tls_dir=certs)
     try:
-        c.start(1)
-        c.start(2)
+        # A new cluster starts with every member (each registers the others' data dirs);
+        # then node 3 comes back with a certificate from another CA.
+        c.start()
+        c.wait_ready()
+        leader(c)
+        wait_until(
+            lambda: all(info(c, k).get("standing") == "voter" for k in c.ids), what="voters"
+        )
+        c.stop(3)
         command = c.command(3)
         command[command.index("--tls-cert-file") + 1] = str(foreign / "node3.crt")
         command[command.index("--tls-key-file") + 1] = str(foreign / "node3.key")
