@@ -230,7 +230,8 @@ MALFORMED = b"-ERR malformed replicated request\r\n"
         msgspec.msgpack.encode({"client_id": 0}),
         msgspec.msgpack.encode([0, 0, [b"GET", b"k"]]) + b"\x00",
         msgspec.msgpack.encode([1.5, 0, [b"GET", b"k"]]),
-        msgspec.msgpack.encode([2**64 - 1, 2**63, [b"GET", b"k"], 7]),
+        msgspec.msgpack.encode([0, 0, [b"GET", b"k"], 7, 0, 0, None, 1]),  # a field too many
+        msgspec.msgpack.encode([0, 0, [b"GET", b"k"], 7, 99]),  # no database 99
     ],
 )
 def test_malformed_entries_get_an_error_reply(data: bytes) -> None:

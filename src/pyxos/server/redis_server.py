@@ -18,13 +18,15 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from pyxos.kv import Classification, CommandKind, KVStateMachine, classify, encode_request, to_resp3
-from pyxos.kv.commands import string2ll
+from pyxos.kv.commands import CommandSpec, string2ll
+from pyxos.kv.keyspace import NUM_DBS
 from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
 from pyxos.runtime.node import Node
 from pyxos.server.info import info_text
@@ -52,6 +54,15 @@ class ServerLimits:
     """Commands one connection may have in flight before the server stops reading it."""
     timeout: float = 5.0
     """How long a command may wait for a leader or for its slot before an error."""
+    expire_interval: float = 0.1
+    """How often the leader checks for keys whose time came, proposing a clock tick that
+    deletes them (so an idle cluster still expires keys)."""
+
+
+def now_ms() -> int:
+    """This node's wall clock in ms since the epoch: the time stamp of the commands it takes
+    (the state machine's clock is the largest stamp applied, see :mod:`pyxos.kv.keyspace`)."""
+    return time.time_ns() // 1_000_000
 
 
 def _bulk(data: bytes) -> bytes:
@@ -85,6 +96,7 @@ class RedisServer:
         self._connections: set[_Connection] = set()
         self._next_client_id = 0
         self.address: tuple[str, int] | None = None
+        self._expirer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,9 +105,29 @@ class RedisServer:
         )
         sock = self._server.sockets[0]
         self.address = sock.getsockname()[:2]
+        self._expirer = asyncio.create_task(self._expire_loop(), name="pyxos-expirer")
         log.info("node %d serving Redis clients on %s:%d", self.node.id, *self.address)
 
+    async def _expire_loop(self) -> None:
+        """While this node leads and some key's time has come by its clock, propose a clock
+        tick: applying it deletes every due key on every replica. One tick at a time."""
+        interval = self.limits.expire_interval
+        while True:
+            await asyncio.sleep(interval)
+            due = self.kv.next_expiry()
+            if due is None or self.node.role.value != "leader":
+                continue
+            clock = now_ms()
+            if due > clock:
+                continue
+            with contextlib.suppress(PyxosError):
+                await self.node.submit(encode_request((), time=clock), self.limits.timeout)
+
     async def close(self) -> None:
+        if self._expirer is not None:
+            self._expirer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expirer
         if self._server is not None:
             self._server.close()
         for conn in list(self._connections):
@@ -124,6 +156,7 @@ class _Connection(asyncio.Protocol):
         self.node = server.node
         self.id = 0
         self.protocol = 2
+        self.db = 0
         self.name = b""
         self.authenticated = server.password is None
         limits = server.limits
@@ -283,13 +316,14 @@ class _Connection(asyncio.Protocol):
             return NOAUTH
         if name == b"rid" and client == 0:
             return self._with_session(argv)
-        kind, _spec, error = known if known is not None else classify(argv)
+        kind, spec, error = known if known is not None else classify(argv)
         if error is not None:
             metrics.client_errors.labels("invalid").inc()
             return error
         if kind is CommandKind.WRITE:
             metrics.ops_write.inc()
-            return self._write(argv, client, seq)
+            assert spec is not None
+            return self._write(argv, client, seq, spec)
         if kind is CommandKind.READ:
             metrics.ops_read.inc()
             return self._read(argv)
@@ -303,17 +337,22 @@ class _Connection(asyncio.Protocol):
         if client is None or seq is None or client <= 0 or seq <= 0:
             return b"-ERR RID needs a positive client id and sequence number\r\n"
         inner = argv[3:]
-        kind, _spec, error = classify(inner)
+        kind, spec, error = classify(inner)
         if error is not None:
             return error
         if kind is not CommandKind.WRITE:
             return self._handle(inner, client, seq)
-        return self._write(inner, client, seq)
+        assert spec is not None
+        return self._write(inner, client, seq, spec)
 
-    def _write(self, argv: Sequence[bytes], client: int, seq: int) -> _Reply:
+    def _write(self, argv: Sequence[bytes], client: int, seq: int, spec: CommandSpec) -> _Reply:
         """Propose a write. The fast path returns the node's own future (no task, no timer);
-        :meth:`_reply_bytes` turns its result or error into RESP when it is sent."""
-        payload = encode_request(list(argv), client, seq)
+        :meth:`_reply_bytes` turns its result or error into RESP when it is sent.
+
+        The command is stamped with this node's clock unless its result cannot depend on
+        time (a plain ``SET k v``), and carries the connection's database."""
+        stamp = 0 if len(argv) <= spec.untimed_argc else now_ms()
+        payload = encode_request(argv, client, seq, stamp, self.db)
         try:
             future = self.node.submit_future(payload, self.server.limits.timeout)
         except PyxosError as exc:
@@ -335,9 +374,9 @@ class _Connection(asyncio.Protocol):
 
     def _read(self, argv: Sequence[bytes]) -> bytes | asyncio.Future[bytes]:
         """Ask for a read index; answer from local state once it is applied here."""
-        kv, protocol, node = self.server.kv, self.protocol, self.node
+        kv, protocol, node, db = self.server.kv, self.protocol, self.node, self.db
         if node.test_bug == "stale-reads":
-            return kv.read(argv, protocol)
+            return kv.read(argv, protocol, db)
         try:
             index = node.read_future(self.server.limits.timeout)
         except PyxosError as exc:
@@ -350,7 +389,15 @@ class _Connection(asyncio.Protocol):
                 out.set_result(self._error_reply(exc))
             elif f.result():
                 node.metrics.reads.inc()
-                out.set_result(kv.read(argv, protocol))
+                if not kv.expiring:
+                    out.set_result(kv.read(argv, protocol, db))
+                    return
+                clock = now_ms()
+                if not kv.due(argv, db, clock):
+                    out.set_result(kv.read(argv, protocol, db, clock))
+                    return
+                task = asyncio.ensure_future(self._tick_then_read(argv, clock))
+                task.add_done_callback(lambda t: out.set_result(t.result()))
             else:  # no leader confirmed it: retry, waiting for a leader
                 task = asyncio.ensure_future(self._read_slow(argv))
                 task.add_done_callback(lambda t: out.set_result(t.result()))
@@ -359,13 +406,25 @@ class _Connection(asyncio.Protocol):
         return out
 
     async def _read_slow(self, argv: Sequence[bytes]) -> bytes:
-        kv, protocol = self.server.kv, self.protocol
+        kv = self.server.kv
         try:
-            return await self.node.read(
-                lambda _: kv.read(argv, protocol), self.server.limits.timeout
-            )
+            await self.node.read(lambda _: None, self.server.limits.timeout)
         except PyxosError as exc:
             return self._error_reply(exc)
+        clock = now_ms()
+        if kv.expiring and kv.due(argv, self.db, clock):
+            return await self._tick_then_read(argv, clock)
+        return kv.read(argv, self.protocol, self.db, clock)
+
+    async def _tick_then_read(self, argv: Sequence[bytes], clock: int) -> bytes:
+        """The read touches a key that is past its time by this node's clock but not yet by
+        the replicated one: put a clock tick through the log first (which deletes the key
+        on every replica), then answer. No node can report the key present after this."""
+        try:
+            await self.node.submit(encode_request((), time=clock), self.server.limits.timeout)
+        except PyxosError as exc:
+            return self._error_reply(exc)
+        return self.server.kv.read(argv, self.protocol, self.db, clock)
 
     def _reply_bytes(self, future: asyncio.Future[bytes]) -> bytes:
         """The RESP bytes for a finished write future: its reply, or the error for why not."""
@@ -405,9 +464,12 @@ class _Connection(asyncio.Protocol):
             return self._hello(argv[1:])
         if name == b"select":
             index = string2ll(argv[1])
-            if index is None:
+            if index is None or not -(2**31) <= index < 2**31:
                 return b"-ERR value is not an integer or out of range\r\n"
-            return OK if index == 0 else b"-ERR DB index is out of range\r\n"
+            if not 0 <= index < NUM_DBS:
+                return b"-ERR DB index is out of range\r\n"
+            self.db = index
+            return OK
         if name == b"info":
             text = info_text(self.node, self.server, [a.decode(errors="replace") for a in argv[1:]])
             return _bulk(text.encode())
@@ -426,6 +488,7 @@ class _Connection(asyncio.Protocol):
             return OK
         if name == b"reset":
             self.protocol = 2
+            self.db = 0
             self.name = b""
             self.authenticated = self.server.password is None
             self.parser.require_auth = not self.authenticated
