@@ -286,6 +286,11 @@ class KVStateMachine(StringCommands, ExpiryCommands, KeyCommands, TransactionCom
     def load_scripts(self, records: list[tuple[bytes, bytes]]) -> None:
         """Replace the script cache (snapshot restore)."""
 
+    @property
+    def script_count(self) -> int:
+        """Scripts in the replicated cache."""
+        return 0
+
     # --- reads -----------------------------------------------------------------------------
 
     def read(

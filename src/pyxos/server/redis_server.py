@@ -6,6 +6,11 @@ wait for a read index confirmed by the leader and are then answered from local s
 connection commands (PING, HELLO, AUTH, INFO...) never touch the log. Pipelined commands
 are started as they arrive and answered strictly in order.
 
+Time: a write is stamped with this node's clock (unless its result cannot depend on time),
+and the leader proposes a clock tick whenever a key's time has come, so keys expire on an
+idle cluster too. A read that meets a key past its time by this node's clock (but not yet
+by the replicated clock) first puts a tick through the log; see :mod:`pyxos.kv.keyspace`.
+
 Exactly-once for retries: ``RID <client_id> <seq> <command...>`` runs ``command`` inside
 the replicated session of ``client_id``; a retry with the same ``seq`` returns the cached
 reply instead of applying again. ``pyxos.Client`` uses it; plain Redis clients do not need
@@ -18,29 +23,26 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
 from pyxos.kv import Classification, CommandKind, KVStateMachine, classify, encode_request, to_resp3
 from pyxos.kv.commands import CommandSpec, string2ll
-from pyxos.kv.keyspace import NUM_DBS
 from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
 from pyxos.runtime.node import Node
-from pyxos.server.info import info_text
+from pyxos.server.client_command import ClientCommands
+from pyxos.server.connection_base import NOAUTH, ConnectionBase, Reply_, error, now_ms
+from pyxos.server.info import started_at
+from pyxos.server.local_commands import LocalCommands
+from pyxos.server.multi import MultiCommands
+from pyxos.server.redis_config import RedisConfig
 from pyxos.server.resp import ProtocolError, RequestParser
 
+__all__ = ["RedisServer", "ServerLimits", "ServerStats", "now_ms"]
+
 log = logging.getLogger("pyxos.server")
-
-_Reply = bytes | asyncio.Future[bytes] | Coroutine[Any, Any, bytes]
-"""A reply ready now, one that a future will bring, or one a coroutine will compute."""
-
-OK = b"+OK\r\n"
-PONG = b"+PONG\r\n"
-NOAUTH = b"-NOAUTH Authentication required.\r\n"
-NULL_ARRAY = b"*0\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,22 +57,31 @@ class ServerLimits:
     timeout: float = 5.0
     """How long a command may wait for a leader or for its slot before an error."""
     expire_interval: float = 0.1
-    """How often the leader checks for keys whose time came, proposing a clock tick that
+    """How often the leader looks for keys whose time came, proposing a clock tick that
     deletes them (so an idle cluster still expires keys)."""
 
 
-def now_ms() -> int:
-    """This node's wall clock in ms since the epoch: the time stamp of the commands it takes
-    (the state machine's clock is the largest stamp applied, see :mod:`pyxos.kv.keyspace`)."""
-    return time.time_ns() // 1_000_000
+@dataclass
+class ServerStats:
+    """Counters for INFO stats, errorstats and commandstats (this node's clients)."""
 
+    connections: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    unexpected_errors: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
 
-def _bulk(data: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(data), data)
+    def count_error(self, reply: bytes) -> None:
+        self.errors += 1
+        code = reply[1:].split(b" ", 1)[0].split(b"\r", 1)[0].decode("utf-8", "replace")
+        self.error_codes[code] = self.error_codes.get(code, 0) + 1
 
-
-def _error(text: str) -> bytes:
-    return b"-" + text.encode() + b"\r\n"
+    def reset(self) -> None:
+        self.calls.clear()
+        self.rejected.clear()
+        self.error_codes.clear()
+        self.errors = self.unexpected_errors = 0
 
 
 class RedisServer:
@@ -92,11 +103,17 @@ class RedisServer:
         self.port = port
         self.password = password.encode() if password else None
         self.limits = limits or ServerLimits()
+        self.stats = ServerStats()
+        self.config = RedisConfig(self)
+        self.last_save = started_at()
         self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
+        self._connections: dict[_Connection, None] = {}
         self._next_client_id = 0
         self.address: tuple[str, int] | None = None
         self._expirer: asyncio.Task[None] | None = None
+        self.paused_until = 0.0
+        self.pause_writes_only = False
+        self._unpause: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,6 +145,8 @@ class RedisServer:
             self._expirer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expirer
+        if self._unpause is not None:
+            self._unpause.cancel()
         if self._server is not None:
             self._server.close()
         for conn in list(self._connections):
@@ -140,8 +159,34 @@ class RedisServer:
     def client_count(self) -> int:
         return len(self._connections)
 
+    def connections(self) -> Iterator[ConnectionBase]:
+        """Open client connections, oldest first."""
+        return iter(list(self._connections))
 
-class _Connection(asyncio.Protocol):
+    # ---- CLIENT PAUSE
+
+    def pause(self, seconds: float, writes_only: bool) -> None:
+        loop = asyncio.get_running_loop()
+        self.paused_until = max(self.paused_until, loop.time() + seconds)
+        self.pause_writes_only = writes_only
+        if self._unpause is not None:
+            self._unpause.cancel()
+        self._unpause = loop.call_at(self.paused_until, self.unpause)
+
+    def unpause(self) -> None:
+        self.paused_until = 0.0
+        if self._unpause is not None:
+            self._unpause.cancel()
+            self._unpause = None
+        for conn in list(self._connections):
+            conn.resume_held()
+
+    def holds(self, kind: CommandKind) -> bool:
+        """Whether CLIENT PAUSE holds a command of this kind now."""
+        return self.paused_until > 0 and (not self.pause_writes_only or kind is CommandKind.WRITE)
+
+
+class _Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands):
     """One client, as a protocol object: callbacks instead of a task per connection.
 
     Commands are dispatched as their bytes arrive and replies leave strictly in request
@@ -168,6 +213,14 @@ class _Connection(asyncio.Protocol):
         self.closing = False
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()  # cached: each lookup costs a getpid call
+        self.created = self.last_active = self.loop.time()
+        self.last_spec = None
+        self.reply_off = self.quiet = self.no_evict = False
+        self.skip_replies = 0
+        self.multi = None
+        self.multi_error = False
+        self.watch_id = 0
+        self.watch_pending = []
         self._pending: deque[bytes | asyncio.Future[bytes]] = deque()
         self._held: deque[list[bytes]] = deque()
         self._run_kind = CommandKind.LOCAL
@@ -193,13 +246,16 @@ class _Connection(asyncio.Protocol):
             self.closing = True
             return
         server._next_client_id += 1
+        server.stats.connections += 1
         self.id = server._next_client_id
-        server._connections.add(self)
+        server._connections[self] = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self.server._connections.discard(self)
+        self.server._connections.pop(self, None)
         self._held.clear()
+        if self.watch_id:
+            self.drop_watch()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -213,9 +269,16 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def close_after_reply(self) -> None:
+        """CLIENT KILL: close once what was already answered has been written."""
+        self.closing = True
+        self._held.clear()
+        self._flush()
+
     def data_received(self, data: bytes) -> None:
         if self.closing or self._final_error is not None:
             return
+        self.last_active = self.loop.time()
         try:
             commands = self.parser.feed(data)
         except ProtocolError as exc:
@@ -241,7 +304,11 @@ class _Connection(asyncio.Protocol):
         is_rid = len(argv) > 3 and argv[0].lower() == b"rid"
         known = classify(argv[3:] if is_rid else argv)
         kind = known.kind
-        if kind is not self._run_kind and self._run_open:
+        if self.multi is not None and self.queues(argv[0].lower()):
+            kind = CommandKind.LOCAL  # answered +QUEUED at once
+        if (kind is not self._run_kind and self._run_open) or (
+            self.server.paused_until and self.server.holds(kind)
+        ):
             self._held.append(argv)
             return
         self._run_kind = kind
@@ -249,7 +316,15 @@ class _Connection(asyncio.Protocol):
             reply = self._handle(argv, known=None if is_rid else known)
         except Exception as exc:  # a bug must cost one reply, never the connection
             log.exception("command failed")
-            reply = _error(f"ERR internal error: {exc!r}")
+            reply = error(f"ERR internal error: {exc!r}")
+        if self.quiet:  # CLIENT REPLY OFF or SKIP: run the command, drop its reply
+            drop = self.reply_off or self.skip_replies > 0
+            if self.skip_replies:
+                self.skip_replies -= 1
+            self.quiet = self.reply_off or self.skip_replies > 0
+            if drop:
+                self._drop(reply)
+                return
         if isinstance(reply, bytes):
             self._pending.append(reply)
             return
@@ -259,10 +334,25 @@ class _Connection(asyncio.Protocol):
         future.add_done_callback(self._on_done)
         self._update_reading()
 
+    def _drop(self, reply: Reply_) -> None:
+        """Let a reply that must not be sent finish, keeping the run count right."""
+        if not isinstance(reply, bytes):
+            future = reply if isinstance(reply, asyncio.Future) else asyncio.ensure_future(reply)
+            self._run_open += 1
+            future.add_done_callback(self._on_done)
+
     def _on_done(self, future: asyncio.Future[bytes]) -> None:
         self._run_open -= 1
+        self.resume_held()
+
+    def resume_held(self) -> None:
+        """Dispatch held commands that may run now (a run finished, or a pause ended)."""
         while self._held and not self._run_open and not self.closing:
-            self._dispatch(self._held.popleft())
+            argv = self._held[0]
+            if self.server.paused_until and self.server.holds(classify(argv).kind):
+                break
+            self._held.popleft()
+            self._dispatch(argv)
         self._finish_if_done()
         self._flush()
 
@@ -272,11 +362,14 @@ class _Connection(asyncio.Protocol):
         while pending:
             head = pending[0]
             if isinstance(head, bytes):
-                out.append(head)
+                reply = head
             elif head.done():
-                out.append(self._reply_bytes(head))
+                reply = self._reply_bytes(head)
             else:
                 break
+            if reply[0] == 45:  # '-': an error reply
+                self.server.stats.count_error(reply)
+            out.append(reply)
             pending.popleft()
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
@@ -308,7 +401,7 @@ class _Connection(asyncio.Protocol):
         client: int = 0,
         seq: int = 0,
         known: Classification | None = None,
-    ) -> _Reply:
+    ) -> Reply_:
         metrics = self.node.metrics
         name = argv[0].lower() if argv else b""
         if not self.authenticated and name not in (b"auth", b"hello", b"quit"):
@@ -316,36 +409,59 @@ class _Connection(asyncio.Protocol):
             return NOAUTH
         if name == b"rid" and client == 0:
             return self._with_session(argv)
-        kind, spec, error = known if known is not None else classify(argv)
-        if error is not None:
+        kind, spec, err = known if known is not None else classify(argv)
+        if self.multi is not None and self.queues(name):
+            if spec is not None and err is not None:
+                self._count(self.server.stats.rejected, spec.name)
+            return self.queue(argv, Classification(kind, spec, err))
+        if err is not None:
             metrics.client_errors.labels("invalid").inc()
-            return error
+            if spec is not None:
+                self._count(self.server.stats.rejected, spec.name)
+            return err
+        assert spec is not None
+        self.last_spec = spec
+        calls = self.server.stats.calls
+        calls[spec.name] = calls.get(spec.name, 0) + 1
         if kind is CommandKind.WRITE:
             metrics.ops_write.inc()
-            assert spec is not None
-            return self._write(argv, client, seq, spec)
+            return self.propose(argv, client, seq, spec)
         if kind is CommandKind.READ:
             metrics.ops_read.inc()
             return self._read(argv)
         metrics.ops_local.inc()
-        return self._local(name, argv)
+        if name == b"exec":
+            return self.c_exec(client, seq)
+        return self.local_reply(name, argv)
 
-    def _with_session(self, argv: Sequence[bytes]) -> _Reply:
+    @staticmethod
+    def _count(table: dict[str, int], name: str) -> None:
+        table[name] = table.get(name, 0) + 1
+
+    def local_reply(self, name: bytes, argv: Sequence[bytes]) -> Reply_:
+        if name == b"client":
+            return self.c_client(argv[1:])
+        if name in (b"multi", b"discard", b"unwatch"):
+            handler = getattr(self, "c_" + name.decode())
+            reply: bytes = handler()
+            return reply
+        if name == b"watch":
+            return self.c_watch(argv)
+        method = getattr(self, "c_" + name.decode("ascii", "replace"), None)
+        if method is None:
+            return error(f"ERR command '{name.decode(errors='replace')}' is not supported")
+        local: bytes = method(argv)
+        return local
+
+    def _with_session(self, argv: Sequence[bytes]) -> Reply_:
         if len(argv) < 4:
             return b"-ERR wrong number of arguments for 'rid' command\r\n"
         client, seq = string2ll(argv[1]), string2ll(argv[2])
         if client is None or seq is None or client <= 0 or seq <= 0:
             return b"-ERR RID needs a positive client id and sequence number\r\n"
-        inner = argv[3:]
-        kind, spec, error = classify(inner)
-        if error is not None:
-            return error
-        if kind is not CommandKind.WRITE:
-            return self._handle(inner, client, seq)
-        assert spec is not None
-        return self._write(inner, client, seq, spec)
+        return self._handle(argv[3:], client, seq)
 
-    def _write(self, argv: Sequence[bytes], client: int, seq: int, spec: CommandSpec) -> _Reply:
+    def propose(self, argv: Sequence[bytes], client: int, seq: int, spec: CommandSpec) -> Reply_:
         """Propose a write. The fast path returns the node's own future (no task, no timer);
         :meth:`_reply_bytes` turns its result or error into RESP when it is sent.
 
@@ -356,7 +472,7 @@ class _Connection(asyncio.Protocol):
         try:
             future = self.node.submit_future(payload, self.server.limits.timeout)
         except PyxosError as exc:
-            return self._error_reply(exc)
+            return self.error_reply(exc)
         if future is None:
             return self._write_slow(payload)  # no leader known yet: wait for one
         if self.protocol == 3:
@@ -365,11 +481,22 @@ class _Connection(asyncio.Protocol):
             return out
         return future
 
+    def submit(self, payload: bytes) -> asyncio.Future[bytes]:
+        """An internal entry through the log; its RESP2 reply, or the error that stopped it."""
+
+        async def run() -> bytes:
+            try:
+                return await self.node.submit(payload, self.server.limits.timeout)
+            except PyxosError as exc:
+                return self.error_reply(exc)
+
+        return asyncio.ensure_future(run())
+
     async def _write_slow(self, payload: bytes) -> bytes:
         try:
             reply = await self.node.submit(payload, self.server.limits.timeout)
         except PyxosError as exc:
-            return self._error_reply(exc)
+            return self.error_reply(exc)
         return to_resp3(reply) if self.protocol == 3 else reply
 
     def _read(self, argv: Sequence[bytes]) -> bytes | asyncio.Future[bytes]:
@@ -380,13 +507,13 @@ class _Connection(asyncio.Protocol):
         try:
             index = node.read_future(self.server.limits.timeout)
         except PyxosError as exc:
-            return self._error_reply(exc)
+            return self.error_reply(exc)
         out: asyncio.Future[bytes] = self.loop.create_future()
 
         def done(f: asyncio.Future[bool]) -> None:
             exc = f.exception()
             if exc is not None:
-                out.set_result(self._error_reply(exc))
+                out.set_result(self.error_reply(exc))
             elif f.result():
                 node.metrics.reads.inc()
                 if not kv.expiring:
@@ -410,7 +537,7 @@ class _Connection(asyncio.Protocol):
         try:
             await self.node.read(lambda _: None, self.server.limits.timeout)
         except PyxosError as exc:
-            return self._error_reply(exc)
+            return self.error_reply(exc)
         clock = now_ms()
         if kv.expiring and kv.due(argv, self.db, clock):
             return await self._tick_then_read(argv, clock)
@@ -423,18 +550,18 @@ class _Connection(asyncio.Protocol):
         try:
             await self.node.submit(encode_request((), time=clock), self.server.limits.timeout)
         except PyxosError as exc:
-            return self._error_reply(exc)
+            return self.error_reply(exc)
         return self.server.kv.read(argv, self.protocol, self.db, clock)
 
     def _reply_bytes(self, future: asyncio.Future[bytes]) -> bytes:
         """The RESP bytes for a finished write future: its reply, or the error for why not."""
         exc = future.exception()
         if exc is not None:
-            return self._error_reply(exc)
+            return self.error_reply(exc)
         reply = future.result()
         return to_resp3(reply) if self.protocol == 3 else reply
 
-    def _error_reply(self, exc: BaseException) -> bytes:
+    def error_reply(self, exc: BaseException) -> bytes:
         if isinstance(exc, Unavailable):
             return self._fail("NOLEADER", f"no leader reachable, command not applied ({exc})")
         if isinstance(exc, UnknownOutcome):
@@ -442,129 +569,9 @@ class _Connection(asyncio.Protocol):
         if isinstance(exc, NodeFailed):
             return self._fail("NODEFAILED", f"this node stopped: {exc}")
         log.error("unexpected error serving a command: %r", exc)
+        self.server.stats.unexpected_errors += 1
         return self._fail("ERR", f"internal error: {exc!r}")
 
     def _fail(self, code: str, text: str) -> bytes:
         self.node.metrics.client_errors.labels(code.lower()).inc()
-        return _error(f"{code} {text}")
-
-    def _local(self, name: bytes, argv: Sequence[bytes]) -> bytes:
-        if name == b"ping":
-            if len(argv) > 2:
-                return b"-ERR wrong number of arguments for 'ping' command\r\n"
-            return _bulk(argv[1]) if len(argv) == 2 else PONG
-        if name == b"echo":
-            return _bulk(argv[1])
-        if name == b"quit":
-            self.closing = True
-            return OK
-        if name == b"auth":
-            return self._auth(argv[1:])
-        if name == b"hello":
-            return self._hello(argv[1:])
-        if name == b"select":
-            index = string2ll(argv[1])
-            if index is None or not -(2**31) <= index < 2**31:
-                return b"-ERR value is not an integer or out of range\r\n"
-            if not 0 <= index < NUM_DBS:
-                return b"-ERR DB index is out of range\r\n"
-            self.db = index
-            return OK
-        if name == b"info":
-            text = info_text(self.node, self.server, [a.decode(errors="replace") for a in argv[1:]])
-            return _bulk(text.encode())
-        if name == b"client":
-            return self._client(argv[1:])
-        if name == b"command":
-            return NULL_ARRAY
-        if name == b"config":
-            sub = argv[1].lower()
-            if sub == b"get":
-                return NULL_ARRAY if self.protocol == 2 else b"%0\r\n"
-            if sub in (b"set", b"resetstat", b"rewrite"):
-                return OK
-            return _error(f"ERR unknown subcommand '{argv[1].decode(errors='replace')}'")
-        if name in (b"readonly", b"readwrite"):
-            return OK
-        if name == b"reset":
-            self.protocol = 2
-            self.db = 0
-            self.name = b""
-            self.authenticated = self.server.password is None
-            self.parser.require_auth = not self.authenticated
-            return b"+RESET\r\n"
-        return _error(f"ERR command '{name.decode(errors='replace')}' is not supported")
-
-    def _auth(self, args: Sequence[bytes]) -> bytes:
-        password = self.server.password
-        if len(args) > 2:
-            return b"-ERR syntax error\r\n"
-        if password is None:
-            return (
-                b"-ERR AUTH <password> called without any password configured for the "
-                b"default user. Are you sure your configuration is correct?\r\n"
-            )
-        user = args[0] if len(args) == 2 else b"default"
-        if user != b"default" or args[-1] != password:
-            return b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
-        self.authenticated = True
-        self.parser.require_auth = False
-        return OK
-
-    def _hello(self, args: Sequence[bytes]) -> bytes:
-        protocol = self.protocol
-        i = 0
-        if args:
-            version = string2ll(args[0])
-            if version is None:
-                return b"-ERR Protocol version is not an integer or out of range\r\n"
-            if version not in (2, 3):
-                return b"-NOPROTO unsupported protocol version\r\n"
-            protocol = version
-            i = 1
-        while i < len(args):
-            opt = args[i].lower()
-            if opt == b"auth" and i + 2 < len(args):
-                reply = self._auth(args[i + 1 : i + 3])
-                if reply != OK:
-                    return reply
-                i += 3
-            elif opt == b"setname" and i + 1 < len(args):
-                self.name = args[i + 1]
-                i += 2
-            else:
-                return _error(
-                    f"ERR Syntax error in HELLO option '{args[i].decode(errors='replace')}'"
-                )
-        if not self.authenticated:
-            return NOAUTH
-        self.protocol = protocol
-        status = self.node.status()
-        fields: list[tuple[bytes, bytes]] = [
-            (b"server", _bulk(b"pyxos")),
-            (b"version", _bulk(b"7.0.0")),
-            (b"proto", b":%d\r\n" % protocol),
-            (b"id", b":%d\r\n" % self.id),
-            (b"mode", _bulk(b"cluster" if len(self.node.config.members) > 1 else b"standalone")),
-            (b"role", _bulk(b"master" if status["role"] == "leader" else b"replica")),
-            (b"modules", NULL_ARRAY),
-        ]
-        head = b"%%%d\r\n" % len(fields) if protocol == 3 else b"*%d\r\n" % (2 * len(fields))
-        return head + b"".join(_bulk(k) + v for k, v in fields)
-
-    def _client(self, args: Sequence[bytes]) -> bytes:
-        sub = args[0].lower()
-        if sub == b"setname" and len(args) == 2:
-            self.name = args[1]
-            return OK
-        if sub == b"getname":
-            return _bulk(self.name) if self.name else b"$-1\r\n"
-        if sub == b"id":
-            return b":%d\r\n" % self.id
-        if sub in (b"setinfo", b"no-evict", b"no-touch", b"reply"):
-            return OK
-        if sub == b"info":
-            return _bulk(b"id=%d name=%s db=0 resp=%d\n" % (self.id, self.name, self.protocol))
-        return _error(
-            f"ERR unknown subcommand '{args[0].decode(errors='replace')}'. Try CLIENT HELP."
-        )
+        return error(f"{code} {text}")
