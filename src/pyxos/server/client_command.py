@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from pyxos.kv.commands import string2ll
-from pyxos.kv.reply import SimpleString
+from pyxos.kv.reply import RespSet, SimpleString
 from pyxos.server.connection_base import (
     OK,
     SYNTAX,
@@ -222,7 +222,7 @@ class ClientCommands(ConnectionBase):
         if len(args) == 2:
             mode = args[1].lower()
             if mode not in (b"write", b"all"):
-                return SYNTAX
+                return error("ERR CLIENT PAUSE mode must be WRITE or ALL")
             writes_only = mode == b"write"
         elif len(args) > 2:
             return SYNTAX
@@ -246,7 +246,7 @@ class ClientCommands(ConnectionBase):
         return b":-1\r\n"
 
     def _client_trackinginfo(self, args: Sequence[bytes]) -> bytes:
-        return self.encode({b"flags": [SimpleString("off")], b"redirect": -1, b"prefixes": []})
+        return self.encode({b"flags": RespSet([b"off"]), b"redirect": -1, b"prefixes": []})
 
     def _client_tracking(self, args: Sequence[bytes]) -> bytes:
         mode = args[0].lower()

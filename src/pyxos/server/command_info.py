@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from pyxos.kv.commands import COMMANDS, SUBCOMMANDS, CommandSpec, check, lookup
+from pyxos.kv.commands import COMMANDS, SUBCOMMANDS, CommandSpec, arity_error, check, lookup
 from pyxos.kv.glob import compile_pattern
 from pyxos.kv.reply import ErrorReply, Reply, RespSet, SimpleString, encode
 from pyxos.server.command_table import DOCS, INFO
@@ -225,7 +225,7 @@ def _getkeys(argv: Sequence[bytes], with_flags: bool) -> Reply:
         return ErrorReply("ERR Invalid command specified")
     checked = check(argv)
     if isinstance(checked, ErrorReply):
-        return ErrorReply("ERR Invalid number of arguments specified for command")
+        return arity_error("command|getkeysandflags" if with_flags else "command|getkeys")
     keys = checked.keys(argv)
     name = checked.name
     if name in ("eval", "evalsha", "eval_ro", "evalsha_ro"):

@@ -100,6 +100,10 @@ class ConnectionBase:
     def error_reply(self, exc: BaseException) -> bytes:
         raise NotImplementedError
 
+    def drop_watch(self) -> None:
+        """Forget this connection's WATCH (see :mod:`pyxos.server.multi`)."""
+        raise NotImplementedError
+
     def close_after_reply(self) -> None:
         """Close once what was already answered has been written (CLIENT KILL)."""
         raise NotImplementedError

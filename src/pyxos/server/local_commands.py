@@ -181,6 +181,3 @@ class LocalCommands(ConnectionBase):
         self.authenticated = self.server.password is None
         self.parser.require_auth = not self.authenticated
         return b"+RESET\r\n"
-
-    def drop_watch(self) -> None:  # the transaction mixin's
-        raise NotImplementedError
