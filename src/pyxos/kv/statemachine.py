@@ -55,6 +55,7 @@ from pyxos.kv.keys import KeyCommands
 from pyxos.kv.keyspace import NUM_DBS, Db, Watch
 from pyxos.kv.reply import OK, ErrorReply, Reply, encode, encode_resp2
 from pyxos.kv.request import Request, decode_request
+from pyxos.kv.scripting import DEFAULT_MAX_INSTRUCTIONS, DEFAULT_SCRIPT_MEMORY, ScriptCommands
 from pyxos.kv.snapshot import (
     FRAME_KEYS,
     SessionRecord,
@@ -110,7 +111,9 @@ class _Session:
 _Handler = Callable[[Sequence[bytes]], Reply]
 
 
-class KVStateMachine(StringCommands, ExpiryCommands, KeyCommands, TransactionCommands):
+class KVStateMachine(
+    StringCommands, ExpiryCommands, KeyCommands, TransactionCommands, ScriptCommands
+):
     """A Redis-compatible string key-value store with exactly-once client sessions.
 
     Implements the :class:`~pyxos.core.statemachine.StateMachine` protocol: ``apply`` takes
@@ -125,13 +128,20 @@ class KVStateMachine(StringCommands, ExpiryCommands, KeyCommands, TransactionCom
         session_timeout: int = DEFAULT_SESSION_TIMEOUT,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         max_value_len: int = DEFAULT_MAX_VALUE_LEN,
+        max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
+        script_memory: int = DEFAULT_SCRIPT_MEMORY,
     ) -> None:
         if session_timeout < 1 or max_sessions < 1 or max_value_len < 0:
             raise ValueError("session_timeout and max_sessions must be positive")
+        if max_instructions < 1000 or script_memory < 1 << 20:
+            raise ValueError("max_instructions must be at least 1000, script_memory 1 MiB")
         super().__init__()
         self.session_timeout = session_timeout
         self.max_sessions = max_sessions
         self.max_value_len = max_value_len
+        self.max_instructions = max_instructions
+        self.script_memory = script_memory
+        self.scripts = OrderedDict()
         self._sessions: OrderedDict[int, _Session] = OrderedDict()
         self._applied = 0
         self._dispatch: dict[bytes, tuple[CommandSpec, _Handler]] = {
@@ -276,20 +286,6 @@ class KVStateMachine(StringCommands, ExpiryCommands, KeyCommands, TransactionCom
         """SHA-256 of the state in a canonical form (keys sorted), hex: equal on replicas
         that have converged, whatever order their keys were inserted in."""
         return digest_state(self._capture())
-
-    # --- scripts (replaced by the scripting mixin) ------------------------------------------
-
-    def script_records(self) -> list[tuple[bytes, bytes]]:
-        """The script cache as ``(sha1, body)`` pairs, in load order."""
-        return []
-
-    def load_scripts(self, records: list[tuple[bytes, bytes]]) -> None:
-        """Replace the script cache (snapshot restore)."""
-
-    @property
-    def script_count(self) -> int:
-        """Scripts in the replicated cache."""
-        return 0
 
     # --- reads -----------------------------------------------------------------------------
 
