@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import msgspec
 
+from pyxos.kv.bits import BitCommands
 from pyxos.kv.commands import COMMANDS, CommandKind, CommandSpec, check
 from pyxos.kv.errors import (
     ERR_EMPTY,
@@ -112,7 +113,7 @@ _Handler = Callable[[Sequence[bytes]], Reply]
 
 
 class KVStateMachine(
-    StringCommands, ExpiryCommands, KeyCommands, TransactionCommands, ScriptCommands
+    StringCommands, BitCommands, ExpiryCommands, KeyCommands, TransactionCommands, ScriptCommands
 ):
     """A Redis-compatible string key-value store with exactly-once client sessions.
 

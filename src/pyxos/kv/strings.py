@@ -1,4 +1,5 @@
-"""String commands: GET, SET and its options, counters, APPEND, ranges.
+"""String commands: GET, SET and its options, counters (INCRBYFLOAT in long double), APPEND,
+ranges, LCS.
 
 Each ``c_<name>`` method answers one command for an ``argv`` whose arity was already checked,
 returning a reply value (:mod:`pyxos.kv.reply`). Option parsing and the order of checks
@@ -11,10 +12,12 @@ stores with one dict assignment and reads with one dict lookup.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 
 from pyxos.kv.commands import LLONG_MAX, LLONG_MIN, string2ll
 from pyxos.kv.errors import (
     ERR_DECR_OVERFLOW,
+    ERR_NOT_FLOAT,
     ERR_NOT_INTEGER,
     ERR_OVERFLOW,
     ERR_SYNTAX,
@@ -22,6 +25,8 @@ from pyxos.kv.errors import (
     expire_time_error,
 )
 from pyxos.kv.keyspace import Keyspace
+from pyxos.kv.lcs import lcs
+from pyxos.kv.longdouble import add_ld, format_ld, parse_ld
 from pyxos.kv.reply import OK, ErrorReply, Reply
 
 __all__ = ["StringCommands", "parse_expire_option"]
@@ -29,6 +34,7 @@ __all__ = ["StringCommands", "parse_expire_option"]
 _EX, _PX, _EXAT, _PXAT = b"ex", b"px", b"exat", b"pxat"
 _EXPIRY_OPTIONS = (_EX, _PX, _EXAT, _PXAT)
 ERR_OFFSET_RANGE = ErrorReply("ERR offset is out of range")
+ERR_NAN_OR_INF = ErrorReply("ERR increment would produce NaN or Infinity")
 
 
 class _Options:
@@ -286,6 +292,47 @@ class StringCommands(Keyspace):
         new = base[:offset] + patch + base[offset + len(patch) :]
         self.update(key, new)
         return len(new)
+
+    def c_incrbyfloat(self, argv: Sequence[bytes]) -> Reply:
+        key = argv[1]
+        old = self.db.data.get(key)
+        value = Fraction(0) if old is None else parse_ld(old)
+        incr = parse_ld(argv[2])
+        if value is None or incr is None:
+            return ERR_NOT_FLOAT
+        total = add_ld(value, incr)
+        if total is None or isinstance(total, tuple):
+            return ERR_NAN_OR_INF
+        new = format_ld(total)
+        self.update(key, new)
+        return new
+
+    def c_lcs(self, argv: Sequence[bytes]) -> Reply:
+        data = self.db.data
+        a, b = data.get(argv[1], b""), data.get(argv[2], b"")
+        length_only = idx = with_len = False
+        min_match = 0
+        j = 3
+        while j < len(argv):
+            opt = argv[j].lower()
+            if opt == b"idx":
+                idx = True
+            elif opt == b"len":
+                length_only = True
+            elif opt == b"withmatchlen":
+                with_len = True
+            elif opt == b"minmatchlen" and j + 1 < len(argv):
+                n = string2ll(argv[j + 1])
+                if n is None:
+                    return ERR_NOT_INTEGER
+                min_match = max(n, 0)
+                j += 1
+            else:
+                return ERR_SYNTAX
+            j += 1
+        if length_only and idx:
+            return ErrorReply("ERR If you want both the length and indexes, please just use IDX.")
+        return lcs(a, b, length_only, idx, min_match, with_len, self.max_value_len)
 
     def c_cas(self, argv: Sequence[bytes]) -> Reply:
         # pyxos: CAS key expected new -> 1 swapped (as SET: the TTL goes), 0 not. A missing
