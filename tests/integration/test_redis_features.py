@@ -176,3 +176,30 @@ def test_lock_is_never_held_twice_across_a_leader_kill(local_cluster: LocalClust
         assert a_end <= b_start, f"worker {a} and worker {b} held the lock at once"
     assert len({h[0] for h in holds}) >= 2, "the lock never changed hands"
     print(f"{len(holds)} holds, {len(errors)} interrupted attempts: {errors[:5]}")
+
+
+def test_exactly_once_transactions_and_client_pause(local_cluster: LocalCluster) -> None:
+    leader(local_cluster)
+    r = client(local_cluster, 2)
+    conn = r.connection_pool.get_connection()
+    try:
+        for _ in range(2):  # the second EXEC is a retry of the first (same client id, seq)
+            conn.send_command("MULTI")
+            assert conn.read_response() == b"OK"
+            conn.send_command("INCR", "once")
+            assert conn.read_response() == b"QUEUED"
+            conn.send_command("RID", "11", "1", "EXEC")
+            assert conn.read_response() == [1]
+    finally:
+        r.connection_pool.release(conn)
+    assert r.get("once") == b"1"
+    # CLIENT PAUSE WRITE holds this node's writes (not its reads) until UNPAUSE.
+    writer = client(local_cluster, 2)
+    assert r.client_pause(60_000, all=False)
+    done = threading.Event()
+    threading.Thread(target=lambda: (writer.set("paused", "yes"), done.set()), daemon=True).start()
+    assert not done.wait(0.3)
+    assert r.get("paused") is None  # the read is served; the write still waits
+    assert r.client_unpause()
+    assert done.wait(10)
+    assert r.get("paused") == b"yes"
