@@ -95,6 +95,7 @@ DEFAULT_MAX_VALUE_LEN = 512 * 1024 * 1024
 _MALFORMED_RESP2 = encode_resp2(ERR_MALFORMED)
 _EMPTY_RESP2 = encode_resp2(ERR_EMPTY)
 _OK_RESP2 = encode_resp2(OK)
+_INTERNAL_RESP2 = encode_resp2(ERR_INTERNAL)
 
 
 class _Session:
@@ -177,7 +178,12 @@ class KVStateMachine(
             self.select(request.db)
         client_id = request.client_id
         if client_id == 0:
-            return self._run(request)
+            if request.watch or request.multi is not None:
+                return self.transaction(request)
+            argv = request.argv
+            if argv:
+                return self._execute(argv)
+            return _OK_RESP2 if request.time else _EMPTY_RESP2
         seq = request.seq
         sessions = self._sessions
         session = sessions.get(client_id)
@@ -421,7 +427,23 @@ class KVStateMachine(
         return spec, entry[1]
 
     def _execute(self, argv: Sequence[bytes]) -> bytes:
-        """Run one command of a log entry; RESP2 reply bytes."""
+        """Run one command of a log entry; RESP2 reply bytes. The common case (a command
+        with valid arity, not a container) is dispatched here without further calls."""
+        entry = self._dispatch.get(argv[0])
+        if entry is None:
+            entry = self._dispatch.get(argv[0].lower())
+        if entry is not None:
+            spec, handler = entry
+            argc = len(argv)
+            if (
+                not spec.subcommands
+                and (argc == spec.arity if spec.arity > 0 else argc >= -spec.arity)
+                and not (spec.step == 2 and argc % 2 == 0)
+            ):
+                try:
+                    return encode_resp2(handler(argv))
+                except Exception:
+                    return _INTERNAL_RESP2
         return encode_resp2(self.execute_value(argv))
 
     def execute_value(self, argv: Sequence[bytes]) -> Reply:
