@@ -459,6 +459,10 @@ class _Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands
         client, seq = string2ll(argv[1]), string2ll(argv[2])
         if client is None or seq is None or client <= 0 or seq <= 0:
             return b"-ERR RID needs a positive client id and sequence number\r\n"
+        if self.multi is not None and argv[3].lower() != b"exec":
+            # The queued commands run inside EXEC's entry: its session is the one that counts.
+            self.multi_error = True
+            return b"-ERR RID inside MULTI is not supported: send RID <client> <seq> EXEC\r\n"
         return self._handle(argv[3:], client, seq)
 
     def propose(self, argv: Sequence[bytes], client: int, seq: int, spec: CommandSpec) -> Reply_:
