@@ -129,3 +129,24 @@ def test_object_encoding_and_refcount_of_set_values(redis: Conn, value: bytes) -
     for sub in (b"ENCODING", b"REFCOUNT"):
         theirs, ours = both(redis, sm, b"OBJECT", sub, b"v")
         assert ours == theirs, sub
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [b"SETRANGE", b"v", b"536870912", b"x"],
+        [b"SETRANGE", b"v", b"536870911", b"xy"],
+        [b"SETRANGE", b"v", b"-1", b"x"],
+        [b"SETRANGE", b"v", b"x", b"x"],
+        [b"SETBIT", b"v", b"4294967296", b"1"],
+        [b"SETBIT", b"v", b"-1", b"1"],
+        [b"GETBIT", b"v", b"4294967296"],
+        [b"INCRBYFLOAT", b"v", b"1" * 5200],
+        [b"STRLEN", b"v"],
+    ],
+)
+def test_size_limits_as_in_redis(redis: Conn, argv: list[bytes]) -> None:
+    sm = KVStateMachine()
+    both(redis, sm, b"SET", b"v", b"abc")
+    theirs, ours = both(redis, sm, *argv)
+    assert ours == theirs
