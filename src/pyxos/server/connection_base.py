@@ -52,7 +52,7 @@ def arg_text(arg: bytes) -> str:
 
 
 class ConnectionBase:
-    """State of one client connection (see :class:`pyxos.server.redis_server._Connection`)."""
+    """State of one client connection (see :class:`pyxos.server.connection.Connection`)."""
 
     server: RedisServer
     node: Node
