@@ -232,7 +232,23 @@ def _paxos(node: Node, server: RedisServer, status: dict[str, object]) -> list[s
         f"applied_index:{status['applied_index']}",
         f"snapshot_index:{status['snapshot_index']}",
         f"members:{','.join(str(m) for m in sorted(node.config.members))}",
+        *_standing(status),
     ]
+
+
+def _standing(status: dict[str, object]) -> list[str]:
+    # The fields a node reports about its own standing as a voter, where its runtime
+    # has them (as INFO paxos always printed them).
+    if "standing" not in status:
+        return []
+    lines = [
+        f"standing:{status['standing']}",
+        f"voter:{'yes' if status['voter'] else 'no'}",
+        f"incarnation:{status['incarnation']}",
+    ]
+    if "standing_reason" in status:
+        lines.append(f"standing_reason:{status['standing_reason']}")
+    return lines
 
 
 def _digest(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
