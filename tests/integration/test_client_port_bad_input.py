@@ -303,9 +303,9 @@ def test_unknown_commands_wrong_arity_and_wrong_types_get_redis_errors(
         (b"INCR notanumber\r\n", b"-ERR value is not an integer or out of range"),
         (b"INCRBY counter abc\r\n", b"-ERR value is not an integer or out of range"),
         (b"SET k v NX XX\r\n", b"-ERR syntax error"),
-        (b"SELECT 1\r\n", b"-ERR DB index is out of range"),
+        (b"SELECT 16\r\n", b"-ERR DB index is out of range"),
         (b"HELLO 4\r\n", b"-NOPROTO unsupported protocol version"),
-        (b"SET k v EX 10\r\n", b"-ERR key expiry (EX, PX, EXAT, PXAT) is not supported"),
+        (b"SET k v EX 0\r\n", b"-ERR invalid expire time in 'set' command"),
     ]
     with connect(cluster) as s:
         for request, error in cases:

@@ -236,9 +236,7 @@ def test_node_with_a_foreign_ca_certificate_is_kept_out(tmp_path: Path, certs: P
         c.start()
         c.wait_ready()
         leader(c)
-        wait_until(
-            lambda: all(info(c, k).get("standing") == "voter" for k in c.ids), what="voters"
-        )
+        wait_until(lambda: all(info(c, k).get("standing") == "voter" for k in c.ids), what="voters")
         c.stop(3)
         command = c.command(3)
         command[command.index("--tls-cert-file") + 1] = str(foreign / "node3.crt")

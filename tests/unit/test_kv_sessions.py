@@ -149,3 +149,61 @@ def test_expiry_positions_survive_snapshot_and_restore() -> None:
         assert machine.session_count == 1
         noop(machine, 1)
         assert machine.session_count == 0
+
+
+# --- every write command, and transactions, inside a session ----------------------------------
+
+WRITES = [
+    ["SET", "k", "v", "EX", "100"], ["SETEX", "k", "100", "v"], ["PSETEX", "k", "100", "v"],
+    ["GETEX", "k", "PX", "500"], ["EXPIRE", "k", "50"], ["PEXPIRE", "k", "5000", "GT"],
+    ["EXPIREAT", "k", "99999999999"], ["PERSIST", "k"], ["APPEND", "k", "x"],
+    ["SETRANGE", "k", "5", "y"], ["INCRBYFLOAT", "f", "0.5"], ["SETBIT", "b", "9", "1"],
+    ["BITOP", "OR", "c", "b", "k"], ["RENAME", "k", "k2"], ["RENAMENX", "k2", "k3"],
+    ["COPY", "k3", "k4", "DB", "2"], ["MOVE", "k4", "3"], ["SWAPDB", "0", "4"],
+    ["FLUSHDB"], ["INCR", "n"], ["EVAL", "return redis.call('incr', KEYS[1])", "1", "n"],
+    ["SCRIPT", "LOAD", "return 1"], ["GETDEL", "n"], ["MSETNX", "p", "1", "q", "2"],
+]  # fmt: skip
+
+
+def test_every_write_command_is_applied_once_however_often_it_is_retried() -> None:
+    sm = KVStateMachine()
+    for seq, argv in enumerate(WRITES, start=1):
+        words = [a.encode() for a in argv]
+        first = sm.apply(encode_request(words, client_id=9, seq=seq, time=1_700_000_000_000))
+        state = [dict(db.data) for db in sm.dbs], [dict(db.expires) for db in sm.dbs]
+        for _ in range(2):
+            retry = encode_request(words, client_id=9, seq=seq, time=1_700_000_009_000)
+            assert sm.apply(retry) == first, argv
+        assert ([dict(db.data) for db in sm.dbs], [dict(db.expires) for db in sm.dbs]) == state
+
+
+def test_a_transaction_is_applied_once_however_often_it_is_retried() -> None:
+    sm = KVStateMachine()
+    queued = [[b"INCR", b"n"], [b"INCR", b"n"], [b"GET", b"n"]]
+    request = encode_request([b"exec"], client_id=4, seq=1, multi=queued)
+    assert sm.apply(request) == b"*3\r\n:1\r\n:2\r\n$1\r\n2\r\n"
+    assert sm.apply(request) == b"*3\r\n:1\r\n:2\r\n$1\r\n2\r\n"
+    assert sm.apply(req(0, 0, "GET", "n")) == b"$1\r\n2\r\n"
+
+
+def test_watch_registrations_expire_by_log_position_and_then_exec_aborts() -> None:
+    sm = KVStateMachine(session_timeout=5)
+    sm.apply(encode_request([b"watch", b"k"], watch=77))
+    assert 77 in sm.watchers
+    noop(sm, 7)  # the connection vanished without UNWATCH
+    assert 77 not in sm.watchers and not sm.dbs[0].watched
+    exec_ = encode_request([b"exec"], watch=77, multi=[[b"SET", b"k", b"v"]])
+    assert sm.apply(exec_) == b"*-1\r\n"  # not known to be clean: aborted, nothing applied
+    assert sm.apply(req(0, 0, "EXISTS", "k")) == b":0\r\n"
+
+
+def test_watch_registrations_survive_snapshots() -> None:
+    sm = KVStateMachine()
+    sm.apply(encode_request([b"watch", b"k"], watch=5))
+    copy = KVStateMachine()
+    copy.restore(sm.snapshot())
+    for m in (sm, copy):
+        m.apply(req(0, 0, "SET", "k", "changed"))
+    exec_ = encode_request([b"exec"], watch=5, multi=[[b"SET", b"k", b"mine"]])
+    assert sm.apply(exec_) == copy.apply(exec_) == b"*-1\r\n"
+    assert sm.digest() == copy.digest()

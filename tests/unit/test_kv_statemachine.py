@@ -230,7 +230,8 @@ MALFORMED = b"-ERR malformed replicated request\r\n"
         msgspec.msgpack.encode({"client_id": 0}),
         msgspec.msgpack.encode([0, 0, [b"GET", b"k"]]) + b"\x00",
         msgspec.msgpack.encode([1.5, 0, [b"GET", b"k"]]),
-        msgspec.msgpack.encode([2**64 - 1, 2**63, [b"GET", b"k"], 7]),
+        msgspec.msgpack.encode([0, 0, [b"GET", b"k"], 7, 0, 0, None, 1]),  # a field too many
+        msgspec.msgpack.encode([0, 0, [b"GET", b"k"], 7, 99]),  # no database 99
     ],
 )
 def test_malformed_entries_get_an_error_reply(data: bytes) -> None:
@@ -359,3 +360,17 @@ def test_against_a_dict_model(ops: list[tuple[str, tuple[bytes, ...]]]) -> None:
             model[key] = model.get(key, b"") + args[1]
             assert reply == len(model[key])
     assert sm.read_value([b"MGET", *KEYS]) == [model.get(k) for k in KEYS]
+
+
+def test_version_2_snapshots_still_restore() -> None:
+    # What the release before expiry wrote: one database, frames of (key, value) pairs.
+    def frame(value: object) -> bytes:
+        payload = msgspec.msgpack.encode(value)
+        return len(payload).to_bytes(4, "big") + payload
+
+    old = b"PXKV\x02" + frame([5, 2, [[7, 2, 3, b"+OK\r\n"]]]) + frame([[b"a", b"1"], [b"b", b"2"]])
+    sm = KVStateMachine()
+    sm.restore(old)
+    assert len(sm) == 2 and sm.applied == 5 and sm.session_count == 1
+    assert sm.read([b"MGET", b"a", b"b"]) == b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n"
+    assert sm.now == 0 and not sm.expiring

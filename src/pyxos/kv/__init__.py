@@ -6,6 +6,12 @@
 - :func:`classify` and :data:`COMMANDS`: arity and routing (write / read / connection-local)
   for the server, so bad commands are refused before they cost a Paxos round;
 - :mod:`pyxos.kv.reply`: reply values and RESP2/RESP3 encoding.
+
+Inside, the state (16 databases, TTLs, the replicated clock) is :mod:`~pyxos.kv.keyspace`;
+the commands are mixins by concern: :mod:`~pyxos.kv.strings`, :mod:`~pyxos.kv.bits`,
+:mod:`~pyxos.kv.expiry`, :mod:`~pyxos.kv.keys`, :mod:`~pyxos.kv.transactions` and
+:mod:`~pyxos.kv.scripting` (Lua, run by :mod:`~pyxos.kv.lua_engine`); snapshots and the
+digest are :mod:`~pyxos.kv.snapshot`.
 """
 
 from pyxos.kv.commands import (

@@ -24,14 +24,17 @@ from pyxos.kv.reply import ErrorReply, encode_resp2
 
 __all__ = [
     "COMMANDS",
+    "SUBCOMMANDS",
     "Classification",
     "CommandKind",
     "CommandSpec",
     "arity_error",
+    "check",
     "classify",
     "lookup",
     "string2ll",
     "unknown_command_error",
+    "unknown_subcommand_error",
 ]
 
 LLONG_MIN = -(2**63)
@@ -81,6 +84,11 @@ class CommandSpec:
     ``-n`` means at least ``n`` words. ``first_key`` / ``last_key`` / ``step`` locate the
     keys in argv as in Redis's COMMAND output (``last_key == -1``: up to the last argument),
     so a future sharded or routed server can find them; all zero for keyless commands.
+
+    ``untimed_argc``: a write with at most this many words cannot depend on the clock (a
+    plain ``SET k v`` overwrites whatever was there), so the server does not stamp it with
+    the time; 0 means always stamp. ``subcommands`` makes this a container command
+    (``OBJECT ENCODING``...): each subcommand has a spec of its own named ``object|encoding``.
     """
 
     name: str
@@ -89,6 +97,8 @@ class CommandSpec:
     first_key: int = 0
     last_key: int = 0
     step: int = 0
+    untimed_argc: int = 0
+    subcommands: tuple[CommandSpec, ...] = ()
 
     def arity_ok(self, argc: int) -> bool:
         """Whether ``argc`` words (including the name) satisfy the arity."""
@@ -106,11 +116,25 @@ class CommandSpec:
 _W = CommandKind.WRITE
 _R = CommandKind.READ
 _L = CommandKind.LOCAL
+_ALWAYS = 1 << 30
+"""``untimed_argc`` of writes that never depend on the clock, whatever their arguments."""
+
+
+def _subs(parent: str, kind: CommandKind, *subs: tuple[str, int, int]) -> tuple[CommandSpec, ...]:
+    """Subcommand specs ``(name, arity, first_key)`` of a container command."""
+    return tuple(
+        CommandSpec(f"{parent}|{name}", arity, kind, key, key, 1 if key else 0)
+        for name, arity, key in subs
+    )
+
 
 _SPECS = [
-    # Replicated writes. Arity and key positions as in Redis 7 (src/commands/*.json).
-    CommandSpec("set", -3, _W, 1, 1, 1),
+    # Replicated writes. Arity and key positions as in Redis 7 (COMMAND INFO).
+    CommandSpec("set", -3, _W, 1, 1, 1, untimed_argc=3),
     CommandSpec("setnx", 3, _W, 1, 1, 1),
+    CommandSpec("setex", 4, _W, 1, 1, 1),
+    CommandSpec("psetex", 4, _W, 1, 1, 1),
+    CommandSpec("getex", -2, _W, 1, 1, 1),
     CommandSpec("getset", 3, _W, 1, 1, 1),
     CommandSpec("getdel", 2, _W, 1, 1, 1),
     CommandSpec("del", -2, _W, 1, -1, 1),
@@ -119,21 +143,83 @@ _SPECS = [
     CommandSpec("incrby", 3, _W, 1, 1, 1),
     CommandSpec("decr", 2, _W, 1, 1, 1),
     CommandSpec("decrby", 3, _W, 1, 1, 1),
-    CommandSpec("mset", -3, _W, 1, -1, 2),
+    CommandSpec("mset", -3, _W, 1, -1, 2, untimed_argc=_ALWAYS),
     CommandSpec("msetnx", -3, _W, 1, -1, 2),
+    CommandSpec("incrbyfloat", 3, _W, 1, 1, 1),
     CommandSpec("append", 3, _W, 1, 1, 1),
+    CommandSpec("setbit", 4, _W, 1, 1, 1),
+    CommandSpec("bitop", -4, _W, 2, -1, 1),
+    CommandSpec("setrange", 4, _W, 1, 1, 1),
     CommandSpec("cas", 4, _W, 1, 1, 1),  # pyxos: CAS key expected new -> 1 swapped, 0 not
-    CommandSpec("flushdb", -1, _W),
-    CommandSpec("flushall", -1, _W),
+    CommandSpec("expire", -3, _W, 1, 1, 1),
+    CommandSpec("pexpire", -3, _W, 1, 1, 1),
+    CommandSpec("expireat", -3, _W, 1, 1, 1),
+    CommandSpec("pexpireat", -3, _W, 1, 1, 1),
+    CommandSpec("persist", 2, _W, 1, 1, 1),
+    CommandSpec("rename", 3, _W, 1, 2, 1),
+    CommandSpec("renamenx", 3, _W, 1, 2, 1),
+    CommandSpec("copy", -3, _W, 1, 2, 1),
+    CommandSpec("move", 3, _W, 1, 1, 1),
+    CommandSpec("swapdb", 3, _W),
+    CommandSpec("eval", -3, _W),
+    CommandSpec("evalsha", -3, _W),
+    CommandSpec("eval_ro", -3, _W),
+    CommandSpec("evalsha_ro", -3, _W),
+    CommandSpec(
+        "script",
+        -2,
+        _W,
+        subcommands=_subs(
+            "script",
+            _W,
+            ("debug", 3, 0),
+            ("exists", -3, 0),
+            ("flush", -2, 0),
+            ("help", 2, 0),
+            ("kill", 2, 0),
+            ("load", 3, 0),
+        ),
+    ),
+    CommandSpec("flushdb", -1, _W, untimed_argc=_ALWAYS),
+    CommandSpec("flushall", -1, _W, untimed_argc=_ALWAYS),
     # Reads of replicated state.
     CommandSpec("get", 2, _R, 1, 1, 1),
     CommandSpec("mget", -2, _R, 1, -1, 1),
     CommandSpec("exists", -2, _R, 1, -1, 1),
+    CommandSpec("touch", -2, _R, 1, -1, 1),
     CommandSpec("strlen", 2, _R, 1, 1, 1),
+    CommandSpec("getrange", 4, _R, 1, 1, 1),
+    CommandSpec("substr", 4, _R, 1, 1, 1),
+    CommandSpec("getbit", 3, _R, 1, 1, 1),
+    CommandSpec("bitcount", -2, _R, 1, 1, 1),
+    CommandSpec("bitpos", -3, _R, 1, 1, 1),
+    CommandSpec("lcs", -3, _R, 1, 2, 1),
     CommandSpec("dbsize", 1, _R),
     CommandSpec("type", 2, _R, 1, 1, 1),
     CommandSpec("ttl", 2, _R, 1, 1, 1),
     CommandSpec("pttl", 2, _R, 1, 1, 1),
+    CommandSpec("expiretime", 2, _R, 1, 1, 1),
+    CommandSpec("pexpiretime", 2, _R, 1, 1, 1),
+    CommandSpec("keys", 2, _R),
+    CommandSpec("scan", -2, _R),
+    CommandSpec("randomkey", 1, _R),
+    CommandSpec(
+        "object",
+        -2,
+        _R,
+        subcommands=_subs(
+            "object",
+            _R,
+            ("encoding", 3, 2),
+            ("freq", 3, 2),
+            ("idletime", 3, 2),
+            ("refcount", 3, 2),
+            ("help", 2, 0),
+        ),
+    ),
+    CommandSpec(
+        "memory", -2, _R, subcommands=_subs("memory", _R, ("usage", -3, 2), ("help", 2, 0))
+    ),
     # Connection / node commands the server answers itself. Listed here for their arity
     # and so that classify() can route them; the state machine refuses them.
     CommandSpec("ping", -1, _L),
@@ -141,18 +227,85 @@ _SPECS = [
     CommandSpec("hello", -1, _L),
     CommandSpec("auth", -2, _L),
     CommandSpec("select", 2, _L),
-    CommandSpec("client", -2, _L),
-    CommandSpec("command", -1, _L),
-    CommandSpec("config", -2, _L),
+    CommandSpec(
+        "command",
+        -1,
+        _L,
+        subcommands=_subs(
+            "command",
+            _L,
+            ("count", 2, 0),
+            ("docs", -2, 0),
+            ("getkeys", -3, 0),
+            ("getkeysandflags", -3, 0),
+            ("help", 2, 0),
+            ("info", -2, 0),
+            ("list", -2, 0),
+        ),
+    ),
     CommandSpec("info", -1, _L),
     CommandSpec("quit", -1, _L),
     CommandSpec("reset", 1, _L),
     CommandSpec("readonly", 1, _L),
     CommandSpec("readwrite", 1, _L),
+    CommandSpec("time", 1, _L),
+    CommandSpec("lastsave", 1, _L),
+    CommandSpec("debug", -2, _L),
+    CommandSpec("multi", 1, _L),
+    CommandSpec("exec", 1, _L),
+    CommandSpec("discard", 1, _L),
+    CommandSpec("watch", -2, _L, 1, -1, 1),
+    CommandSpec("unwatch", 1, _L),
+    CommandSpec(
+        "client",
+        -2,
+        _L,
+        subcommands=_subs(
+            "client",
+            _L,
+            ("caching", 3, 0),
+            ("getname", 2, 0),
+            ("getredir", 2, 0),
+            ("help", 2, 0),
+            ("id", 2, 0),
+            ("info", 2, 0),
+            ("kill", -3, 0),
+            ("list", -2, 0),
+            ("no-evict", 3, 0),
+            ("pause", -3, 0),
+            ("reply", 3, 0),
+            ("setname", 3, 0),
+            ("tracking", -3, 0),
+            ("trackinginfo", 2, 0),
+            ("unblock", -3, 0),
+            ("unpause", 2, 0),
+        ),
+    ),
+    CommandSpec(
+        "config",
+        -2,
+        _L,
+        subcommands=_subs(
+            "config",
+            _L,
+            ("get", -3, 0),
+            ("set", -4, 0),
+            ("resetstat", 2, 0),
+            ("rewrite", 2, 0),
+            ("help", 2, 0),
+        ),
+    ),
 ]
 
 COMMANDS: Mapping[bytes, CommandSpec] = {spec.name.encode(): spec for spec in _SPECS}
 """Every known command, keyed by lower-case name."""
+
+SUBCOMMANDS: Mapping[bytes, Mapping[bytes, CommandSpec]] = {
+    spec.name.encode(): {sub.name.split("|")[1].encode(): sub for sub in spec.subcommands}
+    for spec in _SPECS
+    if spec.subcommands
+}
+"""Subcommands of each container command, keyed by lower-case names."""
 
 
 def lookup(name: bytes) -> CommandSpec | None:
@@ -208,6 +361,48 @@ class Classification(NamedTuple):
 _EMPTY = Classification(CommandKind.INVALID, None, b"-ERR empty command\r\n")
 
 
+def unknown_subcommand_error(argv: Sequence[bytes]) -> ErrorReply:
+    """``ERR unknown subcommand 'x'. Try OBJECT HELP.`` (processCommand's wording)."""
+    text = (
+        b"ERR unknown subcommand '"
+        + _c_string(argv[1], 128)
+        + b"'. Try "
+        + argv[0].upper()
+        + b" HELP."
+    )
+    text = text.replace(b"\r", b" ").replace(b"\n", b" ")
+    return ErrorReply(text.decode("utf-8", "surrogateescape"))
+
+
+def check(argv: Sequence[bytes]) -> CommandSpec | ErrorReply:
+    """The spec that ``argv`` names (a subcommand's own, for containers), or the error reply
+    Redis gives for an unknown name, an unknown subcommand or a wrong argument count.
+
+    ``argv`` must not be empty.
+    """
+    spec = COMMANDS.get(argv[0])
+    if spec is None:
+        spec = COMMANDS.get(argv[0].lower())
+        if spec is None:
+            return unknown_command_error(argv)
+    if spec.subcommands and len(argv) >= 2:
+        sub = SUBCOMMANDS[spec.name.encode()].get(argv[1].lower())
+        if sub is None:
+            return unknown_subcommand_error(argv)
+        spec = sub
+    if not spec.arity_ok(len(argv)) or (spec.step == 2 and len(argv) % 2 == 0):
+        # The second test is MSET/MSETNX with a key missing its value, which Redis also
+        # reports as wrong arity (msetGenericCommand).
+        return arity_error(spec.name)
+    return spec
+
+
+_ROUTES: Mapping[bytes, Classification] = {
+    name: Classification(spec.kind, spec, None) for name, spec in COMMANDS.items()
+}
+"""One ready classification per command, so routing a command allocates nothing."""
+
+
 def classify(argv: Sequence[bytes]) -> Classification:
     """Route a parsed command: WRITE, READ, LOCAL, or INVALID with the error to send.
 
@@ -216,11 +411,20 @@ def classify(argv: Sequence[bytes]) -> Classification:
     """
     if not argv:
         return _EMPTY
-    spec = lookup(argv[0])
-    if spec is None:
-        return Classification(CommandKind.INVALID, None, encode_resp2(unknown_command_error(argv)))
-    if not spec.arity_ok(len(argv)) or (spec.step == 2 and len(argv) % 2 == 0):
-        # The second test is MSET/MSETNX with a key missing its value, which Redis also
-        # reports as wrong arity (msetGenericCommand).
-        return Classification(CommandKind.INVALID, spec, encode_resp2(arity_error(spec.name)))
-    return Classification(spec.kind, spec, None)
+    route = _ROUTES.get(argv[0])
+    if route is None:
+        route = _ROUTES.get(argv[0].lower())
+    if route is not None:
+        spec = route.spec
+        assert spec is not None
+        argc = len(argv)
+        if (
+            not spec.subcommands
+            and (argc == spec.arity if spec.arity > 0 else argc >= -spec.arity)
+            and not (spec.step == 2 and argc % 2 == 0)
+        ):
+            return route
+    checked = check(argv)
+    if isinstance(checked, ErrorReply):
+        return Classification(CommandKind.INVALID, lookup(argv[0]), encode_resp2(checked))
+    return Classification(checked.kind, checked, None)

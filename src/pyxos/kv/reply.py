@@ -42,6 +42,7 @@ __all__ = [
     "Push",
     "Reply",
     "ReplyDecodeError",
+    "RespSet",
     "SimpleString",
     "Verbatim",
     "decode_reply",
@@ -49,6 +50,7 @@ __all__ = [
     "encode_resp2",
     "encode_resp3",
     "error",
+    "split_array",
     "to_resp3",
 ]
 
@@ -103,6 +105,12 @@ class Verbatim:
 
 class Push(list["Reply"]):
     """A RESP3 out-of-band push message (``>``); an ordinary array in RESP2."""
+
+    __slots__ = ()
+
+
+class RespSet(list["Reply"]):
+    """A RESP3 set (``~``), as COMMAND INFO sends its flags; an ordinary array in RESP2."""
 
     __slots__ = ()
 
@@ -183,9 +191,10 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
             out.append(b"," + text + CRLF)
         else:
             out.append(b"$%d\r\n%b\r\n" % (len(text), text))
-    elif t is Push:
-        assert isinstance(value, Push)
-        out.append((b">%d\r\n" if resp3 else b"*%d\r\n") % len(value))
+    elif t is Push or t is RespSet:
+        assert isinstance(value, list)
+        marker = (b">%d\r\n" if t is Push else b"~%d\r\n") if resp3 else b"*%d\r\n"
+        out.append(marker % len(value))
         for item in value:
             _encode_into(item, out, resp3)
     elif t is Verbatim:
@@ -335,6 +344,28 @@ def decode_reply(data: bytes) -> Reply:
     if end != len(data):
         raise ReplyDecodeError(f"{len(data) - end} trailing bytes after the reply")
     return value
+
+
+def split_array(data: bytes) -> list[bytes]:
+    """The raw bytes of each element of one complete RESP array reply (EXEC's), so that
+    elements can be placed or translated one by one without re-encoding the others.
+
+    Raises:
+        ReplyDecodeError: ``data`` is not exactly one array (an error reply, for example).
+    """
+    data = bytes(data)
+    if not data.startswith(b"*"):
+        raise ReplyDecodeError("not an array reply")
+    line, pos = _read_line(data, 1)
+    count = _read_int(line)
+    parts = []
+    for _ in range(max(count, 0)):
+        _, end = _decode_at(data, pos)
+        parts.append(data[pos:end])
+        pos = end
+    if count < 0 or pos != len(data):
+        raise ReplyDecodeError("not exactly one array reply")
+    return parts
 
 
 def to_resp3(reply: bytes) -> bytes:

@@ -1,0 +1,427 @@
+"""One client connection of the client port: parsing, dispatch, and replies in order.
+
+A connection is an asyncio protocol object (callbacks, not a task per connection), put
+together from the command mixins (:mod:`~pyxos.server.local_commands`,
+:mod:`~pyxos.server.client_command`, :mod:`~pyxos.server.multi`). Writes go through the log
+(:meth:`Connection.propose`), reads wait for a read index, and both are answered strictly in
+the order the client sent them; see :mod:`pyxos.server.redis_server` for the whole picture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+from pyxos.kv import Classification, CommandKind, classify, encode_request, to_resp3
+from pyxos.kv.commands import CommandSpec, string2ll
+from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
+from pyxos.server.client_command import ClientCommands
+from pyxos.server.connection_base import NOAUTH, Reply_, error, now_ms
+from pyxos.server.local_commands import LocalCommands
+from pyxos.server.multi import MultiCommands
+from pyxos.server.resp import ProtocolError, RequestParser
+
+if TYPE_CHECKING:
+    from pyxos.server.redis_server import RedisServer
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("pyxos.server")
+
+
+class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands):
+    """One client, as a protocol object: callbacks instead of a task per connection.
+
+    Commands are dispatched as their bytes arrive and replies leave strictly in request
+    order: ``_pending`` holds each reply (bytes, or a future that will bring them) and
+    ``_flush`` writes every finished head in one ``write``. A read never overtakes the
+    writes sent before it on this connection, nor a write the reads before it: commands of
+    the other kind wait in ``_held`` until the current run is answered.
+    """
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.node = server.node
+        self.id = 0
+        self.protocol = 2
+        self.db = 0
+        self.name = b""
+        self.authenticated = server.password is None
+        limits = server.limits
+        self.parser = RequestParser(
+            max_bulk_len=limits.max_bulk_len,
+            max_args=limits.max_args,
+            require_auth=not self.authenticated,
+        )
+        self.closing = False
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()  # cached: each lookup costs a getpid call
+        self.created = self.last_active = self.loop.time()
+        self.last_spec = None
+        self.reply_off = self.quiet = self.no_evict = False
+        self.skip_replies = 0
+        self.multi = None
+        self.multi_error = False
+        self.watch_id = 0
+        self.watch_pending = []
+        self._pending: deque[bytes | asyncio.Future[bytes]] = deque()
+        self._held: deque[list[bytes]] = deque()
+        self._run_kind = CommandKind.LOCAL
+        self._run_open = 0
+        self._paused = False
+        self._write_paused = False
+        self._final_error: bytes | None = None
+
+    # ---- transport callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but behave as one.
+        self.transport = tcp = cast(asyncio.Transport, transport)
+        sock = tcp.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        server = self.server
+        if len(server._connections) >= server.limits.max_clients:
+            self.node.metrics.client_errors.labels("maxclients").inc()
+            tcp.write(b"-ERR max number of clients reached\r\n")
+            tcp.close()
+            self.closing = True
+            return
+        server._next_client_id += 1
+        server.stats.connections += 1
+        self.id = server._next_client_id
+        server._connections[self] = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.server._connections.pop(self, None)
+        self._held.clear()
+        if self.watch_id:
+            self.drop_watch()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close_after_reply(self) -> None:
+        """CLIENT KILL: close once what was already answered has been written."""
+        self.closing = True
+        self._held.clear()
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self._final_error is not None:
+            return
+        self.last_active = self.loop.time()
+        try:
+            commands = self.parser.feed(data)
+        except ProtocolError as exc:
+            # Like Redis: run what came before the bad bytes, answer the error, close.
+            self.node.metrics.client_errors.labels("protocol").inc()
+            commands, self._final_error = exc.commands, exc.reply
+        for argv in commands:
+            if self._held or self.closing:
+                self._held.append(argv)
+            else:
+                self._dispatch(argv)
+        self._finish_if_done()
+        self._flush()
+
+    def _finish_if_done(self) -> None:
+        if self._final_error is not None and not self._held and not self.closing:
+            self._pending.append(self._final_error)
+            self.closing = True
+
+    # ---- dispatch and ordered replies
+
+    def _dispatch(self, argv: list[bytes]) -> None:
+        is_rid = len(argv) > 3 and argv[0].lower() == b"rid"
+        known = classify(argv[3:] if is_rid else argv)
+        kind = known.kind
+        if self.multi is not None and self.queues(argv[0].lower()):
+            kind = CommandKind.LOCAL  # answered +QUEUED at once
+        if (kind is not self._run_kind and self._run_open) or (
+            self.server.paused_until and self.server.holds(kind)
+        ):
+            self._held.append(argv)
+            return
+        self._run_kind = kind
+        try:
+            reply = self._handle(argv, known=None if is_rid else known)
+        except Exception as exc:  # a bug must cost one reply, never the connection
+            log.exception("command failed")
+            reply = error(f"ERR internal error: {exc!r}")
+        if self.quiet:  # CLIENT REPLY OFF or SKIP: run the command, drop its reply
+            drop = self.reply_off or self.skip_replies > 0
+            if self.skip_replies:
+                self.skip_replies -= 1
+            self.quiet = self.reply_off or self.skip_replies > 0
+            if drop:
+                self._drop(reply)
+                return
+        if isinstance(reply, bytes):
+            self._pending.append(reply)
+            return
+        future = reply if isinstance(reply, asyncio.Future) else asyncio.ensure_future(reply)
+        self._run_open += 1
+        self._pending.append(future)
+        future.add_done_callback(self._on_done)
+        self._update_reading()
+
+    def _drop(self, reply: Reply_) -> None:
+        """Let a reply that must not be sent finish, keeping the run count right."""
+        if not isinstance(reply, bytes):
+            future = reply if isinstance(reply, asyncio.Future) else asyncio.ensure_future(reply)
+            self._run_open += 1
+            future.add_done_callback(self._on_done)
+
+    def _on_done(self, future: asyncio.Future[bytes]) -> None:
+        self._run_open -= 1
+        self.resume_held()
+
+    def resume_held(self) -> None:
+        """Dispatch held commands that may run now (a run finished, or a pause ended)."""
+        while self._held and not self._run_open and not self.closing:
+            argv = self._held[0]
+            if self.server.paused_until and self.server.holds(classify(argv).kind):
+                break
+            self._held.popleft()
+            self._dispatch(argv)
+        self._finish_if_done()
+        self._flush()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        out: list[bytes] = []
+        while pending:
+            head = pending[0]
+            if isinstance(head, bytes):
+                reply = head
+            elif head.done():
+                reply = self._reply_bytes(head)
+            else:
+                break
+            if reply[0] == 45:  # '-': an error reply
+                self.server.stats.count_error(reply)
+            out.append(reply)
+            pending.popleft()
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.closing and not pending and transport is not None:
+            transport.close()
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Back-pressure: stop reading while too many replies are owed or unsent."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        busy = self._write_paused or len(self._pending) + len(self._held) >= (
+            self.server.limits.max_pipeline
+        )
+        if busy and not self._paused:
+            self._paused = True
+            transport.pause_reading()
+        elif not busy and self._paused:
+            self._paused = False
+            transport.resume_reading()
+
+    # ------------------------------------------------------------------ commands
+
+    def _handle(
+        self,
+        argv: Sequence[bytes],
+        client: int = 0,
+        seq: int = 0,
+        known: Classification | None = None,
+    ) -> Reply_:
+        metrics = self.node.metrics
+        name = argv[0].lower() if argv else b""
+        if not self.authenticated and name not in (b"auth", b"hello", b"quit"):
+            metrics.client_errors.labels("noauth").inc()
+            return NOAUTH
+        if name == b"rid" and client == 0:
+            return self._with_session(argv)
+        kind, spec, err = known if known is not None else classify(argv)
+        if self.multi is not None and self.queues(name):
+            if spec is not None and err is not None:
+                self._count(self.server.stats.rejected, spec.name)
+            return self.queue(argv, Classification(kind, spec, err))
+        if err is not None:
+            metrics.client_errors.labels("invalid").inc()
+            if spec is not None:
+                self._count(self.server.stats.rejected, spec.name)
+            return err
+        assert spec is not None
+        self.last_spec = spec
+        calls = self.server.stats.calls
+        calls[spec.name] = calls.get(spec.name, 0) + 1
+        if kind is CommandKind.WRITE:
+            metrics.ops_write.inc()
+            return self.propose(argv, client, seq, spec)
+        if kind is CommandKind.READ:
+            metrics.ops_read.inc()
+            return self._read(argv)
+        metrics.ops_local.inc()
+        if name == b"exec":
+            return self.c_exec(client, seq)
+        return self.local_reply(name, argv)
+
+    @staticmethod
+    def _count(table: dict[str, int], name: str) -> None:
+        table[name] = table.get(name, 0) + 1
+
+    def local_reply(self, name: bytes, argv: Sequence[bytes]) -> Reply_:
+        if name == b"client":
+            return self.c_client(argv[1:])
+        if name in (b"multi", b"discard", b"unwatch"):
+            handler = getattr(self, "c_" + name.decode())
+            reply: bytes = handler()
+            return reply
+        if name == b"watch":
+            return self.c_watch(argv)
+        method = getattr(self, "c_" + name.decode("ascii", "replace"), None)
+        if method is None:
+            return error(f"ERR command '{name.decode(errors='replace')}' is not supported")
+        local: bytes = method(argv)
+        return local
+
+    def _with_session(self, argv: Sequence[bytes]) -> Reply_:
+        if len(argv) < 4:
+            return b"-ERR wrong number of arguments for 'rid' command\r\n"
+        client, seq = string2ll(argv[1]), string2ll(argv[2])
+        if client is None or seq is None or client <= 0 or seq <= 0:
+            return b"-ERR RID needs a positive client id and sequence number\r\n"
+        if self.multi is not None and argv[3].lower() != b"exec":
+            # The queued commands run inside EXEC's entry: its session is the one that counts.
+            self.multi_error = True
+            return b"-ERR RID inside MULTI is not supported: send RID <client> <seq> EXEC\r\n"
+        return self._handle(argv[3:], client, seq)
+
+    def propose(self, argv: Sequence[bytes], client: int, seq: int, spec: CommandSpec) -> Reply_:
+        """Propose a write. The fast path returns the node's own future (no task, no timer);
+        :meth:`_reply_bytes` turns its result or error into RESP when it is sent.
+
+        The command is stamped with this node's clock unless its result cannot depend on
+        time (a plain ``SET k v``), and carries the connection's database."""
+        stamp = 0 if len(argv) <= spec.untimed_argc else now_ms()
+        payload = encode_request(argv, client, seq, stamp, self.db)
+        try:
+            future = self.node.submit_future(payload, self.server.limits.timeout)
+        except PyxosError as exc:
+            return self.error_reply(exc)
+        if future is None:
+            return self._write_slow(payload)  # no leader known yet: wait for one
+        if self.protocol == 3:
+            out: asyncio.Future[bytes] = self.loop.create_future()
+            future.add_done_callback(lambda f: out.set_result(self._reply_bytes(f)))
+            return out
+        return future
+
+    def submit(self, payload: bytes) -> asyncio.Future[bytes]:
+        """An internal entry through the log; its RESP2 reply, or the error that stopped it."""
+
+        async def run() -> bytes:
+            try:
+                return await self.node.submit(payload, self.server.limits.timeout)
+            except PyxosError as exc:
+                return self.error_reply(exc)
+
+        return asyncio.ensure_future(run())
+
+    async def _write_slow(self, payload: bytes) -> bytes:
+        try:
+            reply = await self.node.submit(payload, self.server.limits.timeout)
+        except PyxosError as exc:
+            return self.error_reply(exc)
+        return to_resp3(reply) if self.protocol == 3 else reply
+
+    def _read(self, argv: Sequence[bytes]) -> bytes | asyncio.Future[bytes]:
+        """Ask for a read index; answer from local state once it is applied here."""
+        kv, protocol, node, db = self.server.kv, self.protocol, self.node, self.db
+        try:
+            index = node.read_future(self.server.limits.timeout)
+        except PyxosError as exc:
+            return self.error_reply(exc)
+        out: asyncio.Future[bytes] = self.loop.create_future()
+
+        def done(f: asyncio.Future[bool]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                out.set_result(self.error_reply(exc))
+            elif f.result():
+                node.metrics.reads.inc()
+                if not kv.expiring:
+                    out.set_result(kv.read(argv, protocol, db))
+                    return
+                clock = now_ms()
+                if not kv.due(argv, db, clock):
+                    out.set_result(kv.read(argv, protocol, db, clock))
+                    return
+                task = asyncio.ensure_future(self._tick_then_read(argv, clock))
+                task.add_done_callback(lambda t: out.set_result(t.result()))
+            else:  # no leader confirmed it: retry, waiting for a leader
+                task = asyncio.ensure_future(self._read_slow(argv))
+                task.add_done_callback(lambda t: out.set_result(t.result()))
+
+        index.add_done_callback(done)
+        return out
+
+    async def _read_slow(self, argv: Sequence[bytes]) -> bytes:
+        kv = self.server.kv
+        try:
+            await self.node.read(lambda _: None, self.server.limits.timeout)
+        except PyxosError as exc:
+            return self.error_reply(exc)
+        clock = now_ms()
+        if kv.expiring and kv.due(argv, self.db, clock):
+            return await self._tick_then_read(argv, clock)
+        return kv.read(argv, self.protocol, self.db, clock)
+
+    async def _tick_then_read(self, argv: Sequence[bytes], clock: int) -> bytes:
+        """The read touches a key that is past its time by this node's clock but not yet by
+        the replicated one: put a clock tick through the log first (which deletes the key
+        on every replica), then answer. No node can report the key present after this."""
+        try:
+            await self.node.submit(encode_request((), time=clock), self.server.limits.timeout)
+        except PyxosError as exc:
+            return self.error_reply(exc)
+        return self.server.kv.read(argv, self.protocol, self.db, clock)
+
+    def _reply_bytes(self, future: asyncio.Future[bytes]) -> bytes:
+        """The RESP bytes for a finished write future: its reply, or the error for why not."""
+        exc = future.exception()
+        if exc is not None:
+            return self.error_reply(exc)
+        reply = future.result()
+        return to_resp3(reply) if self.protocol == 3 else reply
+
+    def error_reply(self, exc: BaseException) -> bytes:
+        if isinstance(exc, Unavailable):
+            return self._fail("NOLEADER", f"no leader reachable, command not applied ({exc})")
+        if isinstance(exc, UnknownOutcome):
+            return self._fail("TIMEOUT", f"outcome unknown, the command may still apply ({exc})")
+        if isinstance(exc, NodeFailed):
+            return self._fail("NODEFAILED", f"this node stopped: {exc}")
+        log.error("unexpected error serving a command: %r", exc)
+        self.server.stats.unexpected_errors += 1
+        return self._fail("ERR", f"internal error: {exc!r}")
+
+    def _fail(self, code: str, text: str) -> bytes:
+        self.node.metrics.client_errors.labels(code.lower()).inc()
+        return error(f"{code} {text}")

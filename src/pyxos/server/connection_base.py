@@ -1,0 +1,109 @@
+"""What every part of a client connection shares: its state, and the reply helpers.
+
+A connection is assembled from mixins by concern (:mod:`~pyxos.server.local_commands`,
+:mod:`~pyxos.server.client_command`, :mod:`~pyxos.server.multi`) over this base, which
+declares the state they all read and the two ways a command reaches the replicated state
+(:meth:`ConnectionBase.propose` for writes, :meth:`ConnectionBase.submit` for internal
+entries such as WATCH registrations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pyxos.kv.commands import CommandSpec
+from pyxos.kv.reply import Reply, encode
+
+if TYPE_CHECKING:
+    from pyxos.runtime.node import Node
+    from pyxos.server.redis_server import RedisServer
+    from pyxos.server.resp import RequestParser
+
+Reply_ = bytes | asyncio.Future[bytes] | Coroutine[Any, Any, bytes]
+"""A reply ready now, one that a future will bring, or one a coroutine will compute."""
+
+OK = b"+OK\r\n"
+PONG = b"+PONG\r\n"
+NOAUTH = b"-NOAUTH Authentication required.\r\n"
+EMPTY_ARRAY = b"*0\r\n"
+SYNTAX = b"-ERR syntax error\r\n"
+
+
+def now_ms() -> int:
+    """This node's wall clock in ms since the epoch: the time stamp of the commands it takes
+    (the state machine's clock is the largest stamp applied, see :mod:`pyxos.kv.keyspace`)."""
+    return time.time_ns() // 1_000_000
+
+
+def bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def error(text: str) -> bytes:
+    """An error reply line; CR and LF in ``text`` become spaces, as in Redis."""
+    return b"-" + text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace") + b"\r\n"
+
+
+def arg_text(arg: bytes) -> str:
+    return arg.decode("utf-8", "surrogateescape")
+
+
+class ConnectionBase:
+    """State of one client connection (see :class:`pyxos.server.connection.Connection`)."""
+
+    server: RedisServer
+    node: Node
+    parser: RequestParser
+    loop: asyncio.AbstractEventLoop
+    id: int
+    protocol: int
+    db: int
+    name: bytes
+    authenticated: bool
+    closing: bool
+    transport: asyncio.Transport | None
+    created: float
+    """``loop.time()`` when the connection was accepted."""
+    last_active: float
+    """``loop.time()`` when its last bytes arrived."""
+    last_spec: CommandSpec | None
+    reply_off: bool
+    """CLIENT REPLY OFF: no replies at all until CLIENT REPLY ON."""
+    skip_replies: int
+    """Replies still to drop because of CLIENT REPLY SKIP (this one and the next)."""
+    quiet: bool
+    """Either of the above is in effect (one test on the hot path)."""
+    no_evict: bool
+    multi: list[list[bytes]] | None
+    """Commands queued since MULTI, or None outside a transaction."""
+    multi_error: bool
+    watch_id: int
+    """This connection's WATCH registration in the replicated state, 0 for none."""
+    watch_pending: list[asyncio.Future[bytes]]
+
+    def encode(self, value: Reply) -> bytes:
+        return encode(value, self.protocol)
+
+    def propose(
+        self, argv: Sequence[bytes], client: int, seq: int, spec: CommandSpec
+    ) -> Reply_:  # implemented by the connection
+        raise NotImplementedError
+
+    def submit(self, payload: bytes) -> asyncio.Future[bytes]:
+        """Put an internal entry (encoded request) through the log; the future brings its
+        RESP2 reply, or a RESP error when it could not be applied."""
+        raise NotImplementedError
+
+    def error_reply(self, exc: BaseException) -> bytes:
+        raise NotImplementedError
+
+    def drop_watch(self) -> None:
+        """Forget this connection's WATCH (see :mod:`pyxos.server.multi`)."""
+        raise NotImplementedError
+
+    def close_after_reply(self) -> None:
+        """Close once what was already answered has been written (CLIENT KILL)."""
+        raise NotImplementedError
