@@ -6,7 +6,10 @@ never on in normal operation. Each bug breaks one rule a correct node must keep:
 - ``ack-before-fsync``: followers send Accepted/Promise before their write is durable
   (the write is delayed, so a crash in between forgets what was acknowledged);
 - ``stale-reads``: reads are served from local state without a read index;
-- ``skip-reproposal``: a new leader ignores the values its phase-1 promises reported.
+- ``skip-reproposal``: a new leader ignores the values its phase-1 promises reported;
+- ``skip-fsync``: the storage engine never fsyncs (SQLite ``synchronous=OFF``, LMDB
+  without sync), so everything is written and acknowledged but only a power cut, not a
+  process crash, loses it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 from pyxos.core.messages import Promise
 from pyxos.core.replica import Replica
 
-BUGS = ("ack-before-fsync", "stale-reads", "skip-reproposal")
+BUGS = ("ack-before-fsync", "stale-reads", "skip-reproposal", "skip-fsync")
 
 
 class SkipsReproposal(Replica):

@@ -121,6 +121,7 @@ class Node:
             node_id=self.id,
             cluster_id=config.cluster_id,
             members=tuple(sorted(config.members)),
+            sync=test_bug != "skip-fsync",
         )
         state, snapshot = self.storage.load()
         if snapshot is not None:

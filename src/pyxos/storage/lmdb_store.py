@@ -111,14 +111,14 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _open_env(path: Path, map_size: int) -> lmdb.Environment:
+def _open_env(path: Path, map_size: int, sync: bool = True) -> lmdb.Environment:
     return lmdb.open(
         str(path),
         map_size=map_size,
         subdir=True,
         max_dbs=4,
-        sync=True,  # data pages, then the meta page: see the module docstring
-        metasync=True,
+        sync=sync,  # data pages, then the meta page: see the module docstring
+        metasync=sync,
         create=False,
         lock=True,
     )
@@ -148,8 +148,11 @@ class Storage:
         create: bool = True,
         map_size: int = DEFAULT_MAP_SIZE,
         max_map_size: int = DEFAULT_MAX_MAP_SIZE,
+        sync: bool = True,
     ) -> None:
         self.path = Path(path)
+        self.sync_commits = sync
+        """False only for the ``skip-fsync`` test bug: commits are never fsynced."""
         self.node_id = node_id
         self.cluster_id = cluster_id
         self.created = False
@@ -293,7 +296,7 @@ class Storage:
 
     def _engine_open(self) -> tuple[bytes | None, bytes | None]:
         """Open the store; return the raw identity and snapshot records."""
-        self._env = env = _open_env(self.path / ENV_DIR, self._map_size)
+        self._env = env = _open_env(self.path / ENV_DIR, self._map_size, self.sync_commits)
         self._map_size = env.info()["map_size"]
         try:
             self._meta = env.open_db(_META_DB, create=False)

@@ -66,7 +66,7 @@ def _classify(exc: sqlite3.Error) -> sqlite3.Error:
     return exc
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, sync: bool = True) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False: the
     # I/O thread, the snapshot thread and the loop use the connection, always under the
     # store's lock.
@@ -75,7 +75,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StorageError(f"{path}: SQLite refused WAL mode (got {mode!r})")
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA synchronous=FULL" if sync else "PRAGMA synchronous=OFF")
         # Checkpoint (copy the WAL into the database and sync it) every ~16 MiB rather than
         # every 4 MiB: fewer stalls of the batch that crosses the threshold.
         db.execute("PRAGMA wal_autocheckpoint=4096")
@@ -128,7 +128,7 @@ class SqliteStorage(Storage):
 
     def _engine_open(self) -> tuple[bytes | None, bytes | None]:
         try:
-            self._db = db = _connect(self.path / SQLITE_DIR / DB_FILE)
+            self._db = db = _connect(self.path / SQLITE_DIR / DB_FILE, self.sync_commits)
             rows = dict(
                 db.execute("SELECT k, v FROM meta WHERE k IN (?, ?)", (_K_IDENTITY, _K_SNAPSHOT))
             )
