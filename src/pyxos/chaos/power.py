@@ -82,6 +82,11 @@ class LazyMount:
 
     def start(self, timeout: float = 20.0) -> None:
         """Mount (again) and wait until the file system answers."""
+        self.spawn()
+        self.wait_mounted(timeout)
+
+    def spawn(self) -> None:
+        """Start mounting; :meth:`wait_mounted` waits for it (several mounts at once)."""
         if self.mounted:
             return
         self._detach()  # a mount left behind by a process that died
@@ -107,6 +112,10 @@ class LazyMount:
         self.proc = subprocess.Popen(
             command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
+
+    def wait_mounted(self, timeout: float = 20.0) -> None:
+        if self.proc is None:
+            raise RuntimeError(f"{self.mountpoint}: nothing is mounting")
         deadline = time.monotonic() + timeout
         while not (os.path.ismount(self.mountpoint) and self._answers()):
             if self.proc.poll() is not None:
@@ -204,16 +213,19 @@ class PowerSupply:
             for k in ids
         }
 
-    def start(self) -> None:
-        for mount in self.mounts.values():
-            mount.start()
+    def start(self, nodes: list[int] | None = None) -> None:
+        """Mount the disks of ``nodes`` (default: all), all at once."""
+        mounts = [self.mounts[k] for k in (nodes or self.mounts)]
+        for mount in mounts:
+            mount.spawn()
+        for mount in mounts:
+            mount.wait_mounted()
 
-    def cut(self, node: int, tear_seed: int | None = None) -> dict[str, Any]:
-        """Cut one node's power (the node must be dead) and mount its disk again."""
-        mount = self.mounts[node]
-        report = mount.cut(tear_seed)
-        mount.start()
-        return report
+    def cut(self, nodes: list[int], tear_seeds: list[int | None]) -> list[dict[str, Any]]:
+        """Cut the power of ``nodes`` (which must be dead), then mount their disks again."""
+        reports = [self.mounts[k].cut(seed) for k, seed in zip(nodes, tear_seeds, strict=True)]
+        self.start(nodes)
+        return reports
 
     def close(self) -> None:
         for mount in self.mounts.values():
