@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Tools the tests drive (redis-cli, redis-benchmark; redis-server, the reference the
-# compatibility tests compare every reply with; nftables as root, for packet loss);
-# installed when missing.
+# compatibility tests compare every reply with; nftables as root, for packet loss; fuse3
+# as root, for power cuts); installed when missing.
 systools:
 	@command -v redis-cli >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-tools and redis-server (redis-cli, redis-benchmark, the reference Redis)"; \
@@ -28,6 +28,10 @@ systools:
 	  echo "installing nftables (packet loss in chaos runs)"; \
 	  (apt-get update -qq && apt-get install -y -qq nftables >/dev/null) || \
 	  echo "warning: could not install nftables; packet-loss tests will be skipped"; }
+	@[ "$$(id -u)" != 0 ] || command -v fusermount3 >/dev/null 2>&1 || { \
+	  echo "installing fuse3 (libfuse 3, for the lazy file system of power-cut chaos runs)"; \
+	  (apt-get update -qq && apt-get install -y -qq fuse3 >/dev/null) || \
+	  echo "warning: could not install fuse3; power-cut tests will be skipped"; }
 
 demo: $(STAMP)
 	$(BIN)/pyxos demo

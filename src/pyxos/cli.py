@@ -325,7 +325,8 @@ def status(endpoints: str, as_json: bool) -> None:
 @click.option(
     "--nemesis",
     help="Comma-separated fault kinds: kill, crash, pause, partition, delay, loss (packet "
-    "loss, needs root and nftables).  [default: every kind this machine can inject]",
+    "loss, needs root and nftables), power (power cuts that lose every unsynced write, needs "
+    "root and FUSE).  [default: every kind this machine can inject]",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--clients", default=10, show_default=True, type=click.IntRange(1, 256))
@@ -343,6 +344,12 @@ def status(endpoints: str, as_json: bool) -> None:
     help="Write history.jsonl, node logs, summary.json and timeline.png here.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, last line.")
+@click.option(
+    "--lazy-fs/--no-lazy-fs",
+    default=None,
+    help="Put every data dir on a lazy mount (FUSE; slower).  [default: only with power]",
+)
+@click.option("--storage", type=click.Choice(["sqlite", "lmdb"]), help="The nodes' storage engine.")
 @click.option("--test-bug", hidden=True, help="Run deliberately broken nodes (must fail).")
 def chaos(
     duration: float,
@@ -354,6 +361,8 @@ def chaos(
     pace: float,
     out: Path | None,
     as_json: bool,
+    lazy_fs: bool | None,
+    storage: str | None,
     test_bug: str | None,
 ) -> None:
     """Real processes under faults; judged only by what clients saw.
@@ -363,8 +372,8 @@ def chaos(
     """
     import asyncio
 
-    from pyxos.chaos.nemesis import KINDS, available_kinds
-    from pyxos.chaos.netfilter import unavailable_reason
+    from pyxos.chaos.nemesis import KINDS, available_kinds, unavailable
+    from pyxos.chaos.power import unavailable_reason as lazy_unavailable
     from pyxos.chaos.runner import ChaosConfig, run_chaos
 
     if nemesis is None:
@@ -374,8 +383,13 @@ def chaos(
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise click.BadParameter(f"unknown nemesis {bad}; choose from {', '.join(KINDS)}")
-    if "loss" in kinds and (reason := unavailable_reason()) is not None:
-        raise click.BadParameter(f"the loss nemesis is not available here: {reason}")
+    for kind in kinds:
+        if (reason := unavailable(kind)) is not None:
+            raise click.BadParameter(f"the {kind} nemesis is not available here: {reason}")
+    if lazy_fs is False and "power" in kinds:
+        raise click.BadParameter("the power nemesis needs --lazy-fs")
+    if lazy_fs and (reason := lazy_unavailable()) is not None:
+        raise click.BadParameter(f"--lazy-fs is not available here: {reason}")
     cfg = ChaosConfig(
         duration=duration,
         nodes=nodes,
@@ -386,12 +400,15 @@ def chaos(
         pace=pace,
         out=out,
         test_bug=test_bug,
+        lazy_fs=lazy_fs,
+        storage=storage,
     )
     report = asyncio.run(run_chaos(cfg))
     data = report.as_dict()
     click.echo(
         f"{data['ops']} ops ({data['ok']} ok, {data['fail']} failed, {data['unknown']} unknown) "
         f"in {data['duration_s']}s under {data['faults']} faults"
+        + (" (data dirs on lazy mounts)" if report.lazy_fs else "")
     )
     for fault in report.faults:
         click.echo(
@@ -410,6 +427,8 @@ def chaos(
         f"of {report.acked_unique_writes}"
     )
     click.echo(f"replicas converged: {report.converged}")
+    for node, reason in report.down_nodes.items():
+        click.echo(f"node {node} did not come back: {reason}" if node else reason)
     if report.out:
         click.echo(f"history, logs and timeline.png in {report.out}")
     click.echo("verdict: " + ("PASS" if report.passed else "FAIL"))

@@ -29,6 +29,10 @@ class Bug:
     new_disks_vote: bool = False
     """Storage: a new data dir votes at once, without registration (the review's
     disk-loss hole)."""
+    skip_fsync: bool = False
+    """Storage: commits are never fsynced (SQLite ``synchronous=OFF``, LMDB without sync):
+    everything is written and acknowledged, and only a power cut, not a process crash,
+    loses it."""
     slow_writes: float = 0.0
     """Shell: seconds each write waits before it reaches the disk, so a crash in between
     loses what was already acknowledged (with ``ack_before_fsync``)."""
@@ -71,6 +75,11 @@ BUGS: dict[str, Bug] = {
             "new-disks-vote",
             "a node with a new (wiped) data dir votes at once",
             new_disks_vote=True,
+        ),
+        Bug(
+            "skip-fsync",
+            "the storage engine never fsyncs: only a power cut shows it",
+            skip_fsync=True,
         ),
         Bug(
             "ack-before-fsync",

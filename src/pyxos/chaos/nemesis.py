@@ -9,7 +9,11 @@ Kinds (``--nemesis``):
   link one way;
 - ``delay``: slow every link, or one node's links;
 - ``loss``: drop 10-50% of the packets on one node's links, or 10-20% on every link,
-  below TCP with nftables (root only: see :mod:`pyxos.chaos.netfilter`).
+  below TCP with nftables (root only: see :mod:`pyxos.chaos.netfilter`);
+- ``power``: cut the power of a node, of the leader or of every node: SIGKILL, then every
+  write it did not fsync is lost (half the time tearing each file's last unsynced write),
+  then the node boots from what its disk kept (root and FUSE: see
+  :mod:`pyxos.chaos.power`; each node's data dir is then a lazy mount).
 
 Each fault holds for a few seconds, then heals.
 """
@@ -25,19 +29,29 @@ from typing import Any
 
 import redis
 
-from pyxos.chaos.netfilter import PacketLoss, unavailable_reason
+from pyxos.chaos import netfilter, power
+from pyxos.chaos.netfilter import PacketLoss
+from pyxos.chaos.power import PowerSupply
 from pyxos.chaos.proxy import LinkProxies
 from pyxos.server.local_cluster import LocalCluster
 
-KINDS = ("kill", "crash", "pause", "partition", "delay", "loss")
-NEEDS_ROOT = ("loss",)
+KINDS = ("kill", "crash", "pause", "partition", "delay", "loss", "power")
+NEEDS_ROOT = ("loss", "power")
+
+
+def unavailable(kind: str) -> str | None:
+    """Why ``kind`` cannot be injected on this machine, or ``None`` when it can."""
+    if kind == "loss":
+        return netfilter.unavailable_reason()
+    if kind == "power":
+        return power.unavailable_reason()
+    return None
 
 
 def available_kinds() -> tuple[str, ...]:
-    """Every kind this machine can inject: ``loss`` needs root and nftables."""
-    if unavailable_reason() is None:
-        return KINDS
-    return tuple(k for k in KINDS if k not in NEEDS_ROOT)
+    """Every kind this machine can inject: ``loss`` needs root and nftables, ``power``
+    root and FUSE."""
+    return tuple(k for k in KINDS if unavailable(k) is None)
 
 
 @dataclass(slots=True)
@@ -47,6 +61,8 @@ class Fault:
     nodes: list[int]
     start: float
     end: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    """What the fault did, where it is countable (a power cut: unsynced writes lost)."""
 
     def as_dict(self, t0: float) -> dict[str, Any]:
         return {
@@ -55,7 +71,7 @@ class Fault:
             "nodes": self.nodes,
             "start_s": round(self.start - t0, 3),
             "end_s": round(self.end - t0, 3),
-        }
+        } | ({"counts": self.counts} if self.counts else {})
 
 
 def current_leader(cluster: LocalCluster) -> int | None:
@@ -82,6 +98,7 @@ class Nemesis:
     hold: tuple[float, float] = (1.5, 4.0)
     faults: list[Fault] = field(default_factory=list)
     loss: PacketLoss | None = None
+    power: PowerSupply | None = None
     paused: set[int] = field(default_factory=set)
     killed: set[int] = field(default_factory=set)
 
@@ -146,6 +163,8 @@ class Nemesis:
             return Fault(kind, f"one-way cut {a}->{b}", [a, b], now)
         if kind == "loss":
             return self._lose_packets(now)
+        if kind == "power":
+            return self._cut_power(now)
         delay = rng.choice((0.05, 0.1, 0.2))
         if rng.random() < 0.5:
             for a, b in self.proxies.links:
@@ -169,6 +188,31 @@ class Nemesis:
         percent = rng.choice((10, 25, 50))
         self.loss.set([link.port for (a, b), link in links.items() if victim in (a, b)], percent)
         return Fault("loss", f"{percent}% packet loss on node {victim}'s links", [victim], now)
+
+    def _cut_power(self, now: float) -> Fault:
+        if self.power is None:
+            raise RuntimeError("the power nemesis needs the nodes on lazy mounts (PowerSupply)")
+        rng, ids = self.rng, self.cluster.ids
+        roll = rng.random()
+        if roll < 0.3:
+            victims, detail = list(ids), "cut power to every node"
+        elif roll < 0.65:
+            victims, detail = [self._victim(True)], "cut power to the leader"
+        else:
+            victims, detail = [rng.choice(ids)], "cut power to a node"
+        tear = rng.random() < 0.5
+        for k in victims:
+            self.cluster.kill(k)
+            self.killed.add(k)
+        counts = dict.fromkeys(("unsynced_writes", "unsynced_bytes", "unsynced_entries"), 0)
+        counts["torn_writes"] = 0
+        seeds = [rng.getrandbits(32) if tear else None for _ in victims]
+        for report in self.power.cut(victims, seeds):
+            for key in counts:
+                counts[key] += len(report["torn"]) if key == "torn_writes" else report[key]
+        lost, torn = counts["unsynced_writes"], counts["torn_writes"]
+        detail += f" ({lost} unsynced writes lost, {torn} torn)"
+        return Fault("power", detail, victims, now, counts=counts)
 
     def _cut(self, side: set[int], other: set[int]) -> None:
         for a in side:

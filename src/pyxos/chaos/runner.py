@@ -1,6 +1,7 @@
 """``pyxos chaos``: real processes, real faults, and a verdict from what clients saw.
 
-1. start a cluster of ``pyxos serve`` processes, every peer link behind a proxy;
+1. start a cluster of ``pyxos serve`` processes, every peer link behind a proxy (and, for
+   the ``power`` nemesis, every node's data dir on a lazy mount of its own);
 2. run the workload and the nemesis together for ``duration`` seconds;
 3. heal everything, wait for a leader, read every key back (recorded in the history);
 4. judge: the history must be linearizable, no acknowledged unique write may be lost,
@@ -22,8 +23,10 @@ from typing import Any
 
 import redis
 
-from pyxos.chaos.nemesis import KINDS, NEEDS_ROOT, Fault, Nemesis, current_leader
-from pyxos.chaos.netfilter import PacketLoss, unavailable_reason
+from pyxos.chaos import power
+from pyxos.chaos.nemesis import KINDS, NEEDS_ROOT, Fault, Nemesis, current_leader, unavailable
+from pyxos.chaos.netfilter import PacketLoss
+from pyxos.chaos.power import PowerSupply
 from pyxos.chaos.proxy import LinkProxies
 from pyxos.chaos.workload import Recorder, Worker
 from pyxos.check import check_history, write_history
@@ -49,6 +52,11 @@ class ChaosConfig:
     pace: float = 1.0
     """Scales the nemesis's healthy gaps (1-3 s) and fault holds (1.5-4 s): 0.5 is twice
     as many faults in the same time."""
+    lazy_fs: bool | None = None
+    """Every data dir on a lazy mount (:mod:`pyxos.chaos.power`); ``None``: only when the
+    ``power`` nemesis is on. Slower: compare runs only with the same setting."""
+    storage: str | None = None
+    """The nodes' storage engine (``pyxos serve --storage``); ``None``: the default."""
 
 
 @dataclass(slots=True)
@@ -64,6 +72,10 @@ class ChaosReport:
     lost_acked_writes: int = 0
     acked_unique_writes: int = 0
     converged: bool = False
+    down_nodes: dict[int, str] = field(default_factory=dict)
+    """Nodes that would not start again after the faults, with the reason they gave (0:
+    the cluster, when it could not even be read back)."""
+    lazy_fs: bool = False
     digests: dict[int, str] = field(default_factory=dict)
     ops_per_second: list[int] = field(default_factory=list)
     duration_s: float = 0.0
@@ -72,7 +84,8 @@ class ChaosReport:
 
     @property
     def passed(self) -> bool:
-        return self.linearizable and self.lost_acked_writes == 0 and self.converged
+        ok = self.linearizable and self.lost_acked_writes == 0 and self.converged
+        return ok and not self.down_nodes
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +100,8 @@ class ChaosReport:
             "lost_acked_writes": self.lost_acked_writes,
             "acked_unique_writes": self.acked_unique_writes,
             "converged": self.converged,
+            "down_nodes": self.down_nodes,
+            "lazy_fs": self.lazy_fs,
             "ops_per_second": self.ops_per_second,
             "duration_s": round(self.duration_s, 1),
             "check_seconds": round(self.check_seconds, 2),
@@ -108,9 +123,23 @@ async def _until(predicate: Any, timeout: float) -> Any:
     return None
 
 
+def _wait_all(cluster: LocalCluster, timeout: float) -> dict[int, str]:
+    """Wait for every node to answer; those that exit instead, with their last complaint."""
+    down = {}
+    for k in cluster.ids:
+        try:
+            cluster.wait_ready(k, timeout)
+        except (RuntimeError, TimeoutError) as exc:
+            complaints = [line for line in cluster.log_text(k).splitlines() if "CRITICAL" in line]
+            down[k] = complaints[-1].split(": ", 1)[-1] if complaints else str(exc)
+    return down
+
+
 def _digests(cluster: LocalCluster) -> dict[int, tuple[int, str]]:
     out = {}
     for k in cluster.ids:
+        if not cluster.running(k):
+            continue
         info = redis.Redis(port=cluster.client_port(k), socket_timeout=2).info("digest")
         out[k] = (int(info["applied_index"]), str(info["state_digest"]))
     return out
@@ -131,12 +160,16 @@ def _availability(fault: Fault, recorder: Recorder, end_of_run: float) -> dict[s
 async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     """Run one chaos experiment; see the module docstring."""
     report = ChaosReport()
-    loss: PacketLoss | None = None
-    if "loss" in cfg.nemesis:
-        reason = unavailable_reason()
-        if reason is not None:
-            raise ValueError(f"the loss nemesis is not available here: {reason}")
-        loss = PacketLoss()
+    for kind in cfg.nemesis:
+        if (reason := unavailable(kind)) is not None:
+            raise ValueError(f"the {kind} nemesis is not available here: {reason}")
+    lazy = cfg.lazy_fs if cfg.lazy_fs is not None else "power" in cfg.nemesis
+    if lazy and (reason := power.unavailable_reason()) is not None:
+        raise ValueError(f"lazy mounts are not available here: {reason}")
+    if "power" in cfg.nemesis and not lazy:
+        raise ValueError("the power nemesis needs the data dirs on lazy mounts")
+    report.lazy_fs = lazy
+    loss = PacketLoss() if "loss" in cfg.nemesis else None
     rng = random.Random(cfg.seed)
     root = cfg.out or Path(tempfile.mkdtemp(prefix="pyxos-chaos-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -146,15 +179,20 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     args = list(NODE_ARGS)
     if cfg.test_bug:
         args += ["--test-bug", cfg.test_bug]
+    if cfg.storage:
+        args += ["--storage", cfg.storage]
     cluster = LocalCluster(
         cfg.nodes, find_base_port(cfg.nodes), data, extra_args=args, peer_ports=ports
     )
+    supply = PowerSupply(data, cluster.ids) if lazy else None
     proxies = LinkProxies()
     await proxies.start({k: ("127.0.0.1", cluster.listen_port(k)) for k in cluster.ids}, ports)
     recorder = Recorder()
     keys = [f"k{i}" for i in range(cfg.keys)]
     endpoints = cluster.endpoints()
     try:
+        if supply is not None:
+            await asyncio.to_thread(supply.start)
         cluster.start()
         await asyncio.to_thread(cluster.wait_ready)
         await _until(lambda: current_leader(cluster), 20)
@@ -179,6 +217,7 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             healthy=(1.0 * cfg.pace, 3.0 * cfg.pace),
             hold=(1.5 * cfg.pace, 4.0 * cfg.pace),
             loss=loss,
+            power=supply,
         )
         t0 = time.monotonic()
         recorder.started = t0
@@ -191,7 +230,7 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
 
         # Heal, recover, read everything back.
         await asyncio.to_thread(nemesis.heal_all)
-        await asyncio.to_thread(cluster.wait_ready, None, 60.0)
+        report.down_nodes = await asyncio.to_thread(_wait_all, cluster, 60.0)
         await _until(lambda: current_leader(cluster), 30)
         final = Worker(10_000, 1, endpoints, keys, recorder, random.Random(0), 0.0)
         final.process = 1_000_000
@@ -205,13 +244,17 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         await final.close()
         added = list(recorder.added)
         report.acked_unique_writes = len(added)
+        up = [k for k in cluster.ids if cluster.running(k)] or [1]
         reader = redis.Redis(
-            port=cluster.client_port(current_leader(cluster) or 1), socket_timeout=10
+            port=cluster.client_port(current_leader(cluster) or up[0]), socket_timeout=10
         )
-        for start in range(0, len(added), 1000):
-            batch = added[start : start + 1000]
-            values = await asyncio.to_thread(reader.mget, batch)
-            report.lost_acked_writes += sum(1 for v in values if v is None)
+        try:
+            for start in range(0, len(added), 1000):
+                batch = added[start : start + 1000]
+                values = await asyncio.to_thread(reader.mget, batch)
+                report.lost_acked_writes += sum(1 for v in values if v is None)
+        except (redis.RedisError, OSError) as exc:
+            report.down_nodes.setdefault(0, f"reading back the acknowledged writes: {exc}")
 
         def same() -> dict[int, str] | None:
             rows = _digests(cluster)
@@ -220,7 +263,7 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             return None
 
         digests = await _until(same, 30)
-        report.converged = digests is not None
+        report.converged = digests is not None and not report.down_nodes
         report.digests = digests or {
             k: r[1] for k, r in (await asyncio.to_thread(_digests, cluster)).items()
         }
@@ -233,6 +276,8 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         if loss is not None:
             loss.clear()
         cluster.close()
+        if supply is not None:
+            await asyncio.to_thread(supply.close)
         await proxies.close()
 
     events = recorder.events
@@ -257,9 +302,9 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     if cfg.out is not None:
         write_history(events, root / "history.jsonl")
         for k in cluster.ids:
-            log = data / f"node{k}.log"
-            if log.exists():
-                shutil.copy(log, root / f"node{k}.log")
+            for name in (f"node{k}.log", f"lazyfs{k}.log"):
+                if (data / name).exists():
+                    shutil.copy(data / name, root / name)
         (root / "summary.json").write_text(json.dumps(report.as_dict(), indent=2))
         from pyxos.chaos.timeline import plot_timeline
 

@@ -83,7 +83,9 @@ class Node:
         ``getpid`` system call each time, and the per-command paths would pay it."""
         self._closed = False
         self.failed: str | None = None
-        self.storage, state, snapshot, self.moved_aside = open_data_dir(config, self.log)
+        self.storage, state, snapshot, self.moved_aside = open_data_dir(
+            config, self.log, sync=bug is None or not bug.skip_fsync
+        )
         applied = 0
         if snapshot is not None:
             self.sm.restore(self.storage.read_snapshot())

@@ -34,28 +34,29 @@ from pyxos.storage import (
 LoggerLike = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
-def _open(config: NodeConfig, engine: str | None) -> Storage:
+def _open(config: NodeConfig, engine: str | None, sync: bool) -> Storage:
     return open_storage(
         engine,
         config.data_dir,
         node_id=config.node_id,
         cluster_id=config.cluster_id,
         members=tuple(sorted(config.members)),
+        sync=sync,
     )
 
 
 def open_data_dir(
-    config: NodeConfig, log: LoggerLike
+    config: NodeConfig, log: LoggerLike, *, sync: bool = True
 ) -> tuple[Storage, HardState, SnapshotInfo | None, Path | None]:
     """Open (or create) the data dir; a damaged one is moved aside and made anew.
 
     Returns the storage, what to restart from, the snapshot, and where a damaged data
-    dir was moved (``None`` if it was not).
+    dir was moved (``None`` if it was not). ``sync=False`` is the ``skip-fsync`` test bug.
     """
     engine = config.storage or engine_of(config.data_dir)
     storage: Storage | None = None
     try:
-        storage = _open(config, engine)
+        storage = _open(config, engine, sync)
         state, snapshot = storage.load()
         return storage, state, snapshot, None
     except CorruptStorageError as exc:
@@ -70,7 +71,7 @@ def open_data_dir(
             exc,
             moved,
         )
-    storage = _open(config, engine)
+    storage = _open(config, engine, sync)
     state, snapshot = storage.load()
     return storage, state, snapshot, moved
 

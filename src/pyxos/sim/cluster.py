@@ -162,7 +162,9 @@ class Cluster:
         """A brand-new data dir under a fresh random incarnation."""
         bug = self.bug
         storage = SimStorage(
-            self.crash_rng.getrandbits(62) + 1, bug is not None and bug.forget_promises
+            self.crash_rng.getrandbits(62) + 1,
+            forget_promises=bug is not None and bug.forget_promises,
+            skip_fsync=bug is not None and bug.skip_fsync,
         )
         if bug is not None and bug.new_disks_vote:
             storage.vote_at_once()

@@ -28,7 +28,12 @@ class SimStorage:
 
     incarnation: int
     forget_promises: bool = False
+    skip_fsync: bool = False
+    """A deliberate bug: writes are committed but never synced, so they sit in the page
+    cache, which a power loss empties."""
     durable: DurableImage = field(init=False)
+    cached: list[Persist] = field(default_factory=list)
+    """Committed, never synced (``skip_fsync`` only)."""
     in_flight: Persist | None = None
     damaged: str | None = None
     """Which record fails its checksum, if one does."""
@@ -49,7 +54,10 @@ class SimStorage:
     def sync(self) -> None:
         """The write in flight is durable."""
         if self.in_flight is not None:
-            self.durable.write(self.in_flight)
+            if self.skip_fsync:
+                self.cached.append(self.in_flight)
+            else:
+                self.durable.write(self.in_flight)
             self.in_flight = None
         self.syncs += 1
 
@@ -63,6 +71,9 @@ class SimStorage:
 
     def crash(self, rng: Rng, *, tear: bool = False) -> None:
         """Power loss: the write in flight lands whole or not at all; or it is torn."""
+        cached, self.cached = self.cached, []
+        for p in cached[: rng.randrange(0, len(cached) + 1)]:
+            self.durable.write(p)  # what the kernel happened to write back
         flight, self.in_flight = self.in_flight, None
         if flight is not None:
             if tear and flight.entries:

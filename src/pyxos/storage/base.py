@@ -127,8 +127,11 @@ class Storage:
         cluster_id: str,
         members: Sequence[int] | None = None,
         create: bool = True,
+        sync: bool = True,
     ) -> None:
         self.path = Path(path)
+        self.sync_commits = sync
+        """False only for the ``skip-fsync`` test bug: commits are never fsynced."""
         self.node_id = node_id
         self.cluster_id = cluster_id
         self.created = False

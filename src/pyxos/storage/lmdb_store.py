@@ -45,14 +45,14 @@ _CORRUPT_LMDB = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError)
 """LMDB errors that mean the file is damaged rather than the disk or the process failing."""
 
 
-def _open_env(path: Path, map_size: int) -> lmdb.Environment:
+def _open_env(path: Path, map_size: int, sync: bool = True) -> lmdb.Environment:
     return lmdb.open(
         str(path),
         map_size=map_size,
         subdir=True,
         max_dbs=4,
-        sync=True,  # data pages, then the meta page: see the module docstring
-        metasync=True,
+        sync=sync,  # data pages, then the meta page: see the module docstring
+        metasync=sync,
         create=False,
         lock=True,
     )
@@ -97,7 +97,7 @@ class LmdbStorage(Storage):
 
     def _engine_open(self) -> None:
         """Open the store (its records are read by :meth:`_engine_meta`)."""
-        self._env = env = _open_env(self.path / ENV_DIR, self._map_size)
+        self._env = env = _open_env(self.path / ENV_DIR, self._map_size, self.sync_commits)
         self._map_size = env.info()["map_size"]
         try:
             self._meta = env.open_db(_META_DB, create=False)

@@ -62,7 +62,7 @@ def _classify(exc: sqlite3.Error) -> sqlite3.Error:
     return exc
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, sync: bool = True) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False: the
     # I/O thread, the snapshot thread and the loop use the connection, always under the
     # store's lock.
@@ -71,7 +71,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StorageError(f"{path}: SQLite refused WAL mode (got {mode!r})")
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA synchronous=FULL" if sync else "PRAGMA synchronous=OFF")
         # Checkpoint (copy the WAL into the database and sync it) every ~16 MiB rather than
         # every 4 MiB: fewer stalls of the batch that crosses the threshold.
         db.execute("PRAGMA wal_autocheckpoint=4096")
@@ -129,7 +129,7 @@ class SqliteStorage(Storage):
 
     def _engine_open(self) -> None:
         try:
-            self._db = db = _connect(self.data_file)
+            self._db = db = _connect(self.data_file, self.sync_commits)
             db.execute("SELECT count(*) FROM log WHERE slot < 0").fetchone()
         except sqlite3.Error as exc:
             raise _classify(exc) from exc
