@@ -18,8 +18,6 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-import msgspec
-
 from pyxos.core.ballot import Ballot
 from pyxos.core.bugs import NO_BUGS
 from pyxos.core.config import Config
@@ -38,6 +36,10 @@ from pyxos.core.messages import (
 from pyxos.core.ready import HardState, Persist
 from pyxos.core.replica import InvariantViolation, Options, Replica, Role
 from pyxos.faults import Bug
+from pyxos.sim.app import KVApp, LogApp
+from pyxos.sim.clocks import WallClocks
+from pyxos.sim.expiry_oracle import ALL_CHECKS
+from pyxos.sim.kv_workload import KVWorkload
 from pyxos.sim.network import Faults, Network
 from pyxos.sim.oracle import Oracle
 from pyxos.sim.storage import SimStorage
@@ -49,30 +51,12 @@ _OBSERVED = frozenset({Propose, Accepted, Commit, Promise, Chosen})
 
 
 @dataclass(slots=True)
-class _App:
-    """The simulated state machine: the sequence of applied slots and their values."""
-
-    applied: dict[int, Value] = field(default_factory=dict)
-    last: int = 0
-    commands: set[bytes] = field(default_factory=set)
-
-    def snapshot(self) -> bytes:
-        return msgspec.msgpack.encode([self.last, sorted(self.applied.items())])
-
-    def restore(self, data: bytes) -> None:
-        last, items = msgspec.msgpack.decode(data, type=tuple[int, list[tuple[int, Value]]])
-        self.applied = dict(items)
-        self.last = last
-        self.commands = {c for _, v in items for c in v}
-
-
-@dataclass(slots=True)
 class SimNode:
     id: int
     replica: Replica
     driver: Driver
     storage: SimStorage
-    app: _App
+    app: LogApp
     up: bool = True
     paused_until: int = 0
     rate: float = 1.0
@@ -85,6 +69,10 @@ class SimNode:
     """Commands a client submitted here and is waiting on: command -> client id."""
     reads: dict[int, tuple[int, int]] = field(default_factory=dict)
     """Confirmed reads waiting to be served: token -> (index, client)."""
+    ticking: dict[bytes, list[int]] = field(default_factory=dict)
+    """Key-value workload: clock ticks this node proposed for reads -> their tokens."""
+    expiry_tick: tuple[bytes, int] | None = None
+    """Key-value workload: the leader's clock tick in flight, and when it was proposed."""
     restarts: int = 0
     checked_commit: int = 0
     """The oracle has checked this node's commit index up to here."""
@@ -118,6 +106,8 @@ class Cluster:
         bug: Bug | None = None,
         white_box: bool = True,
         client_timeout: int = 40,
+        workload: str = "log",
+        kv_checks: frozenset[str] = ALL_CHECKS,
     ) -> None:
         self.seed = seed
         root = random.Random(seed)
@@ -142,14 +132,34 @@ class Cluster:
         self.coverage: Counter[str] = Counter()
         """Paths the simulator itself took (faults); see :meth:`coverage_totals`."""
         self.lost_disks: set[int] = set()
-        self.workload = Workload(
-            self,
-            random.Random(root.getrandbits(64)),
-            clients,
-            read_ratio,
-            client_timeout,
-            self._fail,
-        )
+        self.kv = workload == "kv-expiry"
+        self.workload: Workload | KVWorkload
+        if self.kv:
+            kv_rng = random.Random(root.getrandbits(64))
+            self.clocks = WallClocks(
+                random.Random(kv_rng.getrandbits(64)), self.config.members, rates or {}
+            )
+            self.workload = KVWorkload(
+                self,
+                kv_rng,
+                clients,
+                read_ratio,
+                client_timeout,
+                self._fail,
+                self.clocks,
+                kv_checks,
+            )
+        elif workload == "log":
+            self.workload = Workload(
+                self,
+                random.Random(root.getrandbits(64)),
+                clients,
+                read_ratio,
+                client_timeout,
+                self._fail,
+            )
+        else:
+            raise ValueError(f"unknown workload {workload!r}")
         self.nodes: dict[int, SimNode] = {}
         for i in self.config.members:
             storage = self._new_storage()
@@ -179,7 +189,7 @@ class Cluster:
             self._record(f"node {node}: data dir moved aside: {exc}")
             storage = self._new_storage()
             state, snapshot = storage.recover()
-        app = _App()
+        app = KVApp() if self.kv else LogApp()
         if snapshot is not None:
             app.restore(snapshot.data)
         replica = self._make_replica(node, state, restarts)
@@ -191,6 +201,7 @@ class Cluster:
         sim.checked_commit = replica.snapshot_slot
         if snapshot is not None:
             self._check_snapshot(sim)
+            self.workload.on_install(sim)
         return sim
 
     def _make_replica(self, node: int, state: HardState, restarts: int) -> Replica:
@@ -218,6 +229,8 @@ class Cluster:
         n.write_done_at = None
         n.waiting.clear()
         n.reads.clear()
+        n.ticking.clear()
+        n.expiry_tick = None
         damage = (wipe or rot or tear) and self.may_lose_disk(node)
         n.storage.crash(self.crash_rng, tear=tear and damage)
         if damage:
@@ -371,6 +384,7 @@ class Cluster:
         if work.install is not None and work.install.last_slot > node.app.last:
             node.app.restore(work.install.data)
             self._check_snapshot(node)
+            self.workload.on_install(node)
         for slot, value in fresh_commits(work.committed, node.app.last):
             self._apply(node, slot, value)
         for token, index in work.reads:
@@ -434,10 +448,8 @@ class Cluster:
             self._fail(f"node {node.id} applied slot {slot} after {app.last}")
             return
         self.oracle.applied(node.id, slot, value)
-        app.applied[slot] = value
-        app.last = slot
-        app.commands.update(value)
-        self.workload.on_apply(node, slot, value)
+        replies = app.apply(slot, value)
+        self.workload.on_apply(node, slot, value, replies)
 
     def _audit_disk(self, node: SimNode, written: Persist) -> None:
         """End to end: what a restart now would apply is chosen.
