@@ -61,8 +61,10 @@ class ExpiryOracle:
         """Replica ``node``'s state digest after applying through ``index``."""
         if "digests" not in self.checks:
             return
-        first = self.digests.setdefault(index, (node, digest))
-        if first[1] != digest:
+        first = self.digests.get(index)
+        if first is None:
+            self.digests[index] = (node, digest)
+        elif first[1] != digest:
             self.fail(
                 f"replicas diverged at index {index}: node {first[0]} has state "
                 f"{first[1][:12]}, node {node} has {digest[:12]}"
