@@ -22,17 +22,17 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyxos.core.replica import Role
 from pyxos.kv.clock import clock_tick, leader_tick, read_needs_tick, write_stamp
 from pyxos.kv.commands import COMMANDS
 from pyxos.kv.request import encode_request
-from pyxos.kv.statemachine import KVStateMachine
 from pyxos.sim.app import KVApp
 from pyxos.sim.clocks import MS_PER_TICK, WallClocks
 from pyxos.sim.expiry_oracle import ALL_CHECKS, ExpiryOracle
+from pyxos.sim.kv_ops import Op, draw_read, draw_write, expire_locally, parse_read
 from pyxos.sim.workload import Stats
 
 if TYPE_CHECKING:
@@ -41,39 +41,11 @@ if TYPE_CHECKING:
 EXPIRE_EVERY = 100 // MS_PER_TICK
 """Ticks between a leader's looks for due keys (the server's 100 ms)."""
 
-_WRITES = (
-    ("set", 3),
-    ("set-px", 3),
-    ("set-ex", 1),
-    ("set-pxat", 1),
-    ("set-keepttl", 1),
-    ("set-nx-px", 1),
-    ("set-xx", 1),
-    ("pexpire", 2),
-    ("expire", 1),
-    ("persist", 1),
-    ("del", 1),
-)
-_READS = (("get", 3), ("ttl", 1), ("pttl", 1), ("exists", 1))
-
-
-@dataclass(slots=True)
-class _Op:
-    client: int
-    seq: int
-    kind: str
-    key: bytes
-    argv: list[bytes]
-    value: bytes | None = None
-    """The value a SET writes (unique to this write)."""
-    first_slot: int = 0
-    attempts: list[bytes] = field(default_factory=list)
-
 
 @dataclass(slots=True)
 class _Client:
     id: int
-    op: _Op | None = None
+    op: Op | None = None
     target: int = 0
     submitted_at: int = 0
     first_submitted_at: int = 0
@@ -82,20 +54,6 @@ class _Client:
     read_started: int = 0
     read_clock: int | None = None
     seq: int = 0
-
-
-def _draw(rng: random.Random, table: Sequence[tuple[str, int]]) -> str:
-    return rng.choices([name for name, _ in table], [w for _, w in table])[0]
-
-
-def expire_locally(kv: KVStateMachine, argv: Sequence[bytes], clock: int) -> None:
-    """The broken build ``expires-by-local-clock``: the replica deletes a due key itself,
-    by its own clock, instead of putting a tick through the log."""
-    key = argv[1]
-    at = kv.dbs[0].expires.get(key)
-    if at is not None and at <= clock:
-        kv.select(0)
-        kv.delete(key)
 
 
 class KVWorkload:
@@ -131,14 +89,13 @@ class KVWorkload:
         self.coverage = cluster.coverage
         self.submitted: set[bytes] = set()
         self.first_slot: dict[bytes, int] = {}
-        self.ops: dict[bytes, _Op] = {}
+        self.ops: dict[bytes, Op] = {}
         """Write attempt (encoded request) -> its operation."""
-        self.acked: list[_Op] = []
+        self.acked: list[Op] = []
         self._ack_ticks: list[int] = []
         self._ack_max_slot: list[int] = []
         self._next_token = 0
         self._read_clients: dict[int, int] = {}
-        self._latency_start: dict[int, int] = {}
         self._top = 0
         self._tick_ballot: object = None
 
@@ -214,8 +171,10 @@ class KVWorkload:
                     self._start_read(c)
                     continue
                 c.seq += 1
-                c.op = self._new_op(c, now)
-                self._latency_start[id(c.op)] = now
+                c.op = draw_write(
+                    self.rng, c.id, c.seq, self.keys, self.ttl_scale, self.clocks.true_ms(now)
+                )
+                c.op.started = now
                 c.first_submitted_at = now
                 self._submit(c, self.rng.choice(self.cluster.config.members))
             elif now - c.submitted_at > self.timeout:
@@ -284,43 +243,10 @@ class KVWorkload:
 
     # ------------------------------------------------------------------ writes
 
-    def _new_op(self, c: _Client, now: int) -> _Op:
-        rng, scale = self.rng, self.ttl_scale
-        kind = _draw(rng, _WRITES)
-        key = rng.choice(self.keys)
-        value = b"v%d.%d" % (c.id, c.seq)
-        ms = b"%d" % rng.randint(1, 3 * scale)
-        op = _Op(c.id, c.seq, kind, key, [])
-        if kind.startswith("set"):
-            op.value = value
-            extra = {
-                "set": [],
-                "set-px": [b"PX", ms],
-                "set-ex": [b"EX", b"%d" % rng.randint(1, 3)],
-                "set-pxat": [
-                    b"PXAT",
-                    b"%d" % (self.clocks.true_ms(now) + rng.randint(-50, 3 * scale)),
-                ],
-                "set-keepttl": [b"KEEPTTL"],
-                "set-nx-px": [b"NX", b"PX", ms],
-                "set-xx": [b"XX"],
-            }[kind]
-            op.argv = [b"SET", key, value, *extra]
-        elif kind in ("pexpire", "expire"):
-            amount = ms if kind == "pexpire" else b"%d" % rng.randint(0, 3)
-            option = [rng.choice((b"NX", b"XX", b"GT", b"LT"))] if rng.random() < 0.3 else []
-            op.argv = [kind.upper().encode(), key, amount, *option]
-        else:
-            op.argv = [kind.upper().encode(), key]
-        return op
-
-    def _first_application(self, op: _Op, slot: int) -> None:
+    def _first_application(self, op: Op, slot: int) -> None:
         op.first_slot = slot
-        start = self._latency_start.pop(id(op), None)
-        if start is not None:
-            self.stats.commit_latencies.append(self.cluster.now - start)
-        creates = op.kind.startswith("set") and op.kind != "set-xx"
-        self.oracle.wrote(op.key, op.value, slot, creates)
+        self.stats.commit_latencies.append(self.cluster.now - op.started)
+        self.oracle.wrote(op.key, op.value, slot, op.creates)
 
     def _pick_target(self, previous: int) -> int:
         nodes = self.cluster.nodes
@@ -351,7 +277,7 @@ class KVWorkload:
         if node.replica.propose(payload):
             node.waiting[payload] = c.id
 
-    def _ack(self, client_id: int, op: _Op, reply: bytes) -> None:
+    def _ack(self, client_id: int, op: Op, reply: bytes) -> None:
         c = self.clients[client_id - 1]
         if c.op is not op:
             return
@@ -370,7 +296,7 @@ class KVWorkload:
     def _start_read(self, c: _Client) -> None:
         self._next_token += 1
         token = self._next_token
-        c.read = [_draw(self.rng, _READS).upper().encode(), self.rng.choice(self.keys)]
+        c.read = draw_read(self.rng, self.keys)
         c.read_token = token
         c.read_started = self.cluster.now
         c.read_clock = None
@@ -429,7 +355,7 @@ class KVWorkload:
                 f"but slot {must_see} was acknowledged before the read began"
             )
         name, key = c.read[0].decode().lower(), c.read[1]
-        present, value = _parse(name, reply)
+        present, value = parse_read(name, reply)
         if present is None:
             self._fail(f"node {node.id}: {name.upper()} {key!r} answered {reply!r}")
         else:
@@ -448,20 +374,3 @@ class KVWorkload:
         self._read_clients.pop(c.read_token, None)
         c.read_token = None
         self.stats.reads_served += 1
-
-
-def _parse(name: str, reply: bytes) -> tuple[bool | None, bytes | None]:
-    """(whether the reply reports the key present, the GET value); (None, None) when the
-    reply is not one these reads may give."""
-    if name == "get":
-        if reply == b"$-1\r\n":
-            return False, None
-        if reply.startswith(b"$"):
-            return True, reply.split(b"\r\n", 2)[1]
-        return None, None
-    if not reply.startswith(b":"):
-        return None, None
-    number = int(reply[1:-2])
-    if name == "exists":
-        return number == 1, None
-    return number != -2, None
