@@ -9,6 +9,10 @@ up), and tick at their own rate (clock skew).
 
 Every message a node sends is shown to the :class:`~pyxos.sim.oracle.Oracle`, which
 knows what is really chosen; every value a node applies is checked against it.
+
+A node's state machine records the applied slots (:class:`~pyxos.sim.app.LogApp`), or,
+with the ``kv-expiry`` workload, is the real key-value store with a wall clock of its own
+(:mod:`pyxos.sim.kv_workload`).
 """
 
 from __future__ import annotations
@@ -132,34 +136,21 @@ class Cluster:
         self.coverage: Counter[str] = Counter()
         """Paths the simulator itself took (faults); see :meth:`coverage_totals`."""
         self.lost_disks: set[int] = set()
+        if workload not in ("log", "kv-expiry"):
+            raise ValueError(f"unknown workload {workload!r}")
         self.kv = workload == "kv-expiry"
+        """Whether nodes run the key-value store (``pyxos.sim.kv_workload``)."""
+        rng = random.Random(root.getrandbits(64))
+        args = (self, rng, clients, read_ratio, client_timeout, self._fail)
         self.workload: Workload | KVWorkload
         if self.kv:
-            kv_rng = random.Random(root.getrandbits(64))
-            self.clocks = WallClocks(
-                random.Random(kv_rng.getrandbits(64)), self.config.members, rates or {}
+            clocks = WallClocks(
+                random.Random(rng.getrandbits(64)), self.config.members, rates or {}
             )
-            self.workload = KVWorkload(
-                self,
-                kv_rng,
-                clients,
-                read_ratio,
-                client_timeout,
-                self._fail,
-                self.clocks,
-                kv_checks,
-            )
-        elif workload == "log":
-            self.workload = Workload(
-                self,
-                random.Random(root.getrandbits(64)),
-                clients,
-                read_ratio,
-                client_timeout,
-                self._fail,
-            )
+            self.clocks = clocks
+            self.workload = KVWorkload(*args, clocks, kv_checks)
         else:
-            raise ValueError(f"unknown workload {workload!r}")
+            self.workload = Workload(*args)
         self.nodes: dict[int, SimNode] = {}
         for i in self.config.members:
             storage = self._new_storage()

@@ -44,6 +44,7 @@ SIM_POINTS = (
 """The faults the simulator injects and what it saw them do."""
 
 KV_POINTS = (
+    "clock_step",
     "expiry_tick_new_leader",
     "expiry_tick_proposed",
     "keys_expired",
@@ -58,7 +59,7 @@ KV_POINTS = (
 replicated deletes of due keys), also after a leader change; keys the log deleted; a
 snapshot holding TTLs installed; reads that met a key due by their node's clock and put a
 tick through the log first; TTL countdowns; commands stamped below the replicated clock;
-nodes whose wall clocks disagree."""
+nodes whose wall clocks disagree, and a clock stepped during the run."""
 
 
 def message_kinds() -> list[str]:
