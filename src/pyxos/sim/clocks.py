@@ -21,7 +21,7 @@ EPOCH = 1_700_000_000_000
 MS_PER_TICK = 10
 """True milliseconds per simulator tick (the runtime ticks every 10 ms)."""
 
-_OFFSETS = (0, 0, 3, 40, 400, 2500)
+_OFFSETS = (0, 3, 40, 400, 1000, 2500)
 """Magnitudes of a node's clock offset, in ms."""
 
 

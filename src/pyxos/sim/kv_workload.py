@@ -54,6 +54,8 @@ class _Client:
     read_started: int = 0
     read_clock: int | None = None
     seq: int = 0
+    home: int = 0
+    """The node this client is connected to (0: a node drawn for each request)."""
 
 
 class KVWorkload:
@@ -80,11 +82,16 @@ class KVWorkload:
         self.clients = [_Client(c + 1) for c in range(clients)]
         self.stats = Stats()
         self.generate = True
-        self.read_ratio = max(read_ratio, rng.choice((0.2, 0.4, 0.6)))
-        self.keys = [b"k%d" % i for i in range(rng.choice((1, 2, 4, 8)))]
+        self.read_ratio = max(read_ratio, rng.choice((0.3, 0.5, 0.7)))
+        self.keys = [b"k%d" % i for i in range(rng.choice((1, 2, 3, 4)))]
         self.ttl_scale = rng.choice((20, 200, 2000))
         """Typical TTLs in ms: a few ticks, a few elections, a few seconds."""
         self.clock_steps = rng.choice((0.0, 0.0, 0.002, 0.01))
+        if rng.random() < 0.5:
+            # Clients that stay connected to one node, as most do: writes then carry the
+            # clocks of a few nodes only, and reads see those nodes' views of expiry.
+            for c in self.clients:
+                c.home = rng.choice(cluster.config.members)
         self.local_expiry = cluster.bug is not None and cluster.bug.local_expiry
         self.coverage = cluster.coverage
         self.submitted: set[bytes] = set()
@@ -176,7 +183,7 @@ class KVWorkload:
                 )
                 c.op.started = now
                 c.first_submitted_at = now
-                self._submit(c, self.rng.choice(self.cluster.config.members))
+                self._submit(c, c.home or self.rng.choice(self.cluster.config.members))
             elif now - c.submitted_at > self.timeout:
                 # Unknown outcome: retry elsewhere; the node it reaches stamps it anew.
                 self._submit(c, self._pick_target(c.target))
@@ -301,7 +308,7 @@ class KVWorkload:
         c.read_started = self.cluster.now
         c.read_clock = None
         self._read_clients[token] = c.id
-        node = self.cluster.nodes[self.rng.choice(self.cluster.config.members)]
+        node = self.cluster.nodes[c.home or self.rng.choice(self.cluster.config.members)]
         if node.up and not node.paused:
             node.replica.read_index(token)
 
