@@ -10,11 +10,13 @@ a tick with that clock through the log first and answers after it is applied.
 
 Clients send ``SET`` (plain, ``EX``, ``PX``, ``PXAT``, ``KEEPTTL``, ``NX``, ``XX``),
 ``EXPIRE``/``PEXPIRE`` (with ``NX``/``XX``/``GT``/``LT``), ``PERSIST``, ``DEL``, and read
-with ``GET``, ``TTL``, ``PTTL`` and ``EXISTS``, on a few keys so they collide. Writes use
-exactly-once sessions (client id, sequence number), as ``RID`` does; every ``SET`` writes
-a value of its own. What they see feeds :class:`~pyxos.sim.expiry_oracle.ExpiryOracle`,
-and the checks of the default workload still hold: reads see every write acknowledged
-before they began, and acknowledged writes stay applied everywhere.
+with ``GET``, ``TTL``, ``PTTL`` and ``EXISTS``, on a few keys so they collide
+(:mod:`pyxos.sim.kv_ops`); in half the seeds each client stays on one node, as a connected
+client does. Writes use exactly-once sessions (client id, sequence number), as ``RID``
+does; every ``SET`` writes a value of its own. What they see feeds
+:class:`~pyxos.sim.expiry_oracle.ExpiryOracle`, and the checks of the default workload
+still hold: reads see every write acknowledged before they began, and acknowledged writes
+stay applied everywhere.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pyxos.core.ballot import Ballot
 from pyxos.core.replica import Role
 from pyxos.kv.clock import clock_tick, leader_tick, read_needs_tick, write_stamp
 from pyxos.kv.commands import COMMANDS
@@ -104,7 +107,8 @@ class KVWorkload:
         self._next_token = 0
         self._read_clients: dict[int, int] = {}
         self._top = 0
-        self._tick_ballot: object = None
+        self._tick_ballot: Ballot | None = None
+        """The ballot of the leader that proposed the latest expiry tick."""
 
     # ------------------------------------------------------------------ hooks
 
@@ -146,6 +150,8 @@ class KVWorkload:
         self.oracle.state(node.id, app.last, app.digest())
         if app.kv.next_expiry() is not None:
             self.coverage["kv_snapshot_with_ttls"] += 1
+        if self.oracle.violation is not None:
+            self._fail(self.oracle.violation)
 
     def on_read_ready(self, node: SimNode, token: int, index: int) -> None:
         client = self._read_clients.get(token)
