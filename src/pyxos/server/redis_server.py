@@ -146,7 +146,7 @@ class RedisServer:
         interval = self.limits.expire_interval
         while True:
             await asyncio.sleep(interval)
-            if self.node.role.value != "leader":
+            if self.kv.next_expiry() is None or self.node.role.value != "leader":
                 continue
             tick = leader_tick(self.kv, now_ms())
             if tick is None:
