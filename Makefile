@@ -54,6 +54,7 @@ sim-long: $(STAMP)
 	$(BIN)/pyxos sim --seeds 10000 --nodes 3
 	$(BIN)/pyxos sim --seeds 2000 --nodes 5
 	$(BIN)/pyxos sim --seeds 2000 --scenario duelling
+	$(BIN)/pyxos sim --seeds 1000 --workload kv-expiry
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

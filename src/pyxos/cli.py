@@ -16,7 +16,7 @@ import click
 
 from pyxos.runtime.config import ConfigError
 from pyxos.sim import coverage
-from pyxos.sim.runner import SCENARIOS, SeedResult
+from pyxos.sim.runner import SCENARIOS, WORKLOADS, SeedResult
 from pyxos.sim.swarm import run_swarm
 
 
@@ -38,6 +38,15 @@ def main() -> None:
     help="random: swarm of crashes, partitions, loss, duplication and delay; "
     "duelling: two or three nodes start phase 1 at the same tick, again and again.",
 )
+@click.option(
+    "--workload",
+    default="log",
+    show_default=True,
+    type=click.Choice(WORKLOADS),
+    help="log: clients propose opaque commands; kv-expiry: every node runs the key-value "
+    "store, clients set keys with TTLs and read them at the edge of expiry, each node "
+    "stamps by its own skewed wall clock.",
+)
 @click.option("--jobs", default=0, help="Processes to use (default: one per core).")
 @click.option(
     "--coverage",
@@ -51,6 +60,7 @@ def sim(
     start_seed: int,
     nodes: int,
     scenario: str,
+    workload: str,
     jobs: int,
     show_coverage: bool,
     as_json: bool,
@@ -64,6 +74,9 @@ def sim(
     with it and that no acceptor goes back on a promise or votes with a lost disk; the
     clients check that reads are linearizable and acknowledged commands stay. Then it
     heals every fault and requires all pending commands to commit within a tick budget.
+    With --workload kv-expiry, replicas' state digests must also agree at every index, a
+    key reported gone must stay gone until set again, and no read may report a key past
+    its time by the reading node's clock.
     Exit status 1 on any failure, printing the command that reproduces it.
     """
 
@@ -74,11 +87,17 @@ def sim(
             click.echo(f"  reproduce: {result.reproduce()}", err=True)
 
     summary = run_swarm(
-        range(start_seed, start_seed + seeds), nodes, scenario, jobs=jobs or None, on_result=report
+        range(start_seed, start_seed + seeds),
+        nodes,
+        scenario,
+        jobs=jobs or None,
+        on_result=report,
+        workload=workload,
     )
-    data = summary.as_json(nodes, scenario, start_seed)
+    data = summary.as_json(nodes, scenario, start_seed, workload)
+    shown = "" if workload == "log" else f", workload {workload}"
     click.echo(
-        f"{data['seeds']} seeds, {nodes} nodes, scenario {scenario}: "
+        f"{data['seeds']} seeds, {nodes} nodes, scenario {scenario}{shown}: "
         f"{data['violations']} violations, {data['livelocks']} livelocks; "
         f"{data['commands_committed']} commands committed, {data['reads_served']} reads, "
         f"{data['faults']} faults, {data['steps']} ticks, {data['deliveries']} deliveries "
@@ -90,10 +109,11 @@ def sim(
         click.echo(f"reproduce: {failed.reproduce()}")
     if show_coverage:
         counts = dict(summary.coverage)
-        for name in coverage.expected():
+        expected = coverage.expected(workload)
+        for name in expected:
             mark = "" if counts.get(name) else "   <- never reached"
             click.echo(f"  {name:40} {counts.get(name, 0):>10}{mark}")
-        for name in sorted(set(counts) - set(coverage.expected())):
+        for name in sorted(set(counts) - set(expected)):
             click.echo(f"  {name:40} {counts[name]:>10}")
     if as_json:
         click.echo(json.dumps(data))

@@ -36,6 +36,10 @@ class Bug:
     slow_writes: float = 0.0
     """Shell: seconds each write waits before it reaches the disk, so a crash in between
     loses what was already acknowledged (with ``ack_before_fsync``)."""
+    local_expiry: bool = False
+    """Key-value store, in the simulator's ``kv-expiry`` workload only: a replica serving a
+    read deletes a key that is past its time by its own clock, instead of first putting a
+    clock tick through the log (Redis's lazy expiry, done locally on a replica)."""
 
 
 BUGS: dict[str, Bug] = {
@@ -80,6 +84,11 @@ BUGS: dict[str, Bug] = {
             "skip-fsync",
             "the storage engine never fsyncs: only a power cut shows it",
             skip_fsync=True,
+        ),
+        Bug(
+            "expires-by-local-clock",
+            "a replica expires a key on a read by its own clock, not through the log",
+            local_expiry=True,
         ),
         Bug(
             "ack-before-fsync",

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from pyxos.kv import Classification, CommandKind, classify, encode_request, to_resp3
+from pyxos.kv.clock import clock_tick, read_needs_tick, write_stamp
 from pyxos.kv.commands import CommandSpec, string2ll
 from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
 from pyxos.server.client_command import ClientCommands
@@ -319,7 +320,7 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands)
 
         The command is stamped with this node's clock unless its result cannot depend on
         time (a plain ``SET k v``), and carries the connection's database."""
-        stamp = 0 if len(argv) <= spec.untimed_argc else now_ms()
+        stamp = write_stamp(argv, spec, now_ms)
         payload = encode_request(argv, client, seq, stamp, self.db)
         try:
             future = self.node.submit_future(payload, self.server.limits.timeout)
@@ -370,7 +371,7 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands)
                     out.set_result(kv.read(argv, protocol, db))
                     return
                 clock = now_ms()
-                if not kv.due(argv, db, clock):
+                if not read_needs_tick(kv, argv, db, clock):
                     out.set_result(kv.read(argv, protocol, db, clock))
                     return
                 task = asyncio.ensure_future(self._tick_then_read(argv, clock))
@@ -389,7 +390,7 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands)
         except PyxosError as exc:
             return self.error_reply(exc)
         clock = now_ms()
-        if kv.expiring and kv.due(argv, self.db, clock):
+        if read_needs_tick(kv, argv, self.db, clock):
             return await self._tick_then_read(argv, clock)
         return kv.read(argv, self.protocol, self.db, clock)
 
@@ -398,7 +399,7 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands)
         the replicated one: put a clock tick through the log first (which deletes the key
         on every replica), then answer. No node can report the key present after this."""
         try:
-            await self.node.submit(encode_request((), time=clock), self.server.limits.timeout)
+            await self.node.submit(clock_tick(clock), self.server.limits.timeout)
         except PyxosError as exc:
             return self.error_reply(exc)
         return self.server.kv.read(argv, self.protocol, self.db, clock)

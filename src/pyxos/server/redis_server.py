@@ -25,7 +25,8 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from pyxos.kv import CommandKind, KVStateMachine, encode_request
+from pyxos.kv import CommandKind, KVStateMachine
+from pyxos.kv.clock import leader_tick
 from pyxos.runtime.errors import PyxosError
 from pyxos.runtime.node import Node
 from pyxos.server.connection import Connection
@@ -145,14 +146,13 @@ class RedisServer:
         interval = self.limits.expire_interval
         while True:
             await asyncio.sleep(interval)
-            due = self.kv.next_expiry()
-            if due is None or self.node.role.value != "leader":
+            if self.kv.next_expiry() is None or self.node.role.value != "leader":
                 continue
-            clock = now_ms()
-            if due > clock:
+            tick = leader_tick(self.kv, now_ms())
+            if tick is None:
                 continue
             with contextlib.suppress(PyxosError):
-                await self.node.submit(encode_request((), time=clock), self.limits.timeout)
+                await self.node.submit(tick, self.limits.timeout)
 
     async def close(self) -> None:
         if self._expirer is not None:

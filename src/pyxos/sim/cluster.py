@@ -9,6 +9,10 @@ up), and tick at their own rate (clock skew).
 
 Every message a node sends is shown to the :class:`~pyxos.sim.oracle.Oracle`, which
 knows what is really chosen; every value a node applies is checked against it.
+
+A node's state machine records the applied slots (:class:`~pyxos.sim.app.LogApp`), or,
+with the ``kv-expiry`` workload, is the real key-value store with a wall clock of its own
+(:mod:`pyxos.sim.kv_workload`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,6 @@ import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-
-import msgspec
 
 from pyxos.core.ballot import Ballot
 from pyxos.core.bugs import NO_BUGS
@@ -38,6 +40,10 @@ from pyxos.core.messages import (
 from pyxos.core.ready import HardState, Persist
 from pyxos.core.replica import InvariantViolation, Options, Replica, Role
 from pyxos.faults import Bug
+from pyxos.sim.app import KVApp, LogApp
+from pyxos.sim.clocks import WallClocks
+from pyxos.sim.expiry_oracle import ALL_CHECKS
+from pyxos.sim.kv_workload import KVWorkload
 from pyxos.sim.network import Faults, Network
 from pyxos.sim.oracle import Oracle
 from pyxos.sim.storage import SimStorage
@@ -49,30 +55,12 @@ _OBSERVED = frozenset({Propose, Accepted, Commit, Promise, Chosen})
 
 
 @dataclass(slots=True)
-class _App:
-    """The simulated state machine: the sequence of applied slots and their values."""
-
-    applied: dict[int, Value] = field(default_factory=dict)
-    last: int = 0
-    commands: set[bytes] = field(default_factory=set)
-
-    def snapshot(self) -> bytes:
-        return msgspec.msgpack.encode([self.last, sorted(self.applied.items())])
-
-    def restore(self, data: bytes) -> None:
-        last, items = msgspec.msgpack.decode(data, type=tuple[int, list[tuple[int, Value]]])
-        self.applied = dict(items)
-        self.last = last
-        self.commands = {c for _, v in items for c in v}
-
-
-@dataclass(slots=True)
 class SimNode:
     id: int
     replica: Replica
     driver: Driver
     storage: SimStorage
-    app: _App
+    app: LogApp
     up: bool = True
     paused_until: int = 0
     rate: float = 1.0
@@ -85,6 +73,10 @@ class SimNode:
     """Commands a client submitted here and is waiting on: command -> client id."""
     reads: dict[int, tuple[int, int]] = field(default_factory=dict)
     """Confirmed reads waiting to be served: token -> (index, client)."""
+    ticking: dict[bytes, list[int]] = field(default_factory=dict)
+    """Key-value workload: clock ticks this node proposed for reads -> their tokens."""
+    expiry_tick: tuple[bytes, int] | None = None
+    """Key-value workload: the leader's clock tick in flight, and when it was proposed."""
     restarts: int = 0
     checked_commit: int = 0
     """The oracle has checked this node's commit index up to here."""
@@ -118,6 +110,8 @@ class Cluster:
         bug: Bug | None = None,
         white_box: bool = True,
         client_timeout: int = 40,
+        workload: str = "log",
+        kv_checks: frozenset[str] = ALL_CHECKS,
     ) -> None:
         self.seed = seed
         root = random.Random(seed)
@@ -142,14 +136,21 @@ class Cluster:
         self.coverage: Counter[str] = Counter()
         """Paths the simulator itself took (faults); see :meth:`coverage_totals`."""
         self.lost_disks: set[int] = set()
-        self.workload = Workload(
-            self,
-            random.Random(root.getrandbits(64)),
-            clients,
-            read_ratio,
-            client_timeout,
-            self._fail,
-        )
+        if workload not in ("log", "kv-expiry"):
+            raise ValueError(f"unknown workload {workload!r}")
+        self.kv = workload == "kv-expiry"
+        """Whether nodes run the key-value store (``pyxos.sim.kv_workload``)."""
+        rng = random.Random(root.getrandbits(64))
+        args = (self, rng, clients, read_ratio, client_timeout, self._fail)
+        self.workload: Workload | KVWorkload
+        if self.kv:
+            clocks = WallClocks(
+                random.Random(rng.getrandbits(64)), self.config.members, rates or {}
+            )
+            self.clocks = clocks
+            self.workload = KVWorkload(*args, clocks, kv_checks)
+        else:
+            self.workload = Workload(*args)
         self.nodes: dict[int, SimNode] = {}
         for i in self.config.members:
             storage = self._new_storage()
@@ -179,7 +180,7 @@ class Cluster:
             self._record(f"node {node}: data dir moved aside: {exc}")
             storage = self._new_storage()
             state, snapshot = storage.recover()
-        app = _App()
+        app = KVApp() if self.kv else LogApp()
         if snapshot is not None:
             app.restore(snapshot.data)
         replica = self._make_replica(node, state, restarts)
@@ -191,6 +192,7 @@ class Cluster:
         sim.checked_commit = replica.snapshot_slot
         if snapshot is not None:
             self._check_snapshot(sim)
+            self.workload.on_install(sim)
         return sim
 
     def _make_replica(self, node: int, state: HardState, restarts: int) -> Replica:
@@ -218,6 +220,8 @@ class Cluster:
         n.write_done_at = None
         n.waiting.clear()
         n.reads.clear()
+        n.ticking.clear()
+        n.expiry_tick = None
         damage = (wipe or rot or tear) and self.may_lose_disk(node)
         n.storage.crash(self.crash_rng, tear=tear and damage)
         if damage:
@@ -371,6 +375,7 @@ class Cluster:
         if work.install is not None and work.install.last_slot > node.app.last:
             node.app.restore(work.install.data)
             self._check_snapshot(node)
+            self.workload.on_install(node)
         for slot, value in fresh_commits(work.committed, node.app.last):
             self._apply(node, slot, value)
         for token, index in work.reads:
@@ -434,10 +439,8 @@ class Cluster:
             self._fail(f"node {node.id} applied slot {slot} after {app.last}")
             return
         self.oracle.applied(node.id, slot, value)
-        app.applied[slot] = value
-        app.last = slot
-        app.commands.update(value)
-        self.workload.on_apply(node, slot, value)
+        replies = app.apply(slot, value)
+        self.workload.on_apply(node, slot, value, replies)
 
     def _audit_disk(self, node: SimNode, written: Persist) -> None:
         """End to end: what a restart now would apply is chosen.

@@ -43,18 +43,37 @@ SIM_POINTS = (
 )
 """The faults the simulator injects and what it saw them do."""
 
+KV_POINTS = (
+    "clock_step",
+    "expiry_tick_new_leader",
+    "expiry_tick_proposed",
+    "keys_expired",
+    "kv_snapshot_with_ttls",
+    "read_at_edge",
+    "read_tick_proposed",
+    "read_ttl_countdown",
+    "stamp_below_clock",
+    "wall_clock_skew",
+)
+"""The paths of the ``kv-expiry`` workload: clock ticks the leader proposed (the
+replicated deletes of due keys), also after a leader change; keys the log deleted; a
+snapshot holding TTLs installed; reads that met a key due by their node's clock and put a
+tick through the log first; TTL countdowns; commands stamped below the replicated clock;
+nodes whose wall clocks disagree, and a clock stepped during the run."""
+
 
 def message_kinds() -> list[str]:
     """Every message kind the simulated cores exchange."""
     return sorted(k.__name__ for k in typing.get_args(Message) if k not in RUNTIME_ONLY)
 
 
-def expected() -> list[str]:
-    """Every name a swarm must count at least once."""
+def expected(workload: str = "log") -> list[str]:
+    """Every name a swarm of ``workload`` must count at least once."""
     names = [f"{way}:{kind}" for kind in message_kinds() for way in ("sent", "delivered")]
-    return names + list(COVERAGE_POINTS) + list(SIM_POINTS)
+    names += list(COVERAGE_POINTS) + list(SIM_POINTS)
+    return names + list(KV_POINTS) if workload == "kv-expiry" else names
 
 
-def missing(coverage: dict[str, int]) -> list[str]:
+def missing(coverage: dict[str, int], workload: str = "log") -> list[str]:
     """The expected names ``coverage`` never counted."""
-    return [name for name in expected() if not coverage.get(name)]
+    return [name for name in expected(workload) if not coverage.get(name)]

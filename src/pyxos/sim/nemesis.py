@@ -72,7 +72,7 @@ class Nemesis:
                 self._stale_leader()
             elif w.amnesia and rng.random() < w.amnesia:
                 self._amnesia()
-            elif w.partition and rng.random() < w.partition:
+            elif w.partition and len(c.config.members) > 1 and rng.random() < w.partition:
                 self._partition()
                 self._heal_at = now + rng.randint(10, 150)
                 self.faults += 1

@@ -18,10 +18,14 @@ from dataclasses import dataclass, field
 from pyxos.core.replica import Options
 from pyxos.faults import bug_named
 from pyxos.sim.cluster import Cluster
+from pyxos.sim.expiry_oracle import ALL_CHECKS
 from pyxos.sim.nemesis import Nemesis
 from pyxos.sim.network import Faults
 
 SCENARIOS = ("random", "duelling")
+WORKLOADS = ("log", "kv-expiry")
+"""log: clients propose opaque commands, the applied log is checked; kv-expiry: every node
+runs the key-value store, clients use expiry (``pyxos.sim.kv_workload``)."""
 
 
 @dataclass(slots=True)
@@ -40,16 +44,18 @@ class SeedResult:
     coverage: dict[str, int] = field(default_factory=dict)
     trace_hash: str = ""
     wall_seconds: float = 0.0
+    workload: str = "log"
 
     @property
     def ok(self) -> bool:
         return self.violation is None and self.livelock is None
 
     def reproduce(self) -> str:
-        return (
+        command = (
             f"pyxos sim --seeds 1 --start-seed {self.seed} --nodes {self.nodes} "
             f"--scenario {self.scenario}"
         )
+        return command if self.workload == "log" else f"{command} --workload {self.workload}"
 
 
 @dataclass(slots=True)
@@ -149,17 +155,23 @@ def run_seed(
     bug: str | None = None,
     white_box: bool = True,
     options: Options | None = None,
+    workload: str = "log",
+    kv_checks: frozenset[str] = ALL_CHECKS,
 ) -> SeedResult:
     """Run one seed; the result names the first violation or livelock, if any.
 
     ``bug`` plants a named bug (``pyxos.faults``), and ``white_box=False`` leaves only
-    the end-to-end checks: the tests of the checker.
+    the end-to-end checks: the tests of the checker. ``workload`` is one of
+    :data:`WORKLOADS`; ``kv_checks`` the checks of the key-value workload's oracle
+    (``pyxos.sim.expiry_oracle``) that are on.
     """
+    if workload not in WORKLOADS:
+        raise ValueError(f"unknown workload {workload!r}; choose from {', '.join(WORKLOADS)}")
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
     started = time.perf_counter()
     rng = random.Random(seed * 2654435761 + nodes)
-    result = SeedResult(seed, nodes, scenario)
+    result = SeedResult(seed, nodes, scenario, workload=workload)
     busy_batch = (1, 4, 64)[seed % 3]
     if scenario == "random":
         weather = _Weather.draw(rng, nodes, busy_batch)
@@ -179,9 +191,13 @@ def run_seed(
         rates=weather.rates,
         bug=bug_named(bug) if bug is not None else None,
         white_box=white_box,
+        workload=workload,
+        kv_checks=kv_checks,
     )
     if any(rate != 1.0 for rate in weather.rates.values()):
         cluster.coverage["clock_skew"] += 1
+    if cluster.kv and cluster.clocks.skewed():
+        cluster.coverage["wall_clock_skew"] += 1
     members = cluster.config.members
     nemesis = Nemesis(cluster, rng, weather)
     next_duel = rng.randint(20, 40)

@@ -48,12 +48,15 @@ class SwarmSummary:
     def ok(self) -> bool:
         return not self.failed
 
-    def as_json(self, nodes: int, scenario: str, start: int) -> dict[str, Any]:
+    def as_json(
+        self, nodes: int, scenario: str, start: int, workload: str = "log"
+    ) -> dict[str, Any]:
         return {
             "seeds": self.seeds,
             "start_seed": start,
             "nodes": nodes,
             "scenario": scenario,
+            "workload": workload,
             "steps": self.steps,
             "deliveries": self.deliveries,
             "deliveries_per_second_per_core": round(self.deliveries / self.cpu_seconds)
@@ -72,9 +75,11 @@ class SwarmSummary:
         }
 
 
-def _run(args: tuple[int, int, str]) -> SeedResult:
-    seed, nodes, scenario = args
-    return run_seed(seed, nodes, scenario)
+def _run(args: tuple[int, int, str, str]) -> SeedResult:
+    seed, nodes, scenario, workload = args
+    if workload == "log":
+        return run_seed(seed, nodes, scenario)
+    return run_seed(seed, nodes, scenario, workload=workload)
 
 
 def run_swarm(
@@ -84,11 +89,12 @@ def run_swarm(
     *,
     jobs: int | None = None,
     on_result: Callable[[SeedResult], None] | None = None,
+    workload: str = "log",
 ) -> SwarmSummary:
     """Run every seed in ``seeds``; ``jobs`` processes (default: one per core)."""
     jobs = jobs or os.cpu_count() or 1
     summary = SwarmSummary()
-    for result in _results(seeds, nodes, scenario, jobs):
+    for result in _results(seeds, nodes, scenario, workload, jobs):
         summary.add(result)
         if on_result is not None:
             on_result(result)
@@ -96,8 +102,10 @@ def run_swarm(
     return summary
 
 
-def _results(seeds: range, nodes: int, scenario: str, jobs: int) -> Iterator[SeedResult]:
-    work = [(s, nodes, scenario) for s in seeds]
+def _results(
+    seeds: range, nodes: int, scenario: str, workload: str, jobs: int
+) -> Iterator[SeedResult]:
+    work = [(s, nodes, scenario, workload) for s in seeds]
     if jobs <= 1 or len(work) <= 1:
         yield from map(_run, work)
         return

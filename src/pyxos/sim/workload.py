@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -70,7 +70,9 @@ class Workload:
 
     # ------------------------------------------------------------------ hooks
 
-    def on_apply(self, node: SimNode, slot: int, value: tuple[bytes, ...]) -> None:
+    def on_apply(
+        self, node: SimNode, slot: int, value: tuple[bytes, ...], replies: Sequence[bytes]
+    ) -> None:
         """``node`` applied ``slot``: record first applications, answer waiting clients."""
         now = self.cluster.now
         for cmd in value:
@@ -84,6 +86,9 @@ class Workload:
             client = node.waiting.pop(cmd, None)
             if client is not None:
                 self._ack(client, cmd)
+
+    def on_install(self, node: SimNode) -> None:
+        """``node`` installed a snapshot (the oracle checked what it holds)."""
 
     def on_read_ready(self, node: SimNode, token: int, index: int) -> None:
         client = self._read_clients.get(token)
