@@ -101,6 +101,14 @@ def test_packet_loss_scenario_passes() -> None:
     ],
 )
 def test_a_broken_build_is_caught(bug: str, nemesis: tuple[str, ...], pace: float) -> None:
-    cfg = ChaosConfig(duration=20, nemesis=nemesis, seed=1, test_bug=bug, pace=pace)
-    report = asyncio.run(run_chaos(cfg))
-    assert not report.passed, f"the chaos run missed the {bug} bug: {report.as_dict()}"
+    # Whether a fault lands in the window a bug needs depends on timing, which a busy
+    # machine stretches; so the budget is up to three seeds (a correct build passes any
+    # seed, as the scenario tests above show), and the broken build must fail one of them.
+    misses = []
+    for seed in (1, 2, 3):
+        cfg = ChaosConfig(duration=20, nemesis=nemesis, seed=seed, test_bug=bug, pace=pace)
+        report = asyncio.run(run_chaos(cfg))
+        if not report.passed:
+            return
+        misses.append(report.as_dict())
+    raise AssertionError(f"three chaos runs missed the {bug} bug: {misses}")
