@@ -109,7 +109,7 @@ class CommandSpec:
         """The key arguments of ``argv`` (assumed to have valid arity)."""
         if self.first_key == 0:
             return []
-        last = len(argv) - 1 if self.last_key < 0 else self.last_key
+        last = len(argv) + self.last_key if self.last_key < 0 else self.last_key
         return list(argv[self.first_key : last + 1 : self.step])
 
 
@@ -220,6 +220,23 @@ _SPECS = [
     CommandSpec(
         "memory", -2, _R, subcommands=_subs("memory", _R, ("usage", -3, 2), ("help", 2, 0))
     ),
+    # Containers: hashes, lists, sets, sorted sets (pyxos.kv.values and the type modules).
+    CommandSpec("hset", -4, _W, 1, 1, 1),
+    CommandSpec("hsetnx", 4, _W, 1, 1, 1),
+    CommandSpec("hmset", -4, _W, 1, 1, 1),
+    CommandSpec("hdel", -3, _W, 1, 1, 1),
+    CommandSpec("hincrby", 4, _W, 1, 1, 1),
+    CommandSpec("hincrbyfloat", 4, _W, 1, 1, 1),
+    CommandSpec("hget", 3, _R, 1, 1, 1),
+    CommandSpec("hmget", -3, _R, 1, 1, 1),
+    CommandSpec("hexists", 3, _R, 1, 1, 1),
+    CommandSpec("hlen", 2, _R, 1, 1, 1),
+    CommandSpec("hstrlen", 3, _R, 1, 1, 1),
+    CommandSpec("hkeys", 2, _R, 1, 1, 1),
+    CommandSpec("hvals", 2, _R, 1, 1, 1),
+    CommandSpec("hgetall", 2, _R, 1, 1, 1),
+    CommandSpec("hrandfield", -2, _R, 1, 1, 1),
+    CommandSpec("hscan", -3, _R, 1, 1, 1),
     # Connection / node commands the server answers itself. Listed here for their arity
     # and so that classify() can route them; the state machine refuses them.
     CommandSpec("ping", -1, _L),

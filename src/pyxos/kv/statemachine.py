@@ -52,6 +52,7 @@ from pyxos.kv.errors import (
     ERR_TOO_BIG,
 )
 from pyxos.kv.expiry import ExpiryCommands
+from pyxos.kv.hashes import HashCommands
 from pyxos.kv.keys import KeyCommands
 from pyxos.kv.keyspace import NUM_DBS, Db, Watch
 from pyxos.kv.reads import LocalReads
@@ -69,6 +70,7 @@ from pyxos.kv.snapshot import (
 )
 from pyxos.kv.strings import StringCommands
 from pyxos.kv.transactions import TransactionCommands
+from pyxos.kv.values import WRONGTYPE, WrongTypeError, copy_value
 
 __all__ = [
     "DEFAULT_MAX_SESSIONS",
@@ -97,6 +99,7 @@ _MALFORMED_RESP2 = encode_resp2(ERR_MALFORMED)
 _EMPTY_RESP2 = encode_resp2(ERR_EMPTY)
 _OK_RESP2 = encode_resp2(OK)
 _INTERNAL_RESP2 = encode_resp2(ERR_INTERNAL)
+_WRONGTYPE_RESP2 = encode_resp2(WRONGTYPE)
 
 
 class _Session:
@@ -122,6 +125,7 @@ class KVStateMachine(
     KeyCommands,
     TransactionCommands,
     ScriptCommands,
+    HashCommands,
 ):
     """A Redis-compatible string key-value store with exactly-once client sessions.
 
@@ -174,6 +178,7 @@ class KVStateMachine(
     def apply_request(self, request: Request) -> bytes:
         """Apply an already decoded request (what :meth:`apply` does after decoding)."""
         self._applied += 1
+        self.random_draws = 0
         self._expire_sessions()
         if self.watchers:
             self.expire_watchers()
@@ -241,7 +246,10 @@ class KVStateMachine(
         return State(
             applied=self._applied,
             now=self.now,
-            data=[db.data.copy() for db in self.dbs],
+            data=[
+                {k: copy_value(v) for k, v in db.data.items()} if db.containers else db.data.copy()
+                for db in self.dbs
+            ],
             expires=[db.expires.copy() for db in self.dbs],
             sessions=[
                 SessionRecord(cid, s.seq, s.last_used, s.reply) for cid, s in self._sessions.items()
@@ -277,6 +285,7 @@ class KVStateMachine(
         for index, db in enumerate(dbs):
             db.data = state.data[index]
             db.expires = state.expires[index]
+            db.containers = any(type(v) is not bytes for v in db.data.values())
         watchers: OrderedDict[int, Watch] = OrderedDict()
         for rec in state.watchers:
             watch = watchers[rec.wid] = Watch(rec.since)
@@ -359,6 +368,8 @@ class KVStateMachine(
             ):
                 try:
                     return encode_resp2(handler(argv))
+                except WrongTypeError:
+                    return _WRONGTYPE_RESP2
                 except Exception:
                     return _INTERNAL_RESP2
         return encode_resp2(self.execute_value(argv))
@@ -388,6 +399,8 @@ class KVStateMachine(
             handler = checked[1]
         try:
             return handler(argv)
+        except WrongTypeError:
+            return WRONGTYPE
         except Exception:
             # Only a bug gets here. Crashing would crash every replica on the same entry,
             # and again after each restart; an error reply is deterministic and survivable.

@@ -1,0 +1,261 @@
+"""Hashes, lists, sets and sorted sets: a pyxos node against a real redis-server, the same
+commands on a connection to each, reply for reply under RESP2 and RESP3.
+
+Replies whose order is a hash table's in Redis (SMEMBERS of a big set...) or that are
+random (SPOP, SRANDMEMBER, HRANDFIELD, ZRANDMEMBER) are compared as sorted multisets, or
+only by size where the draw itself differs; everything else byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from redis_ref import HAVE_REDIS, Conn, pyxos_node, reference_redis
+
+from pyxos.kv.reply import decode_reply
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not HAVE_REDIS, reason="redis-server not installed"),
+]
+
+Address = str | tuple[str, int]
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Address, Address]]:
+    with (
+        reference_redis(tmp_path_factory.mktemp("redis")) as redis_path,
+        pyxos_node(tmp_path_factory.mktemp("pyxos")) as pyxos_address,
+    ):
+        yield redis_path, pyxos_address
+
+
+def unordered(reply: bytes) -> object:
+    """A reply with every array's items sorted (for replies in hash-table order)."""
+
+    def walk(v: object) -> object:
+        if isinstance(v, list):
+            return sorted((walk(x) for x in v), key=repr)
+        if isinstance(v, dict):
+            return sorted((repr(walk(k)), walk(x)) for k, x in v.items())
+        return v
+
+    return repr((reply[:1], walk(decode_reply(reply))))
+
+
+def size_of(reply: bytes) -> object:
+    """Only the shape: the type byte and the number of items (for random draws)."""
+    value = decode_reply(reply)
+    return (reply[:1], len(value) if isinstance(value, list | dict) else type(value).__name__)
+
+
+class Pair:
+    def __init__(self, servers: tuple[Address, Address], protocol: int) -> None:
+        self.redis = Conn(servers[0], protocol)
+        self.pyxos = Conn(servers[1], protocol)
+
+    def run(self, line: str) -> None:
+        """One command: ``~`` first compares unordered, ``#`` only the size."""
+        mode = line[0] if line[0] in "~#" else ""
+        words = [w.encode() for w in line.lstrip("~#").split()]
+        theirs, ours = self.redis.command(words), self.pyxos.command(words)
+        if mode == "~":
+            assert unordered(ours) == unordered(theirs), (line, ours, theirs)
+        elif mode == "#":
+            assert size_of(ours) == size_of(theirs), (line, ours, theirs)
+        else:
+            assert ours == theirs, (line, ours, theirs)
+
+    def close(self) -> None:
+        self.redis.close()
+        self.pyxos.close()
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def pair(servers: tuple[Address, Address], request: pytest.FixtureRequest) -> Iterator[Pair]:
+    p = Pair(servers, request.param)
+    p.run("FLUSHALL")
+    yield p
+    p.close()
+
+
+def play(pair: Pair, script: str) -> None:
+    for line in script.strip().splitlines():
+        if line.strip():
+            pair.run(line.strip())
+
+
+HASHES = """
+HSET h a 1 b 2 c 3
+HSET h a 9 d 4
+HSET h x
+HSET h
+HGET h a
+HGET h nope
+HGET nokey a
+HMGET h a nope d
+HMGET nokey a b
+HMSET h e 5 f 6
+HMSET h e
+HSETNX h a 0
+HSETNX h z 26
+HGETALL h
+HGETALL nokey
+HKEYS h
+HVALS h
+HLEN h
+HLEN nokey
+HSTRLEN h a
+HSTRLEN h nope
+HEXISTS h a
+HEXISTS h nope
+HDEL h a b nope
+HDEL h a
+HINCRBY h c 10
+HINCRBY h c -100
+HINCRBY h new 5
+HINCRBY h c x
+HINCRBY h e 9223372036854775807
+HINCRBY h c 9223372036854775807
+HSET h s hello
+HINCRBY h s 1
+HINCRBYFLOAT h f 1.5
+HINCRBYFLOAT h f -0.25e1
+HINCRBYFLOAT h f x
+HINCRBYFLOAT h f inf
+HINCRBYFLOAT h s 1
+HINCRBYFLOAT h fresh 3.0e3
+HGETALL h
+HSCAN h 0
+HSCAN h 0 MATCH [a-f]*
+HSCAN h 0 COUNT 1
+HINCRBYFLOAT h big 1.7e308
+HINCRBYFLOAT h big 1.7e308
+HINCRBYFLOAT h big 1.7e308
+~HGETALL h
+~HKEYS h
+HSCAN h 0 COUNT 0
+HSCAN h 0 COUNT x
+HSCAN h 0 NOPE
+HSCAN h x
+HSCAN nokey 0 NOPE
+#HRANDFIELD h
+#HRANDFIELD h 3
+#HRANDFIELD h -5 WITHVALUES
+~HRANDFIELD h 100 WITHVALUES
+HRANDFIELD h 0
+HRANDFIELD h x
+HRANDFIELD h 1 WITHVALUES x
+HRANDFIELD h 1 NOPE
+HRANDFIELD nokey
+HRANDFIELD nokey 5
+HRANDFIELD h -9223372036854775807 WITHVALUES
+HDEL h c d e f z new s fresh big
+EXISTS h
+TYPE h
+"""
+
+
+def test_hashes(pair: Pair) -> None:
+    play(pair, HASHES)
+
+
+VALUE_MODEL = """
+HSET h f v
+SET s str
+TYPE h
+TYPE s
+TYPE nope
+GET h
+SET h x GET
+GETSET h x
+GETDEL h
+APPEND h x
+INCR h
+STRLEN h
+GETRANGE h 0 1
+SETRANGE h 0 x
+MGET h s nope
+LCS h s
+SETBIT h 1 1
+GETBIT h 1
+BITCOUNT h
+HGET s f
+HSET s f v
+HLEN s
+OBJECT ENCODING h
+OBJECT REFCOUNT h
+OBJECT ENCODING s
+HSET big f 01234567890123456789012345678901234567890123456789012345678901234567890123456789
+OBJECT ENCODING big
+EXISTS h s nope h
+RENAME h h2
+HGETALL h2
+COPY h2 h3
+HSET h3 g w
+HGETALL h2
+HGETALL h3
+COPY h2 s
+COPY h2 s REPLACE
+TYPE s
+MOVE h3 3
+SELECT 3
+HGETALL h3
+SELECT 0
+~SCAN 0 TYPE hash
+~SCAN 0 TYPE string
+~KEYS *
+DEL h2 s big nope
+DBSIZE
+SET s x
+HSET s a b
+SET s x
+"""
+
+
+def test_value_model(pair: Pair) -> None:
+    play(pair, VALUE_MODEL)
+
+
+EXPIRY_AND_SCRIPTS = """
+HSET h f v
+EXPIRE h 100
+TTL h
+HSET h g w
+TTL h
+PERSIST h
+TTL h
+PEXPIRE h 1
+EVAL "return 1" 0
+MULTI
+HSET m a 1
+HINCRBY m a 2
+HGETALL m
+GET m
+EXEC
+EVAL "return redis.call('HGETALL', KEYS[1])" 1 m
+EVAL "return redis.call('HINCRBYFLOAT', KEYS[1], 'a', '0.5')" 1 m
+EVAL "return redis.pcall('GET', KEYS[1])" 1 m
+EVAL "return redis.call('HMGET', KEYS[1], 'a', 'zz')" 1 m
+"""
+
+
+def test_expiry_transactions_and_scripts(pair: Pair) -> None:
+    script = EXPIRY_AND_SCRIPTS.strip().splitlines()
+    for line in script:
+        if line.startswith("EVAL"):
+            body = line.split('"')[1]
+            rest = line.split('"')[2].split()
+            words = [b"EVAL", body.encode(), *(w.encode() for w in rest)]
+            theirs, ours = pair.redis.command(words), pair.pyxos.command(words)
+            assert ours == theirs, (line, ours, theirs)
+        else:
+            pair.run(line)
+        if line.startswith("PEXPIRE"):
+            # Both servers drop the key once its millisecond has passed.
+            for conn in (pair.redis, pair.pyxos):
+                while conn.command([b"EXISTS", b"h"]) != b":0\r\n":
+                    pass
+    pair.run("EXISTS h")
