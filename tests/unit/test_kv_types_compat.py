@@ -259,3 +259,106 @@ def test_expiry_transactions_and_scripts(pair: Pair) -> None:
                 while conn.command([b"EXISTS", b"h"]) != b":0\r\n":
                     pass
     pair.run("EXISTS h")
+
+
+SETS = """
+SADD s a b c
+SADD s a d
+SADD i 3 1 2 10 -5
+SADD i 2
+~SMEMBERS s
+SMEMBERS i
+SMEMBERS nokey
+OBJECT ENCODING i
+OBJECT ENCODING s
+SISMEMBER s a
+SISMEMBER s z
+SISMEMBER nokey a
+SMISMEMBER s a z d
+SMISMEMBER nokey a
+SCARD s
+SCARD nokey
+SREM s a z
+SREM nokey a
+SREM i 10 -5
+SMEMBERS i
+SPOP s -1
+SPOP s x
+SPOP s 1 2
+SPOP nokey
+SPOP nokey 3
+SPOP s 0
+SRANDMEMBER s x
+SRANDMEMBER s 1 2
+SRANDMEMBER s -9223372036854775808
+SRANDMEMBER nokey
+SRANDMEMBER nokey 3
+SRANDMEMBER s 0
+SRANDMEMBER i 100
+#SRANDMEMBER i -7
+#SRANDMEMBER i 2
+#SRANDMEMBER s
+SADD t c d e 1
+~SINTER s t
+SINTER s nokey
+~SUNION s t i
+~SDIFF s t
+SDIFF nokey s
+SINTER i
+SINTERSTORE dst s t
+~SMEMBERS dst
+SUNIONSTORE dst i s
+SDIFFSTORE dst i t
+SMEMBERS dst
+SINTERSTORE dst s nokey
+EXISTS dst
+SINTERCARD 2 s t
+SINTERCARD 2 s t LIMIT 1
+SINTERCARD 0 s
+SINTERCARD 3 s t
+SINTERCARD 1 s LIMIT -1
+SINTERCARD 1 s LIMIT x
+SINTERCARD 1 s FOO
+SINTERCARD x s
+SMOVE s t c
+SMOVE s t zz
+SMOVE s s d
+SMOVE s s zz
+SMOVE nokey s a
+SMOVE s dst2 d
+EXISTS s
+SMEMBERS dst2
+SSCAN i 0
+SSCAN i 0 MATCH 1*
+SSCAN i x
+SSCAN nokey 0 FOO
+~SSCAN t 0
+SET str x
+SADD str a
+SMEMBERS str
+SINTER s str
+SINTER nokey str
+SMOVE nokey str a
+SMOVE str nokey a
+SMOVE t str c
+HSET h f v
+SUNIONSTORE h t
+TYPE h
+"""
+
+
+def test_sets(pair: Pair) -> None:
+    play(pair, SETS)
+
+
+def test_spop_pops_what_it_returns(pair: Pair) -> None:
+    for conn in (pair.redis, pair.pyxos):
+        conn.command([b"SADD", b"s", *[b"%d" % i for i in range(20)], b"x", b"y"])
+        popped = decode_reply(conn.command([b"SPOP", b"s", b"5"]))
+        one = decode_reply(conn.command([b"SPOP", b"s"]))
+        rest = decode_reply(conn.command([b"SMEMBERS", b"s"]))
+        assert isinstance(popped, list) and isinstance(rest, list)
+        assert len(popped) == 5 and len(set(popped)) == 5
+        assert sorted([*popped, one, *rest]) == sorted(
+            [b"%d" % i for i in range(20)] + [b"x", b"y"]
+        )

@@ -58,6 +58,7 @@ from pyxos.kv.keyspace import NUM_DBS, Db, Watch
 from pyxos.kv.reads import LocalReads
 from pyxos.kv.reply import OK, ErrorReply, Reply, encode_resp2
 from pyxos.kv.request import Request, decode_request
+from pyxos.kv.sets import SetCommands
 from pyxos.kv.scripting import DEFAULT_MAX_INSTRUCTIONS, DEFAULT_SCRIPT_MEMORY, ScriptCommands
 from pyxos.kv.snapshot import (
     FRAME_KEYS,
@@ -126,6 +127,7 @@ class KVStateMachine(
     TransactionCommands,
     ScriptCommands,
     HashCommands,
+    SetCommands,
 ):
     """A Redis-compatible string key-value store with exactly-once client sessions.
 

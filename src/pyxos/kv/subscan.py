@@ -1,7 +1,7 @@
 """HSCAN, SSCAN and ZSCAN: iterating one container with a cursor.
 
 A small container (one Redis keeps in a compact encoding) is returned whole with cursor 0,
-as Redis does. A big one is walked in windows of a fixed hash, ``crc32(element) + 1``, as
+as Redis does. A big one is walked in windows of a fixed hash, ``crc32(element)``, much as
 SCAN walks the keyspace (:mod:`pyxos.kv.scan`): a cursor ``c`` means every element whose
 hash is below ``c`` was returned, so an element present from start to end is returned
 exactly once whatever changes in between, on any node. A window is sized for about COUNT
@@ -61,8 +61,8 @@ def scan_container(
         width = max(1, _HASH_SPACE * min(count, len(elements)) // max(len(elements), 1))
         end = cursor + width
         crc = zlib.crc32
-        chosen = [e for e in elements if cursor <= crc(e) + 1 < end]
-        next_cursor = 0 if end > _HASH_SPACE else end
+        chosen = [e for e in elements if cursor <= crc(e) < end]
+        next_cursor = 0 if end >= _HASH_SPACE else end
     for element in chosen:
         if match is None or match(element):
             emit(element, out)
