@@ -58,8 +58,8 @@ from pyxos.kv.keyspace import NUM_DBS, Db, Watch
 from pyxos.kv.reads import LocalReads
 from pyxos.kv.reply import OK, ErrorReply, Reply, encode_resp2
 from pyxos.kv.request import Request, decode_request
-from pyxos.kv.sets import SetCommands
 from pyxos.kv.scripting import DEFAULT_MAX_INSTRUCTIONS, DEFAULT_SCRIPT_MEMORY, ScriptCommands
+from pyxos.kv.sets import SetCommands
 from pyxos.kv.snapshot import (
     FRAME_KEYS,
     SessionRecord,
