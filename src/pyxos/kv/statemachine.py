@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 import msgspec
 
 from pyxos.kv.bits import BitCommands
+from pyxos.kv.blocking_pops import BlockingPops
 from pyxos.kv.commands import COMMANDS, CommandKind, CommandSpec, check
 from pyxos.kv.errors import (
     ERR_EMPTY,
@@ -72,6 +73,7 @@ from pyxos.kv.snapshot import (
 from pyxos.kv.strings import StringCommands
 from pyxos.kv.transactions import TransactionCommands
 from pyxos.kv.values import WRONGTYPE, WrongTypeError, copy_value
+from pyxos.kv.zsets import ZSetCommands
 
 __all__ = [
     "DEFAULT_MAX_SESSIONS",
@@ -128,6 +130,8 @@ class KVStateMachine(
     ScriptCommands,
     HashCommands,
     SetCommands,
+    ZSetCommands,
+    BlockingPops,
 ):
     """A Redis-compatible string key-value store with exactly-once client sessions.
 

@@ -107,7 +107,9 @@ class ZSet:
         return bool(self.scores)
 
     def add(self, member: bytes, score: float) -> None:
-        """Set a member's score (adding the member if new)."""
+        """Set a member's score (adding the member if new). A zero is stored as +0: Redis
+        keeps small sets' scores as text, where -0 becomes 0."""
+        score += 0.0
         old = self.scores.get(member)
         if old is not None:
             if old == score:
