@@ -544,3 +544,138 @@ TYPE u1
 
 def test_sorted_sets(pair: Pair) -> None:
     play(pair, ZSETS)
+
+
+LISTS = """
+RPUSH l a b c
+LPUSH l z y
+RPUSH l
+LPUSHX nokey a
+RPUSHX nokey a
+LPUSHX l x
+RPUSHX l w
+EXISTS nokey
+LRANGE l 0 -1
+LRANGE l -3 -1
+LRANGE l 5 1
+LRANGE l 0 100
+LRANGE l x 1
+LRANGE nokey 0 -1
+LLEN l
+LLEN nokey
+LINDEX l 0
+LINDEX l -1
+LINDEX l 100
+LINDEX l x
+LINDEX nokey 0
+LSET l 1 Y
+LSET l -1 W
+LSET l 100 x
+LSET l x y
+LSET nokey 0 x
+LRANGE l 0 -1
+RPUSH r a b a c a d a
+LREM r 2 a
+LRANGE r 0 -1
+LREM r -1 a
+LRANGE r 0 -1
+LREM r 0 a
+LREM r 0 nope
+LREM r x a
+LREM nokey 0 a
+LRANGE r 0 -1
+LTRIM r 1 -1
+LRANGE r 0 -1
+LTRIM r 5 10
+EXISTS r
+LTRIM nokey 0 1
+LTRIM l x 1
+RPUSH i a b c
+LINSERT i BEFORE b x
+LINSERT i AFTER c y
+LINSERT i AFTER nope y
+LINSERT i MIDDLE b x
+LINSERT nokey BEFORE a x
+LRANGE i 0 -1
+RPUSH p a b c a b c a
+LPOS p a
+LPOS p a RANK 2
+LPOS p a RANK -1
+LPOS p a RANK -2 COUNT 2
+LPOS p a COUNT 0
+LPOS p a COUNT 2 RANK 2
+LPOS p a MAXLEN 3 COUNT 0
+LPOS p a RANK -1 MAXLEN 2 COUNT 0
+LPOS p nope
+LPOS p nope COUNT 0
+LPOS p a RANK 0
+LPOS p a RANK x
+LPOS p a RANK -9223372036854775808
+LPOS p a COUNT x
+LPOS p a COUNT -1
+LPOS p a MAXLEN -1
+LPOS p a FOO
+LPOS p a RANK
+LPOS nokey a
+LPOS nokey a COUNT 0
+LPOP p
+RPOP p
+LPOP p 2
+RPOP p 0
+LPOP p 100
+EXISTS p
+LPOP nokey
+LPOP nokey 2
+LPOP nokey 0
+LPOP l -1
+LPOP l x
+LPOP l 1 2
+RPUSH m a b c
+LMOVE m m LEFT RIGHT
+LRANGE m 0 -1
+LMOVE m n RIGHT LEFT
+LMOVE m n LEFT LEFT
+LMOVE m n left right
+LRANGE n 0 -1
+EXISTS m
+LMOVE nokey n LEFT LEFT
+LMOVE n n UP LEFT
+RPOPLPUSH n o
+RPOPLPUSH nokey o
+LRANGE o 0 -1
+RPUSH one x
+LMOVE one one LEFT LEFT
+LRANGE one 0 -1
+SET str v
+LPUSH str a
+LRANGE str 0 -1
+LMOVE one str LEFT LEFT
+LMOVE nokey str LEFT LEFT
+LMOVE str one LEFT LEFT
+BLPOP str 0
+BLPOP nokey str 0
+BLPOP l x
+BLPOP l -1
+BLPOP l 1e400
+BLPOP l 0.01
+BRPOP l nokey 0
+BLPOP nokey l 0
+BLMOVE l n LEFT RIGHT 0
+BLMOVE l n LEFT UP 0
+BLMOVE l n LEFT RIGHT x
+LRANGE n 0 -1
+OBJECT ENCODING l
+TYPE l
+MULTI
+BLPOP nokey 0
+BRPOP nokey 1
+BLMOVE nokey x LEFT RIGHT 0
+BZPOPMIN nokey 0
+RPUSH nokey a
+BLPOP nokey 0
+EXEC
+"""
+
+
+def test_lists(pair: Pair) -> None:
+    play(pair, LISTS)

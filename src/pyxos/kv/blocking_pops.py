@@ -21,7 +21,7 @@ from fractions import Fraction
 from pyxos.kv.commands import LLONG_MAX
 from pyxos.kv.longdouble import parse_ld
 from pyxos.kv.reply import ErrorReply, Reply
-from pyxos.kv.values import ListValue, TypedKeyspace, ZSet
+from pyxos.kv.values import NULL_ARRAY, ListValue, TypedKeyspace, ZSet
 
 __all__ = ["BlockingPops", "parse_timeout"]
 
@@ -63,7 +63,7 @@ class BlockingPops(TypedKeyspace):
             z = self.value_of(key, ZSet)
             if z is not None:
                 return [key, *self.pop_extreme(key, 1, highest)]
-        return None
+        return NULL_ARRAY
 
     def c_bzpopmin(self, argv: Sequence[bytes]) -> Reply:
         return self._bzpop(argv, highest=False)
@@ -79,7 +79,7 @@ class BlockingPops(TypedKeyspace):
             lst = self.value_of(key, ListValue)
             if lst is not None:
                 return [key, self.list_pop(key, left)]
-        return None
+        return NULL_ARRAY
 
     def c_blpop(self, argv: Sequence[bytes]) -> Reply:
         return self._blpop(argv, left=True)

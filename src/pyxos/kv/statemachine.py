@@ -56,6 +56,7 @@ from pyxos.kv.expiry import ExpiryCommands
 from pyxos.kv.hashes import HashCommands
 from pyxos.kv.keys import KeyCommands
 from pyxos.kv.keyspace import NUM_DBS, Db, Watch
+from pyxos.kv.lists import ListCommands
 from pyxos.kv.reads import LocalReads
 from pyxos.kv.reply import OK, ErrorReply, Reply, encode_resp2
 from pyxos.kv.request import Request, decode_request
@@ -72,7 +73,7 @@ from pyxos.kv.snapshot import (
 )
 from pyxos.kv.strings import StringCommands
 from pyxos.kv.transactions import TransactionCommands
-from pyxos.kv.values import WRONGTYPE, WrongTypeError, copy_value
+from pyxos.kv.values import NULL_ARRAY, WRONGTYPE, WrongTypeError, copy_value
 from pyxos.kv.zsets import ZSetCommands
 
 __all__ = [
@@ -103,6 +104,7 @@ _EMPTY_RESP2 = encode_resp2(ERR_EMPTY)
 _OK_RESP2 = encode_resp2(OK)
 _INTERNAL_RESP2 = encode_resp2(ERR_INTERNAL)
 _WRONGTYPE_RESP2 = encode_resp2(WRONGTYPE)
+_NULL_ARRAY_RESP2 = b"*-1\r\n"
 
 
 class _Session:
@@ -131,6 +133,7 @@ class KVStateMachine(
     HashCommands,
     SetCommands,
     ZSetCommands,
+    ListCommands,
     BlockingPops,
 ):
     """A Redis-compatible string key-value store with exactly-once client sessions.
@@ -373,15 +376,22 @@ class KVStateMachine(
                 and not (spec.step == 2 and argc % 2 == 0)
             ):
                 try:
-                    return encode_resp2(handler(argv))
+                    reply = handler(argv)
+                    return _NULL_ARRAY_RESP2 if reply is NULL_ARRAY else encode_resp2(reply)
                 except WrongTypeError:
                     return _WRONGTYPE_RESP2
                 except Exception:
                     return _INTERNAL_RESP2
-        return encode_resp2(self.execute_value(argv))
+        reply = self._value(argv)
+        return _NULL_ARRAY_RESP2 if reply is NULL_ARRAY else encode_resp2(reply)
 
     def execute_value(self, argv: Sequence[bytes]) -> Reply:
-        """Run one command (write or read) on the current database; its reply value."""
+        """Run one command (write or read) on the current database; its reply value (a
+        null array is None, as a script sees it)."""
+        reply = self._value(argv)
+        return None if reply is NULL_ARRAY else reply
+
+    def _value(self, argv: Sequence[bytes]) -> Reply:
         if not argv:
             return ERR_EMPTY
         entry = self._dispatch.get(argv[0])

@@ -35,10 +35,11 @@ from sortedcontainers import SortedList
 
 from pyxos.kv.commands import string2ll
 from pyxos.kv.keyspace import Keyspace
-from pyxos.kv.reply import ErrorReply
+from pyxos.kv.reply import ErrorReply, Reply
 
 __all__ = [
     "ERR_NOT_FLOAT",
+    "NULL_ARRAY",
     "WRONGTYPE",
     "Hash",
     "ListValue",
@@ -57,6 +58,11 @@ __all__ = [
 
 WRONGTYPE = ErrorReply("WRONGTYPE Operation against a key holding the wrong kind of value")
 ERR_NOT_FLOAT = ErrorReply("ERR value is not a valid float")
+
+
+NULL_ARRAY: list[Reply] = []
+"""The null array (``*-1`` in RESP2) some commands answer, by identity: the state machine
+encodes it (the reply encoder has no such value); a script sees it as nil."""
 
 
 class WrongTypeError(Exception):
