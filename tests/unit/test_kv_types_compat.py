@@ -299,6 +299,14 @@ SRANDMEMBER i 100
 #SRANDMEMBER i 2
 #SRANDMEMBER s
 SADD t c d e 1
+SADD neg -1 -2
+SMEMBERS neg
+MULTI
+SMEMBERS neg
+ZADD nz2 -1 -1
+ZSCORE nz2 -1
+GET nokey
+EXEC
 ~SINTER s t
 SINTER s nokey
 ~SUNION s t i
@@ -397,6 +405,10 @@ ZINCRBY z 2.5 b
 ZINCRBY z x b
 ZINCRBY z -inf e
 ZINCRBY nz 1 m
+ZINCRBY nz -2 neg
+ZSCORE nz neg
+ZMSCORE nz neg m
+ZRANGE nz 0 -1 WITHSCORES
 ZSCORE z a
 ZSCORE z e
 ZSCORE z h
@@ -679,3 +691,117 @@ EXEC
 
 def test_lists(pair: Pair) -> None:
     play(pair, LISTS)
+
+
+# --- blocking pops -------------------------------------------------------------------------------
+
+
+def wait_blocked(conn: Conn, clients: int) -> None:
+    """Poll CLIENT LIST until ``clients`` connections are in a blocking pop (both servers
+    name the command a connection is running)."""
+    while True:
+        listing = decode_reply(conn.command([b"CLIENT", b"LIST"]))
+        text = listing.text if hasattr(listing, "text") else listing
+        assert isinstance(text, bytes)
+        if sum(1 for line in text.splitlines() if b" cmd=b" in line) >= clients:
+            return
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_blocked_clients_are_served_first_blocked_first(
+    servers: tuple[Address, Address], protocol: int
+) -> None:
+    pusher = Pair(servers, protocol)
+    pusher.run("FLUSHALL")
+    first, second = Pair(servers, protocol), Pair(servers, protocol)
+    try:
+        for side in ("redis", "pyxos"):
+            a, b, c = (getattr(p, side) for p in (first, second, pusher))
+            a.send([b"BLPOP", b"q", b"other", b"0"])
+            wait_blocked(c, 1)
+            b.send([b"BLPOP", b"other", b"q", b"0"])
+            wait_blocked(c, 2)
+        pusher.run("RPUSH q one")
+        assert first.pyxos.read() == first.redis.read()
+        pusher.run("LPUSH other two")
+        assert second.pyxos.read() == second.redis.read()
+        pusher.run("EXISTS q other")
+    finally:
+        for p in (first, second, pusher):
+            p.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_blocking_pops_of_every_kind_wake_on_a_push(
+    servers: tuple[Address, Address], protocol: int
+) -> None:
+    pusher = Pair(servers, protocol)
+    pusher.run("FLUSHALL")
+    waiter = Pair(servers, protocol)
+    try:
+        for command, push in (
+            ("BRPOP a b 0", "RPUSH b x y"),
+            ("BLMOVE src dst RIGHT LEFT 0", "RPUSH src m n"),
+            ("BZPOPMIN z1 z2 0", "ZADD z2 1.5 m 2 n"),
+            ("BZPOPMAX z3 0", "ZADD z3 -1 lo 3.25 hi"),
+            ("BLPOP renamed 0", "RPUSH tmp v"),
+        ):
+            words = [w.encode() for w in command.split()]
+            for side in ("redis", "pyxos"):
+                getattr(waiter, side).send(words)
+                wait_blocked(getattr(pusher, side), 1)
+            pusher.run(push)
+            if command.startswith("BLPOP renamed"):
+                pusher.run("RENAME tmp renamed")
+            assert waiter.pyxos.read() == waiter.redis.read(), command
+        for line in ("LRANGE b 0 -1", "LRANGE src 0 -1", "LRANGE dst 0 -1", "EXISTS renamed",
+                     "ZRANGE z2 0 -1 WITHSCORES", "ZRANGE z3 0 -1 WITHSCORES"):  # fmt: skip
+            pusher.run(line)
+    finally:
+        pusher.close()
+        waiter.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_blocking_pop_that_times_out_changes_nothing(
+    servers: tuple[Address, Address], protocol: int
+) -> None:
+    pair = Pair(servers, protocol)
+    try:
+        pair.run("FLUSHALL")
+        pair.run("SET s v")
+        for line in ("BLPOP l 0.05", "BRPOP l1 l2 0.01", "BLMOVE l m LEFT LEFT 0.02",
+                     "BZPOPMIN z 0.03", "BZPOPMAX z 0.01", "BLPOP s 0.01", "BLPOP l -1",
+                     "BLPOP l x", "DBSIZE", "KEYS *"):  # fmt: skip
+            pair.run(line)
+    finally:
+        pair.close()
+
+
+def test_a_blocked_client_on_a_follower_wakes_when_a_push_is_applied_there(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    from redis_ref import FAST
+
+    from pyxos.server.local_cluster import LocalCluster, find_base_port
+
+    cluster = LocalCluster(3, find_base_port(3), tmp_path, extra_args=FAST)  # type: ignore[arg-type]
+    cluster.start()
+    try:
+        cluster.wait_ready()
+        conns = [Conn(("127.0.0.1", cluster.client_port(i))) for i in (1, 2, 3)]
+        observers = [Conn(("127.0.0.1", cluster.client_port(i))) for i in (2, 3)]
+        conns[1].send([b"BLPOP", b"jobs", b"0"])
+        conns[2].send([b"BZPOPMIN", b"board", b"0"])
+        for observer in observers:
+            wait_blocked(observer, 1)
+            observer.close()
+        assert conns[0].command([b"RPUSH", b"jobs", b"j1", b"j2"]) == b":2\r\n"
+        assert conns[1].read() == b"*2\r\n$4\r\njobs\r\n$2\r\nj1\r\n"
+        assert conns[0].command([b"ZADD", b"board", b"7", b"p"]) == b":1\r\n"
+        assert conns[2].read() == b"*3\r\n$5\r\nboard\r\n$1\r\np\r\n$1\r\n7\r\n"
+        assert conns[0].command([b"LRANGE", b"jobs", b"0", b"-1"]) == b"*1\r\n$2\r\nj2\r\n"
+        for conn in conns:
+            conn.close()
+    finally:
+        cluster.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyxos.kv.scan import ScanIndex
@@ -94,6 +95,10 @@ class Keyspace:
         """RANDOMKEY draws since the current EXEC or script began (part of its seed)."""
         self._heap: list[tuple[int, int, bytes]] = []
         self._pushes = 0
+        self.on_ready: Callable[[int, bytes], None] | None = None
+        """Told ``(db, key)`` when a key may have got elements to pop (``-1`` for any key):
+        blocked clients on this node retry (:mod:`pyxos.server.blocking`). Node-local, not
+        replicated state."""
 
     # --- databases and the clock -----------------------------------------------------------
 
@@ -140,6 +145,8 @@ class Keyspace:
         data = db.data
         if type(value) is not bytes:
             db.containers = True
+            if self.on_ready is not None:
+                self.on_ready(self.db_index, key)
         if key not in data and db.scan is not None and not db.scan.added(key):
             db.scan = None
         data[key] = value
@@ -218,6 +225,8 @@ class Keyspace:
         da.scan, db_.scan = db_.scan, da.scan
         da.containers, db_.containers = db_.containers, da.containers
         self._rebuild_heap()
+        if self.on_ready is not None:
+            self.on_ready(-1, b"")
 
     # --- WATCH ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from pyxos.kv.commands import string2ll
 from pyxos.kv.reply import (
     ErrorReply,
     Reply,
@@ -137,10 +138,41 @@ def needs_resp3(argv: Sequence[bytes]) -> bool:
     return bool(argv) and argv[0].lower() in _SHAPES
 
 
+_RESP3_ONLY = frozenset(b"_,%~#=(|>")
+
+
+def _is_resp3(reply: bytes) -> bool:
+    """Whether ``reply`` (one complete reply) uses a type RESP2 does not have."""
+    pos, end = 0, len(reply)
+    while pos < end:
+        kind = reply[pos]
+        if kind in _RESP3_ONLY:
+            return True
+        eol = reply.find(b"\r\n", pos)
+        if eol < 0:
+            return False
+        header = reply[pos + 1 : eol]
+        pos = eol + 2
+        if kind == 0x24:  # '$': skip the blob, which may hold anything
+            n = string2ll(header)
+            if n is None:
+                return False
+            if n >= 0:
+                pos += n + 2
+    return False
+
+
 def resp3_reply(argv: Sequence[bytes], reply: bytes) -> bytes:
-    """The RESP3 form of ``reply``, the RESP2 reply the state machine gave to ``argv``."""
+    """The RESP3 form of ``reply``, the RESP2 reply the state machine gave to ``argv``.
+
+    Without ``argv`` (the command is not known where the reply is sent), a reply that is
+    already RESP3 is returned unchanged, so converting twice does no harm."""
     shape = _SHAPES.get(argv[0].lower()) if argv else None
-    if shape is None or reply[:1] in (b"-", b"+", b":"):
+    if shape is None:
+        if b"-1\r\n" not in reply or _is_resp3(reply):
+            return reply
+        return to_resp3(reply)
+    if reply[:1] in (b"-", b"+", b":"):
         return to_resp3(reply)
     value = decode_reply(reply)
     if isinstance(value, ErrorReply | SimpleString):

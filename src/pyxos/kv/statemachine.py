@@ -313,6 +313,8 @@ class KVStateMachine(
         self.now = self.clock = state.now
         self._rebuild_heap()
         self.load_scripts(state.scripts)
+        if self.on_ready is not None:
+            self.on_ready(-1, b"")
 
     def digest(self) -> str:
         """SHA-256 of the state in a canonical form (keys sorted), hex: equal on replicas

@@ -28,7 +28,7 @@ import math
 import random
 import re
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TypeAlias, TypeVar
 
 from sortedcontainers import SortedList
@@ -266,9 +266,6 @@ class TypedKeyspace(Keyspace):
     """The accessors and change notifications the container commands share."""
 
     _applied: int
-    on_ready: Callable[[int, bytes], None] | None = None
-    """Told ``(db, key)`` when a list or sorted set gets elements: blocked pops on this
-    node retry (:mod:`pyxos.server.blocking`). Node-local, not replicated state."""
 
     def value_of(self, key: bytes, kind: type[_Container]) -> _Container | None:
         """The key's container of ``kind``, None if the key is absent; WRONGTYPE otherwise."""

@@ -21,6 +21,7 @@ from pyxos.kv import Classification, CommandKind, classify, encode_request
 from pyxos.kv.commands import CommandSpec, string2ll
 from pyxos.kv.resp3 import resp3_reply
 from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
+from pyxos.server.blocking import BLOCKING, BlockingCommands
 from pyxos.server.client_command import ClientCommands
 from pyxos.server.connection_base import NOAUTH, Reply_, error, now_ms
 from pyxos.server.local_commands import LocalCommands
@@ -35,7 +36,7 @@ __all__ = ["Connection"]
 log = logging.getLogger("pyxos.server")
 
 
-class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands):
+class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands, BlockingCommands):
     """One client, as a protocol object: callbacks instead of a task per connection.
 
     Commands are dispatched as their bytes arrive and replies leave strictly in request
@@ -274,6 +275,8 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands)
         calls[spec.name] = calls.get(spec.name, 0) + 1
         if kind is CommandKind.WRITE:
             metrics.ops_write.inc()
+            if spec.name in BLOCKING:
+                return self.propose_blocking(argv, spec)
             return self.propose(argv, client, seq, spec)
         if kind is CommandKind.READ:
             metrics.ops_read.inc()
