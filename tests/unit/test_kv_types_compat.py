@@ -209,6 +209,11 @@ SELECT 0
 ~KEYS *
 DEL h2 s big nope
 DBSIZE
+~COMMAND INFO hset zadd blpop sinterstore lmove zrangestore bzpopmax
+COMMAND GETKEYS BLPOP a b 0
+COMMAND GETKEYS BLMOVE a b LEFT RIGHT 0
+COMMAND GETKEYS SMOVE a b m
+COMMAND GETKEYS ZRANGESTORE d s 0 1
 SET s x
 HSET s a b
 SET s x
