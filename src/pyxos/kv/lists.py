@@ -96,12 +96,12 @@ class ListCommands(TypedKeyspace):
         return 0 if lst is None else len(lst)
 
     def c_lindex(self, argv: Sequence[bytes]) -> Reply:
-        index = string2ll(argv[2])
-        if index is None:
-            return ERR_NOT_INTEGER
         lst = self.value_of(argv[1], ListValue)
         if lst is None:
             return None
+        index = string2ll(argv[2])
+        if index is None:
+            return ERR_NOT_INTEGER
         if index < 0:
             index += len(lst)
         return lst[index] if 0 <= index < len(lst) else None
@@ -117,12 +117,12 @@ class ListCommands(TypedKeyspace):
         return list(itertools.islice(lst, s, e))
 
     def c_lset(self, argv: Sequence[bytes]) -> Reply:
-        index = string2ll(argv[2])
-        if index is None:
-            return ERR_NOT_INTEGER
         lst = self.value_of(argv[1], ListValue)
         if lst is None:
             return ERR_NO_SUCH_KEY
+        index = string2ll(argv[2])
+        if index is None:
+            return ERR_NOT_INTEGER
         if index < 0:
             index += len(lst)
         if not 0 <= index < len(lst):
