@@ -810,3 +810,27 @@ def test_a_blocked_client_on_a_follower_wakes_when_a_push_is_applied_there(
             conn.close()
     finally:
         cluster.close()
+
+
+CHANGES = [
+    "HSET h f 2", "LPUSH l x", "SREM s a", "ZINCRBY z 1 m", "HDEL h f", "LPOP l", "ZADD z 1 m",
+    "SADD s a", "LTRIM l 0 -1", "HSET h f 1", "SREM s zz", "ZREM z zz", "HDEL h zz",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_watch_sees_changes_made_in_place(servers: tuple[Address, Address], change: str) -> None:
+    pair, other = Pair(servers, 2), Pair(servers, 2)
+    try:
+        pair.run("FLUSHALL")
+        for line in ("HSET h f 1", "RPUSH l a", "SADD s a", "ZADD z 1 m"):
+            pair.run(line)
+        key = change.split()[1]
+        pair.run(f"WATCH {key}")
+        other.run(change)
+        pair.run("MULTI")
+        pair.run("PING")
+        pair.run("EXEC")  # null where the change changed the value, as in Redis
+    finally:
+        pair.close()
+        other.close()

@@ -166,7 +166,7 @@ class ListCommands(TypedKeyspace):
         if len(kept) != len(lst):
             lst.clear()
             lst.extend(kept)
-            self.changed(argv[1], lst)
+        self.changed(argv[1], lst)  # even when nothing went, as Redis signals it
         return OK
 
     def c_linsert(self, argv: Sequence[bytes]) -> Reply:

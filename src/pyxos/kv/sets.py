@@ -46,7 +46,8 @@ class SetCommands(TypedKeyspace):
         before = len(s)
         for m in argv[2:]:
             s[m] = None
-        self.changed(argv[1], s)
+        if len(s) > before:  # Redis tells WATCHers only of a change
+            self.changed(argv[1], s)
         return len(s) - before
 
     def c_srem(self, argv: Sequence[bytes]) -> Reply:

@@ -95,8 +95,8 @@ class ZSetCommands(ZRangeCommands, TypedKeyspace):
             if new != current:
                 z.add(member, new)
                 updated += 1
-        self.changed(key, z)
-        if added or updated:
+        if added or updated:  # Redis tells WATCHers only of a change
+            self.changed(key, z)
             self.ready(key)
         if incr:
             return None if result is None else format_score(result)
