@@ -5,7 +5,8 @@ for one key of 1,000,000 elements, and ``pyxos bench`` throughput of their write
 
 A. For each type, in a child process of its own (a clean RSS): a ``KVStateMachine`` given
    one key of N elements (16-byte members; a hash's values 16 bytes; scores 0..N-1) with
-   commands of 1,000 elements each; then the RSS growth per element, the snapshot's size,
+   commands of 1,000 elements each (made one at a time, so that only the state stays in
+   memory); then the RSS growth per element, the snapshot's size,
    the time to encode it (``snapshot()``), and the time to install it on a fresh state
    machine the way a follower does: ``prepare_restore`` decoding in a worker thread while
    the main thread keeps applying small commands (the longest gap between two of them is
@@ -31,6 +32,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +52,7 @@ from benchlib import (
 BATCH = 1000
 
 
-def _commands(kind: str, n: int) -> list[list[bytes]]:
-    out = []
+def _commands(kind: str, n: int) -> Iterator[list[bytes]]:
     for first in range(0, n, BATCH):
         members = [b"m%015d" % i for i in range(first, min(n, first + BATCH))]
         if kind == "string":
@@ -70,21 +71,18 @@ def _commands(kind: str, n: int) -> list[list[bytes]]:
             argv = [b"ZADD", b"big"]
             for i, m in enumerate(members, first):
                 argv += [b"%d" % i, m]
-        out.append(argv)
-    return out
+        yield argv
 
 
 def _one_type(kind: str, n: int, queue: Any) -> None:
     from pyxos.kv import KVStateMachine, encode_request
 
-    commands = [encode_request(argv, time=1) for argv in _commands(kind, n)]
     base = rss_kib(os.getpid())["VmRSS"]
     sm = KVStateMachine()
     t = time.perf_counter()
-    for entry in commands:
-        sm.apply(entry)
+    for argv in _commands(kind, n):  # made one at a time: only the state stays in memory
+        sm.apply(encode_request(argv, time=1))
     build_s = time.perf_counter() - t
-    del commands
     loaded = rss_kib(os.getpid())["VmRSS"]
     t = time.perf_counter()
     data = sm.snapshot()

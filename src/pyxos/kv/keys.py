@@ -26,7 +26,16 @@ from pyxos.kv.glob import compile_pattern
 from pyxos.kv.keyspace import NUM_DBS, Keyspace
 from pyxos.kv.reply import OK, ErrorReply, Reply, SimpleString
 from pyxos.kv.scan import ScanIndex
-from pyxos.kv.values import Value, copy_value, encoding_name, type_name
+from pyxos.kv.values import (
+    Hash,
+    ListValue,
+    SetValue,
+    Value,
+    ZSet,
+    copy_value,
+    encoding_name,
+    type_name,
+)
 
 __all__ = ["KeyCommands", "encoding_of"]
 
@@ -354,19 +363,19 @@ def _type_of(value: Value) -> str:
 
 
 def container_usage(key: bytes, value: Value) -> int:
-    """MEMORY USAGE of a container: an estimate in Redis's terms (the key, the object and
-    each element's bytes plus a per-element overhead like a listpack's or a dict entry's)."""
-    if isinstance(value, dict):
-        items: list[bytes] = [b for kv in value.items() for b in kv if isinstance(b, bytes)]
-    elif isinstance(value, bytes):
-        items = [value]
-    elif hasattr(value, "scores"):
+    """MEMORY USAGE of a container: an estimate in Redis's terms (the key, the object, and
+    each element's bytes plus a compact encoding's or a hash table's per-element cost)."""
+    if isinstance(value, Hash):
+        items = [b for pair in value.items() for b in pair]
+    elif isinstance(value, ZSet):
         items = list(value.scores)
-    else:
+    elif isinstance(value, SetValue | ListValue):
         items = list(value)
+    else:
+        items = [value]
     small = encoding_name(value) in ("listpack", "intset", "quicklist")
-    per = 2 if small else 24
-    return _sds_size(len(key)) + 16 + 24 + sum(len(b) + per for b in items) + (0 if small else 64)
+    per, table = (2, 0) if small else (24, 64)
+    return _sds_size(len(key)) + 16 + 24 + table + sum(len(b) + per for b in items)
 
 
 _OBJECT_HELP: list[Reply] = [
