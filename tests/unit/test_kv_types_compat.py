@@ -834,3 +834,37 @@ def test_watch_sees_changes_made_in_place(servers: tuple[Address, Address], chan
     finally:
         pair.close()
         other.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_reads_the_types_as_from_redis(
+    servers: tuple[Address, Address], protocol: int
+) -> None:
+    import redis as redis_py
+
+    _, (host, port) = servers
+    ours = redis_py.Redis(host=host, port=port, protocol=protocol)
+    theirs = redis_py.Redis(unix_socket_path=servers[0], protocol=protocol)  # type: ignore[arg-type]
+    try:
+        for r in (ours, theirs):
+            r.flushall()
+            r.hset("h", mapping={"a": "1", "b": "2"})
+            r.zadd("z", {"m": 1.5, "n": 0.1})
+            r.sadd("s", "x", "y")
+            r.rpush("l", "p", "q")
+        for call in (
+            lambda r: r.hgetall("h"),
+            lambda r: r.zscore("z", "n"),
+            lambda r: r.zrange("z", 0, -1, withscores=True),
+            lambda r: r.zpopmin("z"),
+            lambda r: r.zincrby("z", 2, "m"),
+            lambda r: sorted(r.smembers("s")),
+            lambda r: r.lpop("l", 5),
+            lambda r: r.blpop(["l"], timeout=0.05),
+            lambda r: r.hincrbyfloat("h", "a", 0.5),
+            lambda r: r.type("z"),
+        ):
+            assert call(ours) == call(theirs)
+    finally:
+        ours.close()
+        theirs.close()
