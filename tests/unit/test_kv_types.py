@@ -21,13 +21,9 @@ def filled() -> KVStateMachine:
     run(sm, "HSET", "h", "f", "1", "g", "2")
     run(sm, "HSET", "h2", "x", "y", db=3)
     run(sm, "EXPIRE", "h", "100")
-    for cmd in (
-        ("RPUSH", "l", "a", "b", "c"),
-        ("SADD", "st", "m", "n", "1"),
-        ("ZADD", "z", "1.5", "a", "-inf", "b", "2", "c"),
-    ):
-        if run(sm, *cmd).startswith(b"-ERR unknown"):
-            continue  # a type not built yet
+    assert run(sm, "RPUSH", "l", "a", "b", "c") == b":3\r\n"
+    assert run(sm, "SADD", "st", "m", "n", "1") == b":3\r\n"
+    assert run(sm, "ZADD", "z", "1.5", "a", "-inf", "b", "2", "c") == b":3\r\n"
     return sm
 
 
