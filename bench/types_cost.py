@@ -18,6 +18,12 @@ B. A 3-node ``pyxos serve`` cluster; ``pyxos bench --ratio 0:1 --write W`` for W
    SADD and ZADD overwrite one field or member per key, as SET overwrites the key; LPUSH
    grows its lists.
 
+C. With ``--install``: ``memory_snapshot.py``'s real-process scenario, loading one sorted set
+   of N members (the slowest type to decode) instead of N string keys: two nodes take a
+   snapshot of it (a sequential client measures the stall), then node 3 joins with an
+   empty data dir under ``pyxos bench`` load and must install it; the time until it caught
+   up, the others' throughput meanwhile, and whether all three digests agree after.
+
 Results: ``bench/results/types-cost-<date>.json``. The machine may be shared: the JSON
 records how busy the rest of it was.
 """
@@ -28,6 +34,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import socket
 import sys
 import threading
@@ -169,20 +176,190 @@ def part_b(tmp: Path, duration: float) -> list[dict[str, Any]]:
     return rows
 
 
+async def _load_zset(
+    endpoint: tuple[str, int],
+    n: int,
+    value_size: int = 0,
+    batch: int = BATCH,
+    depth: int = 8,
+    timeout: float = 600.0,
+) -> None:
+    """Load one sorted set of ``n`` members through ``endpoint``: pipelined ZADDs of
+    ``batch`` members, ``depth`` in flight (the signature of ``loadgen.preload``)."""
+    import asyncio
+
+    from pyxos.server.resp import encode_command
+
+    reader, writer = await asyncio.open_connection(*endpoint)
+    commands = [encode_command(argv) for argv in _commands("zset", n)]
+    inflight = 0
+    buf = b""
+
+    async def one_reply() -> None:
+        nonlocal buf
+        while b"\r\n" not in buf:
+            data = await asyncio.wait_for(reader.read(65536), timeout)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            buf += data
+        line, _, buf = buf.partition(b"\r\n")
+        if not line.startswith(b":"):
+            raise ConnectionError(f"ZADD failed: {line!r}")
+
+    for cmd in commands:
+        writer.write(cmd)
+        inflight += 1
+        if inflight >= depth:
+            await one_reply()
+            inflight -= 1
+    while inflight:
+        await one_reply()
+        inflight -= 1
+    writer.close()
+
+
+def part_c(n: int, tmp: Path, install_budget: float = 240.0) -> dict[str, Any]:
+    """Real processes: a follower that lost its disk installs a snapshot holding one sorted
+    set of ``n`` members while the others serve (helpers from ``memory_snapshot.py``)."""
+    import asyncio
+    import shutil
+    import signal
+    import subprocess
+
+    from benchlib import PY, REPO
+    from memory_snapshot import (
+        _brief,
+        applied,
+        info,
+        leader_of,
+        log_events,
+        mib,
+        probe_until,
+        restart_both,
+    )
+
+    from pyxos.server.local_cluster import LocalCluster, find_base_port
+
+    out: dict[str, Any] = {"what": f"one sorted set of {n:,} members (16-byte members)"}
+    cluster = LocalCluster(3, find_base_port(3), tmp / "install",
+                           extra_args=["--snapshot-every", str(10**9)])  # fmt: skip
+    bench_proc: subprocess.Popen[str] | None = None
+    try:
+        # A new cluster starts with every member; then node 3 goes down and loses its disk.
+        cluster.start()
+        cluster.wait_ready(timeout=60)
+        deadline = time.monotonic() + 60
+        while not all(log_events(cluster, k, "it votes now") for k in (1, 2, 3)):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the members did not register each other's data dirs")
+            time.sleep(0.1)
+        cluster.stop(3)
+        shutil.rmtree(cluster.data_dir / "node3")
+        lead = leader_of(cluster, [1, 2])
+        lport = cluster.client_port(lead)
+        t = time.perf_counter()
+        asyncio.run(_load_zset(("127.0.0.1", lport), n))
+        out["load_s"] = round(time.perf_counter() - t, 2)
+        target = applied(lport)
+        while min(applied(cluster.client_port(k)) for k in (1, 2)) < target:
+            time.sleep(0.1)
+        log(f"loaded {n:,} members in {out['load_s']}s; applied index {target}")
+
+        every = target + 30
+        lead, lport = restart_both(cluster, every, target)
+        snap_re = r"snapshot through slot \d+ \(\d+ bytes\)"
+        samples = probe_until(
+            lport, lambda: all(log_events(cluster, k, snap_re) for k in (1, 2)), timeout=120
+        )
+        ok = sorted(x[1] for x in samples if not x[2])
+        events = log_events(cluster, 1, snap_re)
+        size = re.search(r"\((\d+) bytes\)", events[-1][1]) if events else None
+        out["snapshot_in_cluster"] = {
+            "snapshot_bytes": int(size.group(1)) if size else None,
+            "probe_sets": len(samples),
+            "longest_successful_set_ms": round(ok[-1] * 1000, 1) if ok else None,
+            "failed_sets": sum(1 for x in samples if x[2]),
+        }
+        log(f"snapshot in cluster: {out['snapshot_in_cluster']}")
+        lead, lport = restart_both(cluster, 10**9, min(applied(cluster.client_port(k))
+                                                       for k in (1, 2)))  # fmt: skip
+
+        ep = f"127.0.0.1:{lport}"
+        bench_cmd = [
+            PY, "-m", "pyxos.benchmark", "--endpoints", ep, "--clients", "16",
+            "--duration", str(install_budget + 10), "--warmup", "0", "--ratio", "0:1",
+            "--value-size", "100", "--json", "--no-progress",
+        ]  # fmt: skip
+        bench_proc = subprocess.Popen(bench_cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
+        time.sleep(3.0)
+        goal = int(info(lport)["commit_index"])
+        started = time.time()
+        t = time.perf_counter()
+        cluster.start(3)
+        p3 = cluster.client_port(3)
+        caught_up = None
+        while time.perf_counter() - t < install_budget:
+            if applied(p3) >= goal:
+                caught_up = time.perf_counter() - t
+                break
+            time.sleep(0.1)
+        time.sleep(2.0)
+        bench_proc.send_signal(signal.SIGINT)
+        stdout, _ = bench_proc.communicate(timeout=install_budget + 120)
+        bench_proc = None
+        during = json.loads(stdout.strip().splitlines()[-1])
+        received = log_events(cluster, 3, r"received snapshot through slot")
+        installed = log_events(cluster, 3, r"installed snapshot through slot")
+        w0 = during.get("window_start_unix", started)
+        end = started + (caught_up or install_budget)
+        timeline = during.get("timeline", [])
+        inside = [c for i, c in enumerate(timeline) if w0 + i >= started and w0 + i + 1 <= end]
+        out["install"] = {
+            "caught_up_s": None if caught_up is None else round(caught_up, 2),
+            "snapshot_received_s": round(received[0][0] - started, 2) if received else None,
+            "snapshot_installed_s": round(installed[0][0] - started, 2) if installed else None,
+            "rss_node3_mib": mib(cluster.procs[3].pid),
+            "load_during": _brief(during),
+            "ops_per_s_each_second_while_installing": inside,
+            "command": " ".join(bench_cmd[1:]),
+        }
+        log(f"install: {out['install']}")
+        ports = [cluster.client_port(k) for k in (1, 2, 3)]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = [info(p, "digest") for p in ports]
+            if len({r.get("applied_index") for r in rows}) == 1:
+                out["converged"] = len({r.get("state_digest") for r in rows}) == 1
+                break
+            time.sleep(0.2)
+    finally:
+        if bench_proc is not None and bench_proc.poll() is None:
+            bench_proc.kill()
+            bench_proc.wait()
+        cluster.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--elements", type=int, default=1_000_000)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--skip-bench", action="store_true")
+    parser.add_argument("--install", action="store_true", help="part C (real processes)")
+    parser.add_argument("--only-install", action="store_true", help="part C alone")
     args = parser.parse_args()
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="pyxos-types-") as tmp:
         out: dict[str, Any] = {"machine": machine(Path(tmp)), "date": today()}
-        out["memory_and_snapshots"] = part_a(args.elements)
-        if not args.skip_bench:
-            out["bench"] = part_b(Path(tmp), args.duration)
-    path = write_result(f"types-cost-{today()}.json", out)
+        if not args.only_install:
+            out["memory_and_snapshots"] = part_a(args.elements)
+            if not args.skip_bench:
+                out["bench"] = part_b(Path(tmp), args.duration)
+        if args.install or args.only_install:
+            out["install_on_a_follower"] = part_c(args.elements, Path(tmp))
+    name = "types-install" if args.only_install else "types-cost"
+    path = write_result(f"{name}-{today()}.json", out)
     log(f"wrote {path}")
 
 

@@ -338,7 +338,7 @@ def _canonical(value: Value) -> object:
     if isinstance(value, SetValue):
         return (code, sorted(value))
     if isinstance(value, ZSet):
-        return (code, list(value.index))
+        return (code, sorted((score, m) for m, score in value.scores.items()))
     return (code, list(value))
 
 

@@ -73,7 +73,7 @@ from pyxos.kv.snapshot import (
 )
 from pyxos.kv.strings import StringCommands
 from pyxos.kv.transactions import TransactionCommands
-from pyxos.kv.values import NULL_ARRAY, WRONGTYPE, WrongTypeError, copy_value
+from pyxos.kv.values import NULL_ARRAY, WRONGTYPE, WrongTypeError, snapshot_copy
 from pyxos.kv.zsets import ZSetCommands
 
 __all__ = [
@@ -256,7 +256,9 @@ class KVStateMachine(
             applied=self._applied,
             now=self.now,
             data=[
-                {k: copy_value(v) for k, v in db.data.items()} if db.containers else db.data.copy()
+                {k: snapshot_copy(v) for k, v in db.data.items()}
+                if db.containers
+                else db.data.copy()
                 for db in self.dbs
             ],
             expires=[db.expires.copy() for db in self.dbs],

@@ -53,6 +53,7 @@ __all__ = [
     "encoding_name",
     "format_score",
     "parse_double",
+    "snapshot_copy",
     "type_name",
 ]
 
@@ -160,8 +161,19 @@ def type_name(value: Value) -> str:
 
 
 def copy_value(value: Value) -> Value:
-    """An independent copy (COPY, snapshots); strings are immutable and shared."""
+    """An independent copy (COPY); strings are immutable and shared."""
     return value if isinstance(value, bytes) else value.copy()
+
+
+def snapshot_copy(value: Value) -> Value:
+    """A copy for a snapshot, taken on the event loop so kept cheap: a sorted set's scores
+    only (a dict copy; its index is rebuilt when the snapshot is restored, and copying a
+    ``SortedList`` costs several times more). Only snapshot encoding and the digest read it."""
+    if isinstance(value, ZSet):
+        z = ZSet()
+        z.scores = value.scores.copy()
+        return z
+    return copy_value(value)
 
 
 # Redis 7.0's default thresholds for its compact encodings.
