@@ -72,3 +72,22 @@ def test_bench_json_contract_against_one_node(
     assert result["config"]["pipeline"] == 2
     # The human report came first and names the same throughput.
     assert format_summary(result).splitlines()[0] in out
+
+
+def test_every_write_of_the_mix_is_a_well_formed_command() -> None:
+    from pyxos.benchmark.loadgen import WRITE_HEADS, make_value
+    from pyxos.server.resp import RequestParser
+
+    value = make_value(100)
+    tail = b"$100\r\n%s\r\n" % value
+    expected = {
+        "set": [b"SET", b"key:000000000042", value],
+        "hset": [b"HSET", b"key:000000000042", b"f", value],
+        "lpush": [b"LPUSH", b"key:000000000042", value],
+        "sadd": [b"SADD", b"key:000000000042", value],
+        "zadd": [b"ZADD", b"key:000000000042", b"1", value],
+    }
+    assert set(WRITE_HEADS) == set(expected)
+    for write, head in WRITE_HEADS.items():
+        parser = RequestParser()
+        assert parser.feed(head % 42 + tail) == [expected[write]], write

@@ -48,6 +48,13 @@ from pyxos.benchmark.runner import DEFAULT_ENDPOINTS, main_bench
 @click.option("--password", envvar="PYXOS_PASSWORD", help="AUTH with this password.")
 @click.option("--seed", type=int, help="Seed of the key and operation choice.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option(
+    "--write",
+    default="set",
+    show_default=True,
+    type=click.Choice(["set", "hset", "lpush", "sadd", "zadd"]),
+    help="The write of the mix: SET key v, HSET key f v, LPUSH key v, SADD key v, ZADD key 1 v.",
+)
 def bench_command(
     endpoints: str,
     clients: int,
@@ -64,6 +71,7 @@ def bench_command(
     password: str | None,
     seed: int | None,
     no_progress: bool,
+    write: str,
 ) -> None:
     """Closed-loop (or open-loop) load over many connections; throughput and latency.
 
@@ -89,5 +97,6 @@ def bench_command(
             password=password,
             seed=seed,
             progress=not no_progress,
+            write=write,
         )
     )

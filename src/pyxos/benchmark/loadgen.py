@@ -45,6 +45,15 @@ KEY_FORMAT = b"key:%012d"
 """Keys look like redis-benchmark's ``key:__rand_int__`` (``key:000000004711``)."""
 _SET_HEAD = b"*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n"
 _GET_CMD = b"*2\r\n$3\r\nGET\r\n$16\r\nkey:%012d\r\n"
+WRITE_HEADS = {
+    "set": _SET_HEAD,
+    "hset": b"*4\r\n$4\r\nHSET\r\n$16\r\nkey:%012d\r\n$1\r\nf\r\n",
+    "lpush": b"*3\r\n$5\r\nLPUSH\r\n$16\r\nkey:%012d\r\n",
+    "sadd": b"*3\r\n$4\r\nSADD\r\n$16\r\nkey:%012d\r\n",
+    "zadd": b"*4\r\n$4\r\nZADD\r\n$16\r\nkey:%012d\r\n$1\r\n1\r\n",
+}
+"""The write each SET slot of the mix sends (``--write``): the value is the last word (a
+hash field's value, a list element, a set or sorted set member)."""
 MAX_KEYS = 10**12
 
 SHARED_HEADER = 2
@@ -73,6 +82,7 @@ class WorkerPlan:
     timeout: float
     password: str | None
     seed: int
+    write: str = "set"
 
 
 def make_value(size: int, seed: int = 0) -> bytes:
@@ -187,13 +197,14 @@ class _Conn(asyncio.Protocol):
         pending = self.pending
         rand = w.rand
         keys, get_fraction, tail = w.plan.keys, w.plan.get_fraction, w.value_tail
+        write_head = w.write_head
         for _ in range(n):
             k = int(rand() * keys)
             if get_fraction and rand() < get_fraction:
                 parts.append(_GET_CMD % k)
                 pending.append((now, GET))
             else:
-                parts.append(_SET_HEAD % k)
+                parts.append(write_head % k)
                 parts.append(tail)
                 pending.append((now, SET))
         transport.write(b"".join(parts))
@@ -208,13 +219,14 @@ class _Conn(asyncio.Protocol):
         pending = self.pending
         rand = w.rand
         keys, get_fraction, tail = w.plan.keys, w.plan.get_fraction, w.value_tail
+        write_head = w.write_head
         for due in due_times:
             k = int(rand() * keys)
             if get_fraction and rand() < get_fraction:
                 parts.append(_GET_CMD % k)
                 pending.append((due, GET))
             else:
-                parts.append(_SET_HEAD % k)
+                parts.append(write_head % k)
                 parts.append(tail)
                 pending.append((due, SET))
         transport.write(b"".join(parts))
@@ -227,6 +239,7 @@ class _Worker:
         self.loop = asyncio.get_running_loop()
         self.rand = random.Random(plan.seed).random
         self.value_tail = b"$%d\r\n%s\r\n" % (plan.value_size, make_value(plan.value_size))
+        self.write_head = WRITE_HEADS[plan.write]
         self.closed_loop = plan.rate <= 0
         self.running = False
         self.recording = False

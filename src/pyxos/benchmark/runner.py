@@ -89,6 +89,7 @@ def run_bench(
     timeout: float = 10.0,
     progress: bool = True,
     do_preload: bool | None = None,
+    write: str = "set",
 ) -> dict[str, Any]:
     """Run one benchmark and return its summary (see :func:`stats.summarize`)."""
     if clients < 1 or pipeline < 1 or workers < 1 or keys < 1 or value_size < 0:
@@ -140,6 +141,7 @@ def run_bench(
                 timeout=timeout,
                 password=password,
                 seed=seed + 7919 * i,
+                write=write,
             )
         )
         first += conns
@@ -175,6 +177,7 @@ def run_bench(
         "warmup": warmup,
         "value_size": value_size,
         "ratio": ratio,
+        "write": write,
         "keys": keys,
         "workers": workers,
         "mode": "open-loop" if rate > 0 else "closed-loop",
@@ -353,6 +356,7 @@ def main_bench(
     password: str | None = None,
     seed: int | None = None,
     progress: bool = True,
+    write: str = "set",
 ) -> int:
     """``pyxos bench``: print the report (and, with ``as_json``, one JSON object last).
 
@@ -381,6 +385,7 @@ def main_bench(
             password=password,
             seed=seed,
             progress=progress,
+            write=write,
         )
     except BenchError as exc:
         print(f"pyxos bench: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ from pyxos.kv.commands import string2ll
 from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.keyspace import Keyspace
 from pyxos.kv.reply import ErrorReply, Reply
+from pyxos.kv.values import as_string
 
 __all__ = ["BitCommands"]
 
@@ -77,7 +78,7 @@ class BitCommands(Keyspace):
         if bit is None or bit not in (0, 1):
             return ERR_BIT_VALUE
         key = argv[1]
-        old = self.db.data.get(key, b"")
+        old = as_string(self.db.data.get(key)) or b""
         index = offset >> 3
         grown = bytearray(old)
         if index >= len(old):
@@ -96,14 +97,14 @@ class BitCommands(Keyspace):
         offset = string2ll(argv[2])
         if offset is None or offset < 0 or offset >> 3 >= self.max_value_len:
             return ERR_BIT_OFFSET
-        value = self.db.data.get(argv[1], b"")
+        value = as_string(self.db.data.get(argv[1])) or b""
         index = offset >> 3
         if index >= len(value):
             return 0
         return 1 if value[index] & (0x80 >> (offset & 7)) else 0
 
     def c_bitcount(self, argv: Sequence[bytes]) -> Reply:
-        value = self.db.data.get(argv[1])
+        value = as_string(self.db.data.get(argv[1]))
         if value is None:
             return 0
         if len(argv) == 2:
@@ -128,7 +129,7 @@ class BitCommands(Keyspace):
             return ERR_NOT_INTEGER
         if bit not in (0, 1):
             return ERR_BIT_ARG
-        value = self.db.data.get(argv[1])
+        value = as_string(self.db.data.get(argv[1]))
         if value is None:
             return -1 if bit else 0
         if len(argv) > 6:
@@ -161,7 +162,7 @@ class BitCommands(Keyspace):
         if op == b"not" and len(argv) != 4:
             return ERR_NOT_ONE_KEY
         data = self.db.data
-        sources = [data.get(k, b"") for k in argv[3:]]
+        sources = [as_string(data.get(k)) or b"" for k in argv[3:]]
         size = max(len(s) for s in sources)
         if size == 0:
             self.delete(argv[2])

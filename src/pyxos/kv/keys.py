@@ -26,6 +26,16 @@ from pyxos.kv.glob import compile_pattern
 from pyxos.kv.keyspace import NUM_DBS, Keyspace
 from pyxos.kv.reply import OK, ErrorReply, Reply, SimpleString
 from pyxos.kv.scan import ScanIndex
+from pyxos.kv.values import (
+    Hash,
+    ListValue,
+    SetValue,
+    Value,
+    ZSet,
+    copy_value,
+    encoding_name,
+    type_name,
+)
 
 __all__ = ["KeyCommands", "encoding_of"]
 
@@ -93,7 +103,10 @@ class KeyCommands(Keyspace):
         return self.c_exists(argv)
 
     def c_type(self, argv: Sequence[bytes]) -> Reply:
-        return _STRING if argv[1] in self.db.data else _NONE
+        value = self.db.data.get(argv[1])
+        if value is None:
+            return _NONE
+        return _STRING if type(value) is bytes else SimpleString(type_name(value))
 
     def c_dbsize(self, argv: Sequence[bytes]) -> Reply:
         return len(self.db.data)
@@ -125,7 +138,7 @@ class KeyCommands(Keyspace):
         cursor = parse_cursor(argv[1])
         if cursor is None:
             return ERR_INVALID_CURSOR
-        count, pattern, type_name = 10, None, None
+        count, pattern, wanted_type = 10, None, None
         i = 2
         while i < len(argv):
             opt = argv[i].lower()
@@ -139,7 +152,7 @@ class KeyCommands(Keyspace):
             elif opt == b"match" and i + 1 < len(argv):
                 pattern = argv[i + 1]
             elif opt == b"type" and i + 1 < len(argv):
-                type_name = argv[i + 1].lower()
+                wanted_type = argv[i + 1].lower()
             else:
                 return ERR_SYNTAX
             i += 2
@@ -155,8 +168,9 @@ class KeyCommands(Keyspace):
             if key in data and key not in seen and (match is None or match(key)):
                 seen.add(key)
                 keys.append(key)
-        if type_name is not None and type_name != b"string":
-            keys = []
+        if wanted_type is not None:
+            wanted = wanted_type.decode("utf-8", "replace")
+            keys = [k for k in keys if isinstance(k, bytes) and _type_of(data[k]) == wanted]
         return [b"%d" % cursor, keys]
 
     def c_randomkey(self, argv: Sequence[bytes]) -> Reply:
@@ -172,7 +186,7 @@ class KeyCommands(Keyspace):
 
     # --- moving keys ------------------------------------------------------------------------
 
-    def _place(self, db_index: int, key: bytes, value: bytes, at: int | None) -> None:
+    def _place(self, db_index: int, key: bytes, value: Value, at: int | None) -> None:
         """Store a key (with its expiry time, if any) in another database."""
         here = self.db_index
         self.select(db_index)
@@ -240,7 +254,7 @@ class KeyCommands(Keyspace):
             self.select(target)
             self.delete(dst)
             self.select(here)
-        self._place(target, dst, value, at)
+        self._place(target, dst, copy_value(value), at)
         return 1
 
     def c_move(self, argv: Sequence[bytes]) -> Reply:
@@ -284,6 +298,10 @@ class KeyCommands(Keyspace):
             return None if value is None else ERR_LFU
         if value is None:
             return None
+        if type(value) is not bytes:
+            if sub == b"encoding":
+                return encoding_name(value)
+            return 1 if sub == b"refcount" else 0
         if sub == b"encoding":
             return encoding_of(value)
         if sub == b"refcount":
@@ -304,6 +322,8 @@ class KeyCommands(Keyspace):
         value = self.db.data.get(argv[2])
         if value is None:
             return None
+        if type(value) is not bytes:
+            return container_usage(argv[2], value)
         return memory_usage(argv[2], value)
 
 
@@ -336,6 +356,26 @@ def memory_usage(key: bytes, value: bytes) -> int:
     else:
         obj = robj + _sds_size(len(value))
     return _sds_size(len(key)) + obj + entry
+
+
+def _type_of(value: Value) -> str:
+    return "string" if type(value) is bytes else type_name(value)
+
+
+def container_usage(key: bytes, value: Value) -> int:
+    """MEMORY USAGE of a container: an estimate in Redis's terms (the key, the object, and
+    each element's bytes plus a compact encoding's or a hash table's per-element cost)."""
+    if isinstance(value, Hash):
+        items = [b for pair in value.items() for b in pair]
+    elif isinstance(value, ZSet):
+        items = list(value.scores)
+    elif isinstance(value, SetValue | ListValue):
+        items = list(value)
+    else:
+        items = [value]
+    small = encoding_name(value) in ("listpack", "intset", "quicklist")
+    per, table = (2, 0) if small else (24, 64)
+    return _sds_size(len(key)) + 16 + 24 + table + sum(len(b) + per for b in items)
 
 
 _OBJECT_HELP: list[Reply] = [

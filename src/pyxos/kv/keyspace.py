@@ -25,8 +25,13 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pyxos.kv.scan import ScanIndex
+
+if TYPE_CHECKING:
+    from pyxos.kv.values import Value
 
 __all__ = ["NUM_DBS", "Db", "Keyspace", "Watch"]
 
@@ -37,15 +42,19 @@ NUM_DBS = 16
 class Db:
     """One numbered database.
 
-    ``data`` maps keys to values; ``expires`` maps keys that have a TTL to their expiry time
-    (ms since the epoch); ``watched`` maps keys to the WATCH registrations that want to hear
-    of a change; ``scan`` is the node-local SCAN index, or None.
+    ``data`` maps keys to values (:mod:`pyxos.kv.values`); ``containers`` is set once a
+    value other than a string was stored (a snapshot must then copy values, which are
+    changed in place; a store of strings only is copied with one dict copy); ``expires``
+    maps keys that have a TTL to their expiry time (ms since the epoch); ``watched`` maps
+    keys to the WATCH registrations that want to hear of a change; ``scan`` is the
+    node-local SCAN index, or None.
     """
 
-    __slots__ = ("data", "expires", "scan", "watched")
+    __slots__ = ("containers", "data", "expires", "scan", "watched")
 
     def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
+        self.data: dict[bytes, Value] = {}
+        self.containers = False
         self.expires: dict[bytes, int] = {}
         self.watched: dict[bytes, list[int]] = {}
         self.scan: ScanIndex | None = None
@@ -86,6 +95,10 @@ class Keyspace:
         """RANDOMKEY draws since the current EXEC or script began (part of its seed)."""
         self._heap: list[tuple[int, int, bytes]] = []
         self._pushes = 0
+        self.on_ready: Callable[[int, bytes], None] | None = None
+        """Told ``(db, key)`` when a key may have got elements to pop (``-1`` for any key):
+        blocked clients on this node retry (:mod:`pyxos.server.blocking`). Node-local, not
+        replicated state."""
 
     # --- databases and the clock -----------------------------------------------------------
 
@@ -126,10 +139,14 @@ class Keyspace:
 
     # --- key primitives (current database) -------------------------------------------------
 
-    def put(self, key: bytes, value: bytes, keep_ttl: bool = False) -> None:
+    def put(self, key: bytes, value: Value, keep_ttl: bool = False) -> None:
         """SET semantics: store ``value``; the key loses its TTL unless ``keep_ttl``."""
         db = self.db
         data = db.data
+        if type(value) is not bytes:
+            db.containers = True
+            if self.on_ready is not None:
+                self.on_ready(self.db_index, key)
         if key not in data and db.scan is not None and not db.scan.added(key):
             db.scan = None
         data[key] = value
@@ -194,6 +211,7 @@ class Keyspace:
         db.data = {}
         db.expires = {}
         db.scan = None
+        db.containers = False
         return count
 
     def swap(self, a: int, b: int) -> None:
@@ -205,7 +223,10 @@ class Keyspace:
         da.data, db_.data = db_.data, da.data
         da.expires, db_.expires = db_.expires, da.expires
         da.scan, db_.scan = db_.scan, da.scan
+        da.containers, db_.containers = db_.containers, da.containers
         self._rebuild_heap()
+        if self.on_ready is not None:
+            self.on_ready(-1, b"")
 
     # --- WATCH ---------------------------------------------------------------------------
 

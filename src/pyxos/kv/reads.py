@@ -15,6 +15,8 @@ from pyxos.kv.commands import COMMANDS, CommandKind, CommandSpec, check
 from pyxos.kv.errors import ERR_EMPTY
 from pyxos.kv.keyspace import NUM_DBS, Keyspace
 from pyxos.kv.reply import ErrorReply, Reply, encode
+from pyxos.kv.resp3 import needs_resp3, resp3_reply
+from pyxos.kv.values import WRONGTYPE, WrongTypeError
 
 __all__ = ["LocalReads"]
 
@@ -40,7 +42,10 @@ class LocalReads(Keyspace):
         count down from (the replicated clock when it is later, or when None). A write or
         connection command gets an error reply.
         """
-        return encode(self.read_value(argv, db, clock), protocol)
+        value = self.read_value(argv, db, clock)
+        if protocol == 3 and needs_resp3(argv):
+            return resp3_reply(argv, encode(value, 2))
+        return encode(value, protocol)
 
     def read_value(self, argv: Sequence[bytes], db: int = 0, clock: int | None = None) -> Reply:
         """:meth:`read`, returning the reply value instead of encoded bytes."""
@@ -65,13 +70,16 @@ class LocalReads(Keyspace):
             checked = self._checked(argv)
             if isinstance(checked, ErrorReply):
                 return checked
-        if clock is not None and clock > self.now:
-            self.clock = clock
-            try:
-                return handler(argv)
-            finally:
-                self.clock = self.now
-        return handler(argv)
+        try:
+            if clock is not None and clock > self.now:
+                self.clock = clock
+                try:
+                    return handler(argv)
+                finally:
+                    self.clock = self.now
+            return handler(argv)
+        except WrongTypeError:
+            return WRONGTYPE
 
     def due(self, argv: Sequence[bytes], db: int, clock: int) -> bool:
         """Whether this read touches a key whose expiry time ``clock`` has reached but the

@@ -1,12 +1,16 @@
 """The KV state as snapshot bytes, and back; and the canonical digest.
 
-Version 3 (current) is ``PXKV`` + ``\\x03`` and then length-prefixed msgpack frames: a header
+Version 4 (current) is ``PXKV`` + ``\\x04`` and then length-prefixed msgpack frames: a header
 (applied index, the replicated clock, client sessions, WATCH registrations, the script cache
 and per-database key counts), then frames of a few thousand keys, ``(db, [(key, value)...])``
-for values and ``(db + 16, [(key, expiry ms)...])`` for TTLs. Small frames let a worker
-thread encode or decode a big state while the event loop keeps the interpreter often.
-Versions 2 (one database, no TTLs) and 1 (one msgpack document) are still restored, so a
-data directory written before expiry existed still starts.
+for values and ``(db + 16, [(key, expiry ms)...])`` for TTLs. A string's value is its bytes;
+a container's is its type code (:data:`KIND_CODES`), holding the key's place in the order,
+and its elements follow in ``(db + 32, [(key, [element...])...])`` frames of at most
+:data:`FRAME_ELEMENTS` elements each, a big container spread over as many frames as it
+needs (a hash's elements are field, value, field, value...; a sorted set's member, score...).
+Small frames let a worker thread encode or decode a big state, even one huge key, while the
+event loop keeps the interpreter often. Versions 3 (strings only), 2 (one database, no TTLs)
+and 1 (one msgpack document) are still restored.
 
 Dict order is part of the state (KEYS lists keys in it), so frames keep it; the digest, which
 must be equal on converged replicas whatever their history, sorts instead.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from pyxos.kv.keyspace import NUM_DBS
+from pyxos.kv.values import Hash, ListValue, SetValue, Value, ZSet
 
 __all__ = [
     "FRAME_KEYS",
@@ -36,11 +42,16 @@ __all__ = [
     "encode_state",
 ]
 
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
 SNAPSHOT_MAGIC = b"PXKV"
 FRAME_KEYS = 4096
 """Keys per snapshot frame: small enough that encoding or decoding one takes about a
 millisecond, so a worker thread hands the interpreter back to the event loop often."""
+FRAME_ELEMENTS = 16384
+"""Container elements per snapshot frame."""
+KIND_CODES: dict[type, int] = {Hash: 1, SetValue: 2, ListValue: 3, ZSet: 4}
+"""The type code a container's place in a data frame holds."""
+_KINDS: dict[int, type] = {code: kind for kind, code in KIND_CODES.items()}
 
 
 class SessionRecord(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
@@ -87,7 +98,7 @@ class State:
 
     applied: int = 0
     now: int = 0
-    data: list[dict[bytes, bytes]] = field(default_factory=lambda: [{} for _ in range(NUM_DBS)])
+    data: list[dict[bytes, Value]] = field(default_factory=lambda: [{} for _ in range(NUM_DBS)])
     expires: list[dict[bytes, int]] = field(default_factory=lambda: [{} for _ in range(NUM_DBS)])
     sessions: list[SessionRecord] = field(default_factory=list)
     watchers: list[WatchRecord] = field(default_factory=list)
@@ -98,7 +109,9 @@ _encoder = msgspec.msgpack.Encoder()
 _header_decoder = msgspec.msgpack.Decoder(_Header)
 _header_v2_decoder = msgspec.msgpack.Decoder(_HeaderV2)
 _v1_decoder = msgspec.msgpack.Decoder(_SnapshotV1)
-_frame_decoder = msgspec.msgpack.Decoder(tuple[int, list[tuple[bytes, bytes | int]]])
+_frame_decoder = msgspec.msgpack.Decoder(
+    tuple[int, list[tuple[bytes, bytes | int | list[bytes | float]]]]
+)
 _frame_v2_decoder = msgspec.msgpack.Decoder(list[tuple[bytes, bytes]])
 _FRAME_LEN = struct.Struct(">I")
 
@@ -137,10 +150,76 @@ def encode_state(state: State) -> Iterator[bytes]:
     yield SNAPSHOT_MAGIC + bytes([SNAPSHOT_VERSION])
     yield _frame(_encoder.encode(header))
     for index in range(NUM_DBS):
-        for tag, mapping in ((index, state.data[index]), (index + NUM_DBS, state.expires[index])):
-            items = iter(mapping.items())
-            while chunk := list(itertools.islice(items, FRAME_KEYS)):
-                yield _frame(_encoder.encode((tag, chunk)))
+        data = state.data[index]
+        items = iter(data.items())
+        while chunk := list(itertools.islice(items, FRAME_KEYS)):
+            yield _frame(_encoder.encode((index, [_placeholder(k, v) for k, v in chunk])))
+        expires = iter(state.expires[index].items())
+        while chunk_e := list(itertools.islice(expires, FRAME_KEYS)):
+            yield _frame(_encoder.encode((index + NUM_DBS, chunk_e)))
+        yield from _container_frames(index + 2 * NUM_DBS, data)
+
+
+def _placeholder(key: bytes, value: Value) -> tuple[bytes, bytes | int]:
+    return (key, value) if type(value) is bytes else (key, KIND_CODES[type(value)])
+
+
+def _elements(value: Value) -> list[bytes | float]:
+    if isinstance(value, ZSet):
+        return [x for pair in value.scores.items() for x in pair]
+    if isinstance(value, Hash):
+        return [x for pair in value.items() for x in pair]
+    return list(value)
+
+
+def _container_frames(tag: int, data: dict[bytes, Value]) -> Iterator[bytes]:
+    batch: list[tuple[bytes, list[bytes | float]]] = []
+    size = 0
+    for key, value in data.items():
+        if type(value) is bytes:
+            continue
+        elements = _elements(value)
+        step = FRAME_ELEMENTS - FRAME_ELEMENTS % 2
+        for start in range(0, len(elements), step):
+            part = elements[start : start + step]
+            batch.append((key, part))
+            size += len(part)
+            if size >= FRAME_ELEMENTS:
+                yield _frame(_encoder.encode((tag, batch)))
+                batch, size = [], 0
+    if batch:
+        yield _frame(_encoder.encode((tag, batch)))
+
+
+def _fill(value: Value, part: list[bytes | float]) -> None:
+    """Add one frame's elements to a container being restored; ValueError if malformed."""
+    if isinstance(value, Hash | ZSet):
+        if len(part) % 2:
+            raise ValueError("corrupt KV snapshot: an odd number of pair elements")
+        for i in range(0, len(part), 2):
+            a, b = part[i], part[i + 1]
+            if not isinstance(a, bytes):
+                raise ValueError("corrupt KV snapshot: a field that is not bytes")
+            if isinstance(value, Hash):
+                if not isinstance(b, bytes) or a in value:
+                    raise ValueError("corrupt KV snapshot: a bad hash field")
+                value[a] = b
+            else:
+                if not isinstance(b, float) or math.isnan(b) or a in value.scores:
+                    raise ValueError("corrupt KV snapshot: a bad sorted set member")
+                value.add(a, b)
+        return
+    for e in part:
+        if not isinstance(e, bytes):
+            raise ValueError("corrupt KV snapshot: an element that is not bytes")
+    if isinstance(value, SetValue):
+        for e in part:
+            if e in value:
+                raise ValueError("corrupt KV snapshot: a repeated set member")
+            value[e] = None  # type: ignore[index]
+    else:
+        assert isinstance(value, ListValue)
+        value.extend(part)  # type: ignore[arg-type]
 
 
 def decode_state(data: bytes) -> State:
@@ -154,7 +233,7 @@ def decode_state(data: bytes) -> State:
     version = data[4] if len(data) >= 5 else -1
     if version == 2:
         return _decode_v2(data)
-    if version != SNAPSHOT_VERSION:
+    if version not in (3, SNAPSHOT_VERSION):
         raise ValueError(f"unsupported KV snapshot version {data[4:5]!r}")
     frames = _frames(data, 5)
     state = State()
@@ -165,12 +244,24 @@ def decode_state(data: bytes) -> State:
             tag, chunk = _frame_decoder.decode(frame)
             if 0 <= tag < 2 * NUM_DBS:
                 entries[tag] += len(chunk)
+            if tag < 2 * NUM_DBS and any(isinstance(v, list) for _, v in chunk):
+                raise ValueError("corrupt KV snapshot: elements in a key frame")
             if 0 <= tag < NUM_DBS:
                 target_data = state.data[tag]
                 for key, value in chunk:
-                    if not isinstance(value, bytes):
-                        raise ValueError("corrupt KV snapshot: a value that is not bytes")
-                    target_data[key] = value
+                    if isinstance(value, bytes):
+                        target_data[key] = value
+                    elif isinstance(value, int) and value in _KINDS and version >= 4:
+                        target_data[key] = _KINDS[value]()
+                    else:
+                        raise ValueError("corrupt KV snapshot: a value of no known type")
+            elif 2 * NUM_DBS <= tag < 3 * NUM_DBS:
+                target_data = state.data[tag - 2 * NUM_DBS]
+                for key, part in chunk:
+                    container = target_data.get(key)
+                    if type(container) is bytes or container is None or not isinstance(part, list):
+                        raise ValueError("corrupt KV snapshot: elements of no container")
+                    _fill(container, part)
             elif NUM_DBS <= tag < 2 * NUM_DBS:
                 target_exp = state.expires[tag - NUM_DBS]
                 for key, at in chunk:
@@ -191,6 +282,8 @@ def decode_state(data: bytes) -> State:
             and len(state.expires[index]) == entries[index + NUM_DBS] == header.expires[index]
         ):
             raise ValueError(f"corrupt KV snapshot: key counts of database {index} differ")
+        if any(not v for v in state.data[index].values() if type(v) is not bytes):
+            raise ValueError(f"corrupt KV snapshot: an empty container in database {index}")
         if any(k not in state.data[index] for k in state.expires[index]):
             raise ValueError(f"corrupt KV snapshot: a TTL without its key in database {index}")
     state.applied, state.now = header.applied, header.now
@@ -235,6 +328,20 @@ def _decode_v1(data: bytes) -> State:
     return state
 
 
+def _canonical(value: Value) -> object:
+    """A value in a form independent of insertion order (a list keeps its order)."""
+    if type(value) is bytes:
+        return value
+    code = KIND_CODES[type(value)]
+    if isinstance(value, Hash):
+        return (code, sorted(value.items()))
+    if isinstance(value, SetValue):
+        return (code, sorted(value))
+    if isinstance(value, ZSet):
+        return (code, sorted((score, m) for m, score in value.scores.items()))
+    return (code, list(value))
+
+
 def digest_state(state: State) -> str:
     """SHA-256 (hex) of the state in a canonical form: keys, TTLs and registrations sorted,
     so replicas that converged agree whatever order they inserted things in."""
@@ -244,6 +351,6 @@ def digest_state(state: State) -> str:
     for index in range(NUM_DBS):
         data, expires = state.data[index], state.expires[index]
         keys = sorted(data)
-        h.update(_encoder.encode((index, keys, [data[k] for k in keys])))
+        h.update(_encoder.encode((index, keys, [_canonical(data[k]) for k in keys])))
         h.update(_encoder.encode(sorted(expires.items())))
     return h.hexdigest()

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 import msgspec
 
 from pyxos.kv.bits import BitCommands
+from pyxos.kv.blocking_pops import BlockingPops
 from pyxos.kv.commands import COMMANDS, CommandKind, CommandSpec, check
 from pyxos.kv.errors import (
     ERR_EMPTY,
@@ -52,12 +53,15 @@ from pyxos.kv.errors import (
     ERR_TOO_BIG,
 )
 from pyxos.kv.expiry import ExpiryCommands
+from pyxos.kv.hashes import HashCommands
 from pyxos.kv.keys import KeyCommands
 from pyxos.kv.keyspace import NUM_DBS, Db, Watch
+from pyxos.kv.lists import ListCommands
 from pyxos.kv.reads import LocalReads
 from pyxos.kv.reply import OK, ErrorReply, Reply, encode_resp2
 from pyxos.kv.request import Request, decode_request
 from pyxos.kv.scripting import DEFAULT_MAX_INSTRUCTIONS, DEFAULT_SCRIPT_MEMORY, ScriptCommands
+from pyxos.kv.sets import SetCommands
 from pyxos.kv.snapshot import (
     FRAME_KEYS,
     SessionRecord,
@@ -69,6 +73,8 @@ from pyxos.kv.snapshot import (
 )
 from pyxos.kv.strings import StringCommands
 from pyxos.kv.transactions import TransactionCommands
+from pyxos.kv.values import NULL_ARRAY, WRONGTYPE, WrongTypeError, snapshot_copy
+from pyxos.kv.zsets import ZSetCommands
 
 __all__ = [
     "DEFAULT_MAX_SESSIONS",
@@ -97,6 +103,8 @@ _MALFORMED_RESP2 = encode_resp2(ERR_MALFORMED)
 _EMPTY_RESP2 = encode_resp2(ERR_EMPTY)
 _OK_RESP2 = encode_resp2(OK)
 _INTERNAL_RESP2 = encode_resp2(ERR_INTERNAL)
+_WRONGTYPE_RESP2 = encode_resp2(WRONGTYPE)
+_NULL_ARRAY_RESP2 = b"*-1\r\n"
 
 
 class _Session:
@@ -122,6 +130,11 @@ class KVStateMachine(
     KeyCommands,
     TransactionCommands,
     ScriptCommands,
+    HashCommands,
+    SetCommands,
+    ZSetCommands,
+    ListCommands,
+    BlockingPops,
 ):
     """A Redis-compatible string key-value store with exactly-once client sessions.
 
@@ -174,6 +187,7 @@ class KVStateMachine(
     def apply_request(self, request: Request) -> bytes:
         """Apply an already decoded request (what :meth:`apply` does after decoding)."""
         self._applied += 1
+        self.random_draws = 0
         self._expire_sessions()
         if self.watchers:
             self.expire_watchers()
@@ -241,7 +255,12 @@ class KVStateMachine(
         return State(
             applied=self._applied,
             now=self.now,
-            data=[db.data.copy() for db in self.dbs],
+            data=[
+                {k: snapshot_copy(v) for k, v in db.data.items()}
+                if db.containers
+                else db.data.copy()
+                for db in self.dbs
+            ],
             expires=[db.expires.copy() for db in self.dbs],
             sessions=[
                 SessionRecord(cid, s.seq, s.last_used, s.reply) for cid, s in self._sessions.items()
@@ -277,6 +296,7 @@ class KVStateMachine(
         for index, db in enumerate(dbs):
             db.data = state.data[index]
             db.expires = state.expires[index]
+            db.containers = any(type(v) is not bytes for v in db.data.values())
         watchers: OrderedDict[int, Watch] = OrderedDict()
         for rec in state.watchers:
             watch = watchers[rec.wid] = Watch(rec.since)
@@ -295,6 +315,8 @@ class KVStateMachine(
         self.now = self.clock = state.now
         self._rebuild_heap()
         self.load_scripts(state.scripts)
+        if self.on_ready is not None:
+            self.on_ready(-1, b"")
 
     def digest(self) -> str:
         """SHA-256 of the state in a canonical form (keys sorted), hex: equal on replicas
@@ -358,13 +380,22 @@ class KVStateMachine(
                 and not (spec.step == 2 and argc % 2 == 0)
             ):
                 try:
-                    return encode_resp2(handler(argv))
+                    reply = handler(argv)
+                    return _NULL_ARRAY_RESP2 if reply is NULL_ARRAY else encode_resp2(reply)
+                except WrongTypeError:
+                    return _WRONGTYPE_RESP2
                 except Exception:
                     return _INTERNAL_RESP2
-        return encode_resp2(self.execute_value(argv))
+        reply = self._value(argv)
+        return _NULL_ARRAY_RESP2 if reply is NULL_ARRAY else encode_resp2(reply)
 
     def execute_value(self, argv: Sequence[bytes]) -> Reply:
-        """Run one command (write or read) on the current database; its reply value."""
+        """Run one command (write or read) on the current database; its reply value (a
+        null array is None, as a script sees it)."""
+        reply = self._value(argv)
+        return None if reply is NULL_ARRAY else reply
+
+    def _value(self, argv: Sequence[bytes]) -> Reply:
         if not argv:
             return ERR_EMPTY
         entry = self._dispatch.get(argv[0])
@@ -388,6 +419,8 @@ class KVStateMachine(
             handler = checked[1]
         try:
             return handler(argv)
+        except WrongTypeError:
+            return WRONGTYPE
         except Exception:
             # Only a bug gets here. Crashing would crash every replica on the same entry,
             # and again after each restart; an error reply is deterministic and survivable.

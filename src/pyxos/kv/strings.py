@@ -28,6 +28,7 @@ from pyxos.kv.keyspace import Keyspace
 from pyxos.kv.lcs import lcs
 from pyxos.kv.longdouble import add_ld, format_ld, parse_ld
 from pyxos.kv.reply import OK, ErrorReply, Reply
+from pyxos.kv.values import WrongTypeError, as_string
 
 __all__ = ["StringCommands", "parse_expire_option"]
 
@@ -35,6 +36,7 @@ _EX, _PX, _EXAT, _PXAT = b"ex", b"px", b"exat", b"pxat"
 _EXPIRY_OPTIONS = (_EX, _PX, _EXAT, _PXAT)
 ERR_OFFSET_RANGE = ErrorReply("ERR offset is out of range")
 ERR_NAN_OR_INF = ErrorReply("ERR increment would produce NaN or Infinity")
+ERR_LCS_TYPE = ErrorReply("ERR The specified keys must contain string values")
 
 
 class _Options:
@@ -104,7 +106,10 @@ class StringCommands(Keyspace):
     max_value_len: int
 
     def c_get(self, argv: Sequence[bytes]) -> Reply:
-        return self.db.data.get(argv[1])
+        value = self.db.data.get(argv[1])
+        if value is None or type(value) is bytes:
+            return value
+        raise WrongTypeError
 
     def c_set(self, argv: Sequence[bytes]) -> Reply:
         if len(argv) == 3:
@@ -124,7 +129,7 @@ class StringCommands(Keyspace):
                 return parsed
             at = parsed
         key = argv[1]
-        old = self.db.data.get(key)
+        old = as_string(self.db.data.get(key))
         if (options.nx and old is not None) or (options.xx and old is None):
             return old if options.get else None
         self.put(key, argv[2], keep_ttl=options.keepttl)
@@ -151,7 +156,7 @@ class StringCommands(Keyspace):
         if isinstance(options, ErrorReply):
             return options
         key = argv[1]
-        value = self.db.data.get(key)
+        value = as_string(self.db.data.get(key))
         if value is None:
             return None
         if options.expiry is not None:
@@ -170,19 +175,20 @@ class StringCommands(Keyspace):
         return 1
 
     def c_getset(self, argv: Sequence[bytes]) -> Reply:
-        old = self.db.data.get(argv[1])
+        old = as_string(self.db.data.get(argv[1]))
         self.put(argv[1], argv[2])
         return old
 
     def c_getdel(self, argv: Sequence[bytes]) -> Reply:
-        value = self.db.data.get(argv[1])
+        value = as_string(self.db.data.get(argv[1]))
         if value is not None:
             self.delete(argv[1])
         return value
 
     def c_mget(self, argv: Sequence[bytes]) -> Reply:
         get = self.db.data.get
-        return [get(key) for key in argv[1:]]
+        values = [get(key) for key in argv[1:]]
+        return [v if v is None or type(v) is bytes else None for v in values]
 
     def c_mset(self, argv: Sequence[bytes]) -> Reply:
         db = self.db
@@ -206,7 +212,7 @@ class StringCommands(Keyspace):
     # --- counters ----------------------------------------------------------------------------
 
     def _incr_by(self, key: bytes, incr: int) -> Reply:
-        old = self.db.data.get(key)
+        old = as_string(self.db.data.get(key))
         if old is None:
             value = 0
         else:
@@ -245,7 +251,7 @@ class StringCommands(Keyspace):
     # --- appending and ranges -------------------------------------------------------------
 
     def c_append(self, argv: Sequence[bytes]) -> Reply:
-        old = self.db.data.get(argv[1], b"")
+        old = as_string(self.db.data.get(argv[1])) or b""
         if len(old) + len(argv[2]) > self.max_value_len:
             return ERR_TOO_BIG
         new = old + argv[2]
@@ -253,13 +259,13 @@ class StringCommands(Keyspace):
         return len(new)
 
     def c_strlen(self, argv: Sequence[bytes]) -> Reply:
-        return len(self.db.data.get(argv[1], b""))
+        return len(as_string(self.db.data.get(argv[1])) or b"")
 
     def c_getrange(self, argv: Sequence[bytes]) -> Reply:
         start, end = string2ll(argv[2]), string2ll(argv[3])
         if start is None or end is None:
             return ERR_NOT_INTEGER
-        value = self.db.data.get(argv[1], b"")
+        value = as_string(self.db.data.get(argv[1])) or b""
         n = len(value)
         if start < 0 and end < 0 and start > end:
             return b""
@@ -281,7 +287,7 @@ class StringCommands(Keyspace):
         if offset < 0:
             return ERR_OFFSET_RANGE
         key, patch = argv[1], argv[3]
-        old = self.db.data.get(key)
+        old = as_string(self.db.data.get(key))
         if not patch:
             return 0 if old is None else len(old)
         if offset + len(patch) > self.max_value_len:
@@ -295,7 +301,7 @@ class StringCommands(Keyspace):
 
     def c_incrbyfloat(self, argv: Sequence[bytes]) -> Reply:
         key = argv[1]
-        old = self.db.data.get(key)
+        old = as_string(self.db.data.get(key))
         value = Fraction(0) if old is None else parse_ld(old)
         incr = parse_ld(argv[2])
         if value is None or incr is None:
@@ -309,7 +315,10 @@ class StringCommands(Keyspace):
 
     def c_lcs(self, argv: Sequence[bytes]) -> Reply:
         data = self.db.data
-        a, b = data.get(argv[1], b""), data.get(argv[2], b"")
+        va, vb = data.get(argv[1], b""), data.get(argv[2], b"")
+        if type(va) is not bytes or type(vb) is not bytes:
+            return ERR_LCS_TYPE
+        a, b = va, vb
         length_only = idx = with_len = False
         min_match = 0
         j = 3
@@ -338,7 +347,7 @@ class StringCommands(Keyspace):
         # pyxos: CAS key expected new -> 1 swapped (as SET: the TTL goes), 0 not. A missing
         # key never matches, even an empty expected value: CAS only replaces.
         key = argv[1]
-        current = self.db.data.get(key)
+        current = as_string(self.db.data.get(key))
         if current is None or current != argv[2]:
             return 0
         self.put(key, argv[3])

@@ -17,10 +17,12 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
-from pyxos.kv import Classification, CommandKind, classify, encode_request, to_resp3
+from pyxos.kv import Classification, CommandKind, classify, encode_request
 from pyxos.kv.clock import clock_tick, read_needs_tick, write_stamp
 from pyxos.kv.commands import CommandSpec, string2ll
+from pyxos.kv.resp3 import resp3_reply
 from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
+from pyxos.server.blocking import BLOCKING, BlockingCommands
 from pyxos.server.client_command import ClientCommands
 from pyxos.server.connection_base import NOAUTH, Reply_, error, now_ms
 from pyxos.server.local_commands import LocalCommands
@@ -35,7 +37,7 @@ __all__ = ["Connection"]
 log = logging.getLogger("pyxos.server")
 
 
-class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands):
+class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands, BlockingCommands):
     """One client, as a protocol object: callbacks instead of a task per connection.
 
     Commands are dispatched as their bytes arrive and replies leave strictly in request
@@ -274,6 +276,8 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands)
         calls[spec.name] = calls.get(spec.name, 0) + 1
         if kind is CommandKind.WRITE:
             metrics.ops_write.inc()
+            if spec.name in BLOCKING:
+                return self.propose_blocking(argv, spec)
             return self.propose(argv, client, seq, spec)
         if kind is CommandKind.READ:
             metrics.ops_read.inc()
@@ -327,10 +331,10 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands)
         except PyxosError as exc:
             return self.error_reply(exc)
         if future is None:
-            return self._write_slow(payload)  # no leader known yet: wait for one
+            return self._write_slow(payload, argv)  # no leader known yet: wait for one
         if self.protocol == 3:
             out: asyncio.Future[bytes] = self.loop.create_future()
-            future.add_done_callback(lambda f: out.set_result(self._reply_bytes(f)))
+            future.add_done_callback(lambda f: out.set_result(self._reply_bytes(f, argv)))
             return out
         return future
 
@@ -345,12 +349,12 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands)
 
         return asyncio.ensure_future(run())
 
-    async def _write_slow(self, payload: bytes) -> bytes:
+    async def _write_slow(self, payload: bytes, argv: Sequence[bytes] = ()) -> bytes:
         try:
             reply = await self.node.submit(payload, self.server.limits.timeout)
         except PyxosError as exc:
             return self.error_reply(exc)
-        return to_resp3(reply) if self.protocol == 3 else reply
+        return resp3_reply(argv, reply) if self.protocol == 3 else reply
 
     def _read(self, argv: Sequence[bytes]) -> bytes | asyncio.Future[bytes]:
         """Ask for a read index; answer from local state once it is applied here."""
@@ -404,13 +408,13 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands)
             return self.error_reply(exc)
         return self.server.kv.read(argv, self.protocol, self.db, clock)
 
-    def _reply_bytes(self, future: asyncio.Future[bytes]) -> bytes:
+    def _reply_bytes(self, future: asyncio.Future[bytes], argv: Sequence[bytes] = ()) -> bytes:
         """The RESP bytes for a finished write future: its reply, or the error for why not."""
         exc = future.exception()
         if exc is not None:
             return self.error_reply(exc)
         reply = future.result()
-        return to_resp3(reply) if self.protocol == 3 else reply
+        return resp3_reply(argv, reply) if self.protocol == 3 else reply
 
     def error_reply(self, exc: BaseException) -> bytes:
         if isinstance(exc, Unavailable):

@@ -19,8 +19,9 @@ import asyncio
 import os
 from collections.abc import Sequence
 
-from pyxos.kv import Classification, CommandKind, classify, encode_request, to_resp3
+from pyxos.kv import Classification, CommandKind, classify, encode_request
 from pyxos.kv.reply import ReplyDecodeError, split_array
+from pyxos.kv.resp3 import resp3_reply
 from pyxos.kv.transactions import NULL_ARRAY, select_index
 from pyxos.server.connection_base import OK, ConnectionBase, Reply_, error, now_ms
 
@@ -141,5 +142,5 @@ class MultiCommands(ConnectionBase):
                 index = select_index(argv[1])
                 assert index is not None
                 self.db = index
-            out.append(to_resp3(part) if self.protocol == 3 else part)
+            out.append(resp3_reply(argv, part) if self.protocol == 3 else part)
         return b"".join(out)

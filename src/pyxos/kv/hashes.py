@@ -1,0 +1,192 @@
+"""Hash commands (HSET, HGET, HINCRBY, HRANDFIELD, HSCAN...), with the checks and replies of
+Redis's ``t_hash.c``. A hash is a :class:`~pyxos.kv.values.Hash` (insertion order)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+from pyxos.kv.commands import LLONG_MAX, LLONG_MIN, arity_error, string2ll
+from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_OVERFLOW, ERR_SYNTAX
+from pyxos.kv.keys import parse_cursor
+from pyxos.kv.longdouble import add_ld, format_ld, parse_ld
+from pyxos.kv.reply import OK, ErrorReply, Reply
+from pyxos.kv.subscan import scan_container
+from pyxos.kv.values import ERR_NOT_FLOAT, Hash, TypedKeyspace, encoding_name
+
+__all__ = ["HashCommands"]
+
+ERR_HASH_NOT_INTEGER = ErrorReply("ERR hash value is not an integer")
+ERR_HASH_NOT_FLOAT = ErrorReply("ERR hash value is not a float")
+ERR_NAN_OR_INF = ErrorReply("ERR increment would produce NaN or Infinity")
+ERR_INCR_NAN_OR_INF = ErrorReply("ERR value is NaN or Infinity")
+ERR_OUT_OF_RANGE = ErrorReply("ERR value is out of range")
+_LONG_MAX = LLONG_MAX
+
+
+class HashCommands(TypedKeyspace):
+    """The hash commands, as a mixin over :class:`~pyxos.kv.values.TypedKeyspace`."""
+
+    def _hash_for_write(self, key: bytes) -> Hash:
+        h = self.value_of(key, Hash)
+        return h if h is not None else self.create(key, Hash())
+
+    def c_hset(self, argv: Sequence[bytes]) -> Reply:
+        if len(argv) % 2 == 1:
+            return arity_error(argv[0].lower().decode("utf-8", "replace"))
+        h = self._hash_for_write(argv[1])
+        before = len(h)
+        for i in range(2, len(argv), 2):
+            h[argv[i]] = argv[i + 1]
+        self.changed(argv[1], h)
+        return len(h) - before
+
+    def c_hmset(self, argv: Sequence[bytes]) -> Reply:
+        reply = self.c_hset(argv)
+        return reply if isinstance(reply, ErrorReply) else OK
+
+    def c_hsetnx(self, argv: Sequence[bytes]) -> Reply:
+        h = self._hash_for_write(argv[1])
+        if argv[2] in h:
+            return 0
+        h[argv[2]] = argv[3]
+        self.changed(argv[1], h)
+        return 1
+
+    def c_hget(self, argv: Sequence[bytes]) -> Reply:
+        h = self.value_of(argv[1], Hash)
+        return None if h is None else h.get(argv[2])
+
+    def c_hmget(self, argv: Sequence[bytes]) -> Reply:
+        h = self.value_of(argv[1], Hash)
+        if h is None:
+            return [None] * (len(argv) - 2)
+        return [h.get(f) for f in argv[2:]]
+
+    def c_hdel(self, argv: Sequence[bytes]) -> Reply:
+        h = self.value_of(argv[1], Hash)
+        if h is None:
+            return 0
+        deleted = 0
+        for f in argv[2:]:
+            if h.pop(f, None) is not None:
+                deleted += 1
+        if deleted:
+            self.changed(argv[1], h)
+        return deleted
+
+    def c_hexists(self, argv: Sequence[bytes]) -> Reply:
+        h = self.value_of(argv[1], Hash)
+        return int(h is not None and argv[2] in h)
+
+    def c_hlen(self, argv: Sequence[bytes]) -> Reply:
+        h = self.value_of(argv[1], Hash)
+        return 0 if h is None else len(h)
+
+    def c_hstrlen(self, argv: Sequence[bytes]) -> Reply:
+        h = self.value_of(argv[1], Hash)
+        return 0 if h is None else len(h.get(argv[2], b""))
+
+    def c_hkeys(self, argv: Sequence[bytes]) -> Reply:
+        h = self.value_of(argv[1], Hash)
+        return [] if h is None else list(h)
+
+    def c_hvals(self, argv: Sequence[bytes]) -> Reply:
+        h = self.value_of(argv[1], Hash)
+        return [] if h is None else list(h.values())
+
+    def c_hgetall(self, argv: Sequence[bytes]) -> Reply:
+        h = self.value_of(argv[1], Hash)
+        return {} if h is None else dict(h)  # type: ignore[arg-type]
+
+    def c_hincrby(self, argv: Sequence[bytes]) -> Reply:
+        incr = string2ll(argv[3])
+        if incr is None:
+            return ERR_NOT_INTEGER
+        h = self.value_of(argv[1], Hash)
+        old = None if h is None else h.get(argv[2])
+        value = 0
+        if old is not None:
+            parsed = string2ll(old)
+            if parsed is None:
+                return ERR_HASH_NOT_INTEGER
+            value = parsed
+        if (incr < 0 and value < 0 and incr < LLONG_MIN - value) or (
+            incr > 0 and value > 0 and incr > LLONG_MAX - value
+        ):
+            return ERR_OVERFLOW
+        value += incr
+        if h is None:
+            h = self.create(argv[1], Hash())
+        h[argv[2]] = b"%d" % value
+        self.changed(argv[1], h)
+        return value
+
+    def c_hincrbyfloat(self, argv: Sequence[bytes]) -> Reply:
+        incr = parse_ld(argv[3])
+        if incr is None:
+            return ERR_NOT_FLOAT
+        if isinstance(incr, tuple):
+            return ERR_INCR_NAN_OR_INF
+        h = self.value_of(argv[1], Hash)
+        old = None if h is None else h.get(argv[2])
+        value = Fraction(0) if old is None else parse_ld(old)
+        if value is None:
+            return ERR_HASH_NOT_FLOAT
+        total = add_ld(value, incr)
+        if total is None or isinstance(total, tuple):
+            return ERR_NAN_OR_INF
+        new = format_ld(total)
+        if h is None:
+            h = self.create(argv[1], Hash())
+        h[argv[2]] = new
+        self.changed(argv[1], h)
+        return new
+
+    def c_hrandfield(self, argv: Sequence[bytes]) -> Reply:
+        withvalues = False
+        if len(argv) >= 4:
+            if len(argv) > 4 or argv[3].lower() != b"withvalues":
+                return ERR_SYNTAX
+            withvalues = True
+        if len(argv) == 2:
+            h = self.value_of(argv[1], Hash)
+            if h is None:
+                return None
+            return list(h)[self.rng().randrange(len(h))]
+        count = string2ll(argv[2])
+        if count is None:
+            return ERR_NOT_INTEGER
+        if withvalues and count < -_LONG_MAX // 2:
+            return ERR_OUT_OF_RANGE
+        h = self.value_of(argv[1], Hash)
+        if h is None or count == 0:
+            return []
+        fields = list(h)
+        rng = self.rng()
+        if count < 0:
+            picked = [fields[rng.randrange(len(fields))] for _ in range(-count)]
+        elif count >= len(fields):
+            picked = fields
+        else:
+            picked = [fields[i] for i in sorted(rng.sample(range(len(fields)), count))]
+        if not withvalues:
+            return list(picked)
+        out: list[Reply] = []
+        for f in picked:
+            out += [f, h[f]]
+        return out
+
+    def c_hscan(self, argv: Sequence[bytes]) -> Reply:
+        cursor = parse_cursor(argv[2])
+        if cursor is None:
+            return ERR_INVALID_CURSOR
+        h = self.value_of(argv[1], Hash)
+        if h is None:
+            return [b"0", []]
+
+        def emit(field: bytes, out: list[Reply]) -> None:
+            out.append(field)
+            out.append(h[field])
+
+        return scan_container(argv, cursor, list(h), emit, encoding_name(h) == "listpack")
