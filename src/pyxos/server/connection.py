@@ -269,6 +269,8 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands,
             metrics.client_errors.labels("invalid").inc()
             if spec is not None:
                 self._count(self.server.stats.rejected, spec.name)
+            if name == b"exec":
+                return self.exec_rejected(err)
             return err
         assert spec is not None
         self.last_spec = spec

@@ -89,6 +89,17 @@ class MultiCommands(ConnectionBase):
             future = self.submit(encode_request([b"unwatch"], watch=wid))
             future.add_done_callback(lambda f: None)
 
+    def exec_rejected(self, err: bytes) -> bytes:
+        """An EXEC refused before it runs (wrong arity) ends the transaction, as in Redis:
+        the queue and every WATCH are dropped, inside MULTI or not, and the reason is given
+        as an ``EXECABORT`` so a client waiting for EXEC's reply knows nothing ran."""
+        self.multi = None
+        self.multi_error = False
+        self.drop_watch()
+        reason = err[1:].rstrip(b"\r\n")
+        reason = reason[4:] if reason.startswith(b"ERR ") else reason
+        return b"-EXECABORT Transaction discarded because of: " + reason + b"\r\n"
+
     def c_exec(self, client: int, seq: int) -> Reply_:
         if self.multi is None:
             return error("ERR EXEC without MULTI")
