@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pyxos.core.ballot import Ballot
 from pyxos.core.messages import Accepted
 from pyxos.transport import Transport, TransportConfig
 from pyxos.transport.testing import Inbox, RawPeer, eventually, local_members
-from pyxos.transport.tls import TLSConfigError, TLSContexts, TLSFiles
+from pyxos.transport.tls import TLSConfigError, TLSContexts, TLSFiles, TLSListener
 
 CLUSTER = "tls-test"
 SECRET = b"tls-test-secret-0123456789"
@@ -316,3 +317,32 @@ async def test_reload_closes_inbound_links_the_new_ca_no_longer_trusts(
     await eventually(lambda: 2 not in t1._listener.connections)
     await eventually(lambda: rejected(t1, "tls") >= 1)  # node 2 redials and is refused
     assert t1.stats().peers[2].closed["tls_reload"] >= 1
+
+
+async def test_closing_the_listener_closes_a_socket_whose_upgrade_never_started(
+    tmp_path: Path,
+) -> None:
+    # A connection accepted in the same loop turn as close() gets an upgrade task that is
+    # cancelled before its first step, so its own cleanup never runs: the listener must
+    # close that socket itself (else it leaks until garbage collection warns).
+    ctx = Certs(tmp_path).contexts(node(1))
+    caught: list[socket.socket] = []
+
+    class ClosesAtAccept(TLSListener):
+        def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+            super()._spawn(coro)
+            if coro.__name__ == "_upgrade":
+                caught.append(coro.cr_frame.f_locals["conn"])
+                self.close()
+
+    listener = ClosesAtAccept(lambda: ctx.require("peer_server"), asyncio.Protocol, print)
+    host, port = await listener.start("127.0.0.1", 0)
+    _, writer = await asyncio.open_connection(host, port)
+    try:
+        await eventually(lambda: bool(caught))
+        await listener.wait_closed()
+        assert caught[0].fileno() == -1, "the accepted socket was left open"
+    finally:
+        writer.close()
+        for sock in caught:
+            sock.close()

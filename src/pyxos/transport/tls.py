@@ -225,6 +225,9 @@ class TLSListener:
         self._timeout = handshake_timeout
         self.sockets: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Accepted sockets not yet handed to a transport: close() must close them itself,
+        # since an upgrade task cancelled before its first step never runs its own cleanup.
+        self._unowned: set[socket.socket] = set()
         self.handshakes_failed = 0
 
     async def start(self, host: str, port: int, backlog: int = 511) -> tuple[str, int]:
@@ -271,6 +274,7 @@ class TLSListener:
                 logging.getLogger("pyxos.tls").warning("accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
+            self._unowned.add(conn)
             self._spawn(self._upgrade(conn, address))
 
     async def _upgrade(self, conn: socket.socket, address: object) -> None:
@@ -294,11 +298,16 @@ class TLSListener:
             conn.close()
             self.handshakes_failed += 1
             self._on_reject(describe_tls_failure(exc, self._timeout), peer, exc)
+        finally:
+            self._unowned.discard(conn)  # closed above, or owned by its transport now
 
     def close(self) -> None:
         """Stop accepting and abandon handshakes still under way."""
         for task in list(self._tasks):
             task.cancel()
+        for conn in self._unowned:
+            conn.close()
+        self._unowned.clear()
         for sock in self.sockets:
             with contextlib.suppress(OSError):
                 sock.close()
