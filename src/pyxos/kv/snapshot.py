@@ -65,6 +65,7 @@ class _Header(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_field
     scripts: list[tuple[bytes, bytes]]  # (sha1 hex, body), in load order
     keys: list[int]  # per database
     expires: list[int]  # per database
+    users: list[tuple[bytes, bytes | None]] = []  # ACL changes (see pyxos.kv.acl)
 
 
 class _HeaderV2(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
@@ -92,6 +93,7 @@ class State:
     sessions: list[SessionRecord] = field(default_factory=list)
     watchers: list[WatchRecord] = field(default_factory=list)
     scripts: list[tuple[bytes, bytes]] = field(default_factory=list)
+    users: list[tuple[bytes, bytes | None]] = field(default_factory=list)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -133,6 +135,7 @@ def encode_state(state: State) -> Iterator[bytes]:
         state.scripts,
         [len(d) for d in state.data],
         [len(e) for e in state.expires],
+        state.users,
     )
     yield SNAPSHOT_MAGIC + bytes([SNAPSHOT_VERSION])
     yield _frame(_encoder.encode(header))
@@ -195,6 +198,7 @@ def decode_state(data: bytes) -> State:
             raise ValueError(f"corrupt KV snapshot: a TTL without its key in database {index}")
     state.applied, state.now = header.applied, header.now
     state.sessions, state.watchers, state.scripts = header.sessions, header.watchers, header.scripts
+    state.users = header.users
     return state
 
 
@@ -241,6 +245,8 @@ def digest_state(state: State) -> str:
     h = hashlib.sha256()
     h.update(_encoder.encode((state.applied, state.now, state.sessions, sorted(state.scripts))))
     h.update(_encoder.encode(sorted((w.wid, w.since, w.dirty, w.keys) for w in state.watchers)))
+    if state.users:
+        h.update(_encoder.encode(sorted(state.users, key=lambda u: u[0])))
     for index in range(NUM_DBS):
         data, expires = state.data[index], state.expires[index]
         keys = sorted(data)

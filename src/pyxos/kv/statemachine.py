@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import msgspec
 
+from pyxos.kv.acl import AclCommands, AclTable
 from pyxos.kv.bits import BitCommands
 from pyxos.kv.commands import COMMANDS, CommandKind, CommandSpec, check
 from pyxos.kv.errors import (
@@ -122,6 +123,7 @@ class KVStateMachine(
     KeyCommands,
     TransactionCommands,
     ScriptCommands,
+    AclCommands,
 ):
     """A Redis-compatible string key-value store with exactly-once client sessions.
 
@@ -139,6 +141,7 @@ class KVStateMachine(
         max_value_len: int = DEFAULT_MAX_VALUE_LEN,
         max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
         script_memory: int = DEFAULT_SCRIPT_MEMORY,
+        acl: AclTable | None = None,
     ) -> None:
         if session_timeout < 1 or max_sessions < 1 or max_value_len < 0:
             raise ValueError("session_timeout and max_sessions must be positive")
@@ -158,6 +161,8 @@ class KVStateMachine(
             for name, spec in COMMANDS.items()
             if spec.kind in (CommandKind.WRITE, CommandKind.READ)
         }
+        self.acl = acl if acl is not None else AclTable()
+        self._dispatch[b"acl"] = (COMMANDS[b"acl"], self.c_acl)  # SETUSER, DELUSER
 
     # --- StateMachine protocol ----------------------------------------------------------
 
@@ -250,6 +255,7 @@ class KVStateMachine(
                 WatchRecord(wid, w.since, w.dirty, list(w.keys)) for wid, w in self.watchers.items()
             ],
             scripts=self.script_records(),
+            users=self.acl.records(),
         )
 
     def restore(self, data: bytes) -> None:
@@ -295,6 +301,7 @@ class KVStateMachine(
         self.now = self.clock = state.now
         self._rebuild_heap()
         self.load_scripts(state.scripts)
+        self.acl.load(state.users)
 
     def digest(self) -> str:
         """SHA-256 of the state in a canonical form (keys sorted), hex: equal on replicas

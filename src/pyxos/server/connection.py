@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, cast
 from pyxos.kv import Classification, CommandKind, classify, encode_request, to_resp3
 from pyxos.kv.commands import CommandSpec, string2ll
 from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
+from pyxos.server.acl_check import permissions
+from pyxos.server.acl_commands import AclConnectionCommands
 from pyxos.server.client_command import ClientCommands
 from pyxos.server.connection_base import NOAUTH, Reply_, error, now_ms
 from pyxos.server.local_commands import LocalCommands
@@ -34,7 +36,9 @@ __all__ = ["Connection"]
 log = logging.getLogger("pyxos.server")
 
 
-class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands):
+class Connection(
+    asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands, AclConnectionCommands
+):
     """One client, as a protocol object: callbacks instead of a task per connection.
 
     Commands are dispatched as their bytes arrive and replies leave strictly in request
@@ -51,7 +55,10 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands)
         self.protocol = 2
         self.db = 0
         self.name = b""
-        self.authenticated = server.password is None
+        acl = server.kv.acl
+        self.user = b"default"
+        self.perms = permissions(acl, self.user)
+        self.authenticated = not acl.default_requires_auth()
         limits = server.limits
         self.parser = RequestParser(
             max_bulk_len=limits.max_bulk_len,
@@ -252,12 +259,24 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands)
     ) -> Reply_:
         metrics = self.node.metrics
         name = argv[0].lower() if argv else b""
-        if not self.authenticated and name not in (b"auth", b"hello", b"quit"):
+        if (
+            not self.authenticated
+            and name not in (b"auth", b"hello", b"quit")
+            and self.server.kv.acl.default_requires_auth()
+        ):
             metrics.client_errors.labels("noauth").inc()
             return NOAUTH
         if name == b"rid" and client == 0:
             return self._with_session(argv)
         kind, spec, err = known if known is not None else classify(argv)
+        perms = self.perms
+        if perms is not None and spec is not None and err is None:
+            denied = perms.check(spec.name, argv)
+            if denied is not None:
+                metrics.client_errors.labels("noperm").inc()
+                if self.multi is not None and self.queues(name):
+                    self.multi_error = True
+                return denied
         if self.multi is not None and self.queues(name):
             if spec is not None and err is not None:
                 self._count(self.server.stats.rejected, spec.name)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pyxos.kv import CommandKind, KVStateMachine, encode_request
 from pyxos.runtime.errors import PyxosError
 from pyxos.runtime.node import Node
+from pyxos.server.acl_commands import attach as attach_acl
 from pyxos.server.connection import Connection
 from pyxos.server.connection_base import ConnectionBase, now_ms
 from pyxos.server.info import started_at
@@ -115,6 +116,7 @@ class RedisServer:
         self.tls, self.tls_port = tls, tls_port
         self._tls_server: TLSListener | None = None
         self.tls_address: tuple[str, int] | None = None
+        attach_acl(self)  # users: this node's base ones, and its connections follow changes
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,435 @@
+"""One ACL user in Redis 7.0's model: its state, the ACL SETUSER rules that change it, and the
+description ACL LIST prints.
+
+A user is what Redis keeps for its root selector: on/off and the payload-sanitizing flag,
+password hashes (SHA-256 hex, never the passwords), key patterns with read and/or write
+permission, channel patterns, and the set of commands it may run, with the "first
+arguments" Redis still allows for commands without subcommands (``+select|0``). Which
+commands a ``+@category`` rule covers comes from an :class:`AclCatalog`, which the server
+builds from its command table (this package does not know Redis's categories itself).
+
+The description is computed from the permissions, as Redis 7.0 does: start from ``+@all``
+(when the user may run commands added in the future) or ``-@all``, add the category that
+best fits what is left until none fits, then name single commands. The order of the single
+commands is the catalog's (Redis's is its hash table's, which changes with each start).
+
+Everything here is deterministic: replicas apply the same rules to the same users and must
+end with the same users and replies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "CATEGORIES",
+    "READ",
+    "WRITE",
+    "AclCatalog",
+    "AclRuleError",
+    "CatalogCommand",
+    "User",
+    "describe",
+    "describe_channels",
+    "describe_commands",
+    "describe_keys",
+    "hash_password",
+    "new_user",
+]
+
+CATEGORIES = (
+    "keyspace", "read", "write", "set", "sortedset", "list", "hash", "string", "bitmap",
+    "hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow", "blocking",
+    "dangerous", "connection", "transaction", "scripting",
+)  # fmt: skip
+"""Redis 7.0's command categories, in its order (ACL CAT, and the description's search)."""
+
+READ = 1
+WRITE = 2
+_BOTH = READ | WRITE
+_HEX = frozenset(b"0123456789abcdef")
+
+# Texts of Redis's errno-based reasons (ACLSetUserStringError).
+_UNKNOWN = "Unknown command or category name in ACL"
+_SYNTAX = "Syntax error"
+_KEYS_AFTER_ALL = (
+    "Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not"
+    " have any effect. Try 'resetkeys' to start with an empty list of patterns"
+)
+_CHANNELS_AFTER_ALL = (
+    "Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does"
+    " not have any effect. Try 'resetchannels' to start with an empty list of channels"
+)
+_NO_SUCH_PASSWORD = "The password you are trying to remove from the user does not exist"
+_BAD_HASH = (
+    "The password hash must be exactly 64 characters and contain only lowercase hexadecimal"
+    " characters"
+)
+_SUBCOMMAND_FIRSTARG = "Allowing first-arg of a subcommand is not supported"
+_SELECTORS = "Selectors are not supported by pyxos"
+
+
+class AclRuleError(Exception):
+    """A rule ACL SETUSER cannot apply; ``reason`` is Redis's text for it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogCommand:
+    """A command as ACLs see it: its full name (``config|get``), categories, subcommands."""
+
+    name: str
+    categories: frozenset[str]
+    subcommands: tuple[CatalogCommand, ...] = ()
+
+
+class AclCatalog:
+    """The commands and categories ACL rules speak of, in a fixed order."""
+
+    def __init__(self, commands: Iterable[CatalogCommand]) -> None:
+        self.commands = tuple(sorted(commands, key=lambda c: c.name))
+        self.by_name: dict[str, CatalogCommand] = {}
+        for cmd in self.commands:
+            self.by_name[cmd.name] = cmd
+            for sub in cmd.subcommands:
+                self.by_name[sub.name] = sub
+        self.all_names = frozenset(self.by_name)
+        self.parent = {s.name: c for c in self.commands for s in c.subcommands}
+
+    def lookup(self, name: str) -> CatalogCommand | None:
+        """A command or ``container|sub`` by name in any letter case (Redis's lookup)."""
+        return self.by_name.get(name.lower())
+
+    def in_category(self, category: str) -> list[CatalogCommand]:
+        """Commands and subcommands of a category, in the order a rule applies to them."""
+        out: list[CatalogCommand] = []
+        for cmd in self.commands:
+            if category in cmd.categories:
+                out.append(cmd)
+            out.extend(s for s in cmd.subcommands if category in s.categories)
+        return out
+
+
+@dataclass
+class User:
+    """One user's state (Redis's ``user`` with its root selector)."""
+
+    enabled: bool = False
+    nopass: bool = False
+    sanitize: str = ""  # "", "skip-sanitize-payload" or "sanitize-payload"
+    passwords: list[str] = field(default_factory=list)
+    allkeys: bool = False
+    patterns: list[tuple[bytes, int]] = field(default_factory=list)  # (pattern, READ|WRITE)
+    allchannels: bool = False
+    channels: list[bytes] = field(default_factory=list)
+    allowed: set[str] = field(default_factory=set)
+    future: bool = False
+    """Set by +@all: the user may also run commands the catalog does not have yet."""
+    firstargs: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def copy(self) -> User:
+        return User(
+            self.enabled,
+            self.nopass,
+            self.sanitize,
+            list(self.passwords),
+            self.allkeys,
+            list(self.patterns),
+            self.allchannels,
+            list(self.channels),
+            set(self.allowed),
+            self.future,
+            {k: list(v) for k, v in self.firstargs.items()},
+        )
+
+    # ---- rules
+
+    def apply(self, rule: bytes, catalog: AclCatalog) -> None:
+        """Apply one ACL SETUSER rule (Redis's ACLSetUser and ACLSetSelector).
+
+        Raises:
+            AclRuleError: with Redis's reason; the user may then be half changed, so apply
+                rules to a :meth:`copy` and keep it only if all of them succeed.
+        """
+        op = rule.lower()
+        if op == b"on":
+            self.enabled = True
+        elif op == b"off":
+            self.enabled = False
+        elif op in (b"skip-sanitize-payload", b"sanitize-payload"):
+            self.sanitize = op.decode()
+        elif op == b"nopass":
+            self.nopass = True
+            self.passwords.clear()
+        elif op == b"resetpass":
+            self.nopass = False
+            self.passwords.clear()
+        elif op == b"reset":
+            for step in (b"resetpass", b"resetkeys", b"resetchannels", b"off"):
+                self.apply(step, catalog)
+            self.sanitize = "sanitize-payload"
+            self.apply(b"-@all", catalog)
+        elif op == b"clearselectors":
+            pass  # pyxos users have no selectors besides the root one
+        elif rule[:1] in (b">", b"#"):
+            digest = hash_password(rule[1:]) if rule[:1] == b">" else _checked_hash(rule[1:])
+            if digest not in self.passwords:
+                self.passwords.append(digest)
+            self.nopass = False
+        elif rule[:1] in (b"<", b"!"):
+            digest = hash_password(rule[1:]) if rule[:1] == b"<" else _checked_hash(rule[1:])
+            if digest not in self.passwords:
+                raise AclRuleError(_NO_SUCH_PASSWORD)
+            self.passwords.remove(digest)
+        elif rule[:1] == b"(" or op == b")":
+            raise AclRuleError(_SELECTORS)
+        else:
+            self._apply_selector(rule, op, catalog)
+
+    def _apply_selector(self, rule: bytes, op: bytes, catalog: AclCatalog) -> None:
+        if op in (b"allkeys", b"~*"):
+            self.allkeys = True
+            self.patterns.clear()
+        elif op == b"resetkeys":
+            self.allkeys = False
+            self.patterns.clear()
+        elif rule[:1] in (b"~", b"%"):
+            self._add_key_pattern(rule)
+        elif op in (b"allchannels", b"&*"):
+            self.allchannels = True
+            self.channels.clear()
+        elif op == b"resetchannels":
+            self.allchannels = False
+            self.channels.clear()
+        elif rule[:1] == b"&":
+            if self.allchannels:
+                raise AclRuleError(_CHANNELS_AFTER_ALL)
+            if rule[1:] not in self.channels:
+                self.channels.append(rule[1:])
+        elif op in (b"allcommands", b"+@all"):
+            self.allowed = set(catalog.all_names)
+            self.future = True
+            self.firstargs.clear()
+        elif op in (b"nocommands", b"-@all"):
+            self.allowed = set()
+            self.future = False
+            self.firstargs.clear()
+        elif rule[:2] in (b"+@", b"-@"):
+            category = op[2:].decode("utf-8", "replace")
+            if category not in CATEGORIES:
+                raise AclRuleError(_UNKNOWN)
+            for member in catalog.in_category(category):
+                self._change(member, rule[:1] == b"+")
+        elif rule[:1] == b"+":
+            self._allow(rule[1:], catalog)
+        elif rule[:1] == b"-":
+            cmd = catalog.lookup(rule[1:].decode("utf-8", "replace"))
+            if cmd is None:
+                raise AclRuleError(_UNKNOWN)
+            self._change(cmd, False)
+        else:
+            raise AclRuleError(_SYNTAX)
+
+    def _add_key_pattern(self, rule: bytes) -> None:
+        if self.allkeys:
+            raise AclRuleError(_KEYS_AFTER_ALL)
+        flags, offset = _BOTH, 1
+        if rule[:1] == b"%":
+            flags = 0
+            while True:
+                if offset >= len(rule):
+                    raise AclRuleError(_SYNTAX)
+                c = rule[offset : offset + 1].upper()
+                offset += 1
+                if c == b"R" and not flags & READ:
+                    flags |= READ
+                elif c == b"W" and not flags & WRITE:
+                    flags |= WRITE
+                elif c == b"~" and flags:
+                    break
+                else:
+                    raise AclRuleError(_SYNTAX)
+        pattern = rule[offset:]
+        if pattern == b"*" and flags == _BOTH:
+            self.allkeys = True
+            self.patterns.clear()
+            return
+        for i, (known, old) in enumerate(self.patterns):
+            if known == pattern:
+                self.patterns[i] = (pattern, old | flags)
+                return
+        self.patterns.append((pattern, flags))
+
+    def _allow(self, name: bytes, catalog: AclCatalog) -> None:
+        text = name.decode("utf-8", "replace")
+        if "|" not in text:
+            cmd = catalog.lookup(text)
+            if cmd is None:
+                raise AclRuleError(_UNKNOWN)
+            self._change(cmd, True)
+            return
+        head, _, sub = text.rpartition("|")
+        cmd = catalog.lookup(head) if head.count("|") == 0 else None
+        if cmd is None:
+            if catalog.lookup(head) is not None:  # "config|get|x": a subcommand's first arg
+                raise AclRuleError(_SUBCOMMAND_FIRSTARG)
+            raise AclRuleError(_UNKNOWN)
+        if not sub:
+            raise AclRuleError(_SYNTAX)
+        if cmd.subcommands:
+            found = catalog.lookup(text)
+            if found is None:
+                raise AclRuleError(_UNKNOWN)
+            self._change(found, True)
+            return
+        args = self.firstargs.setdefault(cmd.name, [])
+        wanted = name[name.rindex(b"|") + 1 :]
+        if all(a.lower() != wanted.lower() for a in args):
+            args.append(wanted)
+
+    def _change(self, cmd: CatalogCommand, allow: bool) -> None:
+        """Redis's ACLChangeSelectorPerm: the command and all its subcommands."""
+        if allow:
+            self.allowed.add(cmd.name)
+            self.allowed.update(s.name for s in cmd.subcommands)
+        else:
+            self.allowed.discard(cmd.name)
+            self.allowed.difference_update(s.name for s in cmd.subcommands)
+        self.firstargs.pop(cmd.name, None)
+
+
+def new_user() -> User:
+    """A user as ACL SETUSER creates it: off, no passwords, keys, channels or commands."""
+    return User()
+
+
+def hash_password(password: bytes) -> str:
+    """SHA-256 hex of a password: all that is ever stored of it (as in Redis)."""
+    return hashlib.sha256(password).hexdigest()
+
+
+def _checked_hash(text: bytes) -> str:
+    if len(text) != 64 or not set(text) <= _HEX:
+        raise AclRuleError(_BAD_HASH)
+    return text.decode()
+
+
+# ---- descriptions ----------------------------------------------------------------------
+
+
+def describe_keys(user: User) -> bytes:
+    if user.allkeys:
+        return b"~*"
+    names = {READ: b"%R~", WRITE: b"%W~", _BOTH: b"~"}
+    return b" ".join(names[f] + p for p, f in user.patterns)
+
+
+def describe_channels(user: User) -> bytes:
+    if user.allchannels:
+        return b"&*"
+    return b" ".join(b"&" + c for c in user.channels)
+
+
+def describe_commands(user: User, catalog: AclCatalog) -> str:
+    """The command rules of ``user`` (Redis 7.0's ACLDescribeSelectorCommandRules)."""
+    additive = not user.future
+    rules = ["-@all" if additive else "+@all"]
+    fake: set[str] = set() if additive else set(catalog.all_names)
+    temp = set(user.allowed)
+    applied: set[str] = set()
+    while True:
+        best, mindiff, maxsame = "", 1 << 62, 0
+        for category in CATEGORIES:
+            if category in applied:
+                continue
+            members = catalog.in_category(category)
+            on = sum(1 for c in members if c.name in temp)
+            off = len(members) - on
+            diff, same = (off, on) if additive else (on, off)
+            if same > diff and (diff < mindiff or (diff == mindiff and same > maxsame)):
+                best, mindiff, maxsame = category, diff, same
+        if not best:
+            break
+        for cmd in catalog.in_category(best):
+            _set(fake, cmd, additive)
+            _set(temp, cmd, not additive)
+        rules.append(("+@" if additive else "-@") + best)
+        applied.add(best)
+    for cmd in catalog.commands:
+        for one in (cmd, *cmd.subcommands):
+            mine = one.name in user.allowed
+            if mine != (one.name in fake):
+                rules.append(("+" if mine else "-") + one.name)
+                _set(fake, one, mine)
+        if cmd.name not in user.allowed:
+            for arg in user.firstargs.get(cmd.name, ()):
+                rules.append(f"+{cmd.name}|{arg.decode('utf-8', 'surrogateescape')}")
+    return " ".join(rules)
+
+
+def _set(bits: set[str], cmd: CatalogCommand, allow: bool) -> None:
+    names = [cmd.name, *(s.name for s in cmd.subcommands)]
+    if allow:
+        bits.update(names)
+    else:
+        bits.difference_update(names)
+
+
+def flag_names(user: User) -> list[str]:
+    """The user's flags as ACL GETUSER lists them, in Redis's order."""
+    flags = ["on" if user.enabled else "off"]
+    if user.nopass:
+        flags.append("nopass")
+    if user.sanitize == "skip-sanitize-payload":
+        flags.append(user.sanitize)
+    if user.sanitize == "sanitize-payload":
+        flags.append(user.sanitize)
+    return flags
+
+
+def describe(user: User, catalog: AclCatalog) -> bytes:
+    """The rules that recreate ``user`` from nothing: ACL LIST's line after the name."""
+    parts = [f.encode() for f in flag_names(user)]
+    parts += [b"#" + p.encode() for p in user.passwords]
+    keys = describe_keys(user)
+    if keys:
+        parts.append(keys)
+    if user.allchannels:
+        parts.append(b"&*")
+    else:
+        parts.append(b"resetchannels")
+        parts += [b"&" + c for c in user.channels]
+    parts.append(describe_commands(user, catalog).encode())
+    return b" ".join(parts)
+
+
+def parse_rules(text: bytes) -> list[bytes]:
+    """Split a description (or an ACL file line's rules) into rules."""
+    return text.split()
+
+
+def user_from_rules(rules: Sequence[bytes], catalog: AclCatalog) -> User:
+    """A new user with ``rules`` applied (AclRuleError if one is invalid)."""
+    user = new_user()
+    for rule in rules:
+        user.apply(rule, catalog)
+    return user
+
+
+def catalog_from(
+    mapping: Mapping[str, tuple[frozenset[str], Mapping[str, frozenset[str]]]],
+) -> AclCatalog:
+    """A catalog from ``{name: (categories, {subname: categories})}``."""
+    return AclCatalog(
+        CatalogCommand(
+            name,
+            cats,
+            tuple(CatalogCommand(f"{name}|{sub}", sc) for sub, sc in sorted(subs.items())),
+        )
+        for name, (cats, subs) in mapping.items()
+    )
