@@ -6,9 +6,10 @@ the snapshot, so a node that restarts, or installs a snapshot, has them too.
 
 Each node also has *base* users from its own configuration: the ``default`` user (with
 ``--password`` as its password, or ``nopass``) and those of an ACL file. The replicated part
-is kept as changes over that base: a user set with ACL SETUSER is stored as its complete
-description (the line ACL LIST prints, with password hashes, never passwords), a base user
-deleted with ACL DELUSER as a tombstone. The base must therefore be the same on every node,
+is kept as changes over that base: a user set with ACL SETUSER is stored as the rules that
+recreate it (password hashes, never passwords; its command rules as given, so that
+``+@hash`` still means every hash command after an upgrade adds some), a base user deleted
+with ACL DELUSER as a tombstone. The base must therefore be the same on every node,
 like the rest of the cluster's configuration.
 
 Stored descriptions are turned back into users lazily, with the catalog of commands the
@@ -30,6 +31,7 @@ from pyxos.kv.acl_rules import (
     describe,
     hash_password,
     new_user,
+    stored_form,
     user_from_rules,
 )
 from pyxos.kv.reply import OK, ErrorReply, Reply
@@ -132,7 +134,7 @@ class AclTable:
                 text = rule.split(b"\0")[0].decode("utf-8", "surrogateescape")
                 message = f"ERR Error in ACL SETUSER modifier '{text}': {exc.reason}"
                 return ErrorReply(message.replace("\r", " ").replace("\n", " "))
-        self.changes[name] = describe(user, self.catalog)
+        self.changes[name] = stored_form(user)
         users[name] = user
         self._changed(frozenset())
         return OK

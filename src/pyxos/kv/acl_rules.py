@@ -37,6 +37,7 @@ __all__ = [
     "describe_keys",
     "hash_password",
     "new_user",
+    "stored_form",
 ]
 
 CATEGORIES = (
@@ -131,6 +132,10 @@ class User:
     future: bool = False
     """Set by +@all: the user may also run commands the catalog does not have yet."""
     firstargs: dict[str, list[bytes]] = field(default_factory=dict)
+    rules: list[str] = field(default_factory=list)
+    """The command rules as given since the last +@all or -@all, later ones replacing earlier
+    ones for the same command or category: what the user is stored as, so that a category
+    keeps its meaning when the catalog gains commands."""
 
     def copy(self) -> User:
         return User(
@@ -145,6 +150,7 @@ class User:
             set(self.allowed),
             self.future,
             {k: list(v) for k, v in self.firstargs.items()},
+            list(self.rules),
         )
 
     # ---- rules
@@ -215,16 +221,19 @@ class User:
             self.allowed = set(catalog.all_names)
             self.future = True
             self.firstargs.clear()
+            self.rules.clear()
         elif op in (b"nocommands", b"-@all"):
             self.allowed = set()
             self.future = False
             self.firstargs.clear()
+            self.rules.clear()
         elif rule[:2] in (b"+@", b"-@"):
             category = op[2:].decode("utf-8", "replace")
             if category not in CATEGORIES:
                 raise AclRuleError(_UNKNOWN)
             for member in catalog.in_category(category):
                 self._change(member, rule[:1] == b"+")
+            self._record("@" + category, rule[:1] == b"+")
         elif rule[:1] == b"+":
             self._allow(rule[1:], catalog)
         elif rule[:1] == b"-":
@@ -232,6 +241,7 @@ class User:
             if cmd is None:
                 raise AclRuleError(_UNKNOWN)
             self._change(cmd, False)
+            self._record(cmd.name, False)
         else:
             raise AclRuleError(_SYNTAX)
 
@@ -272,6 +282,7 @@ class User:
             if cmd is None:
                 raise AclRuleError(_UNKNOWN)
             self._change(cmd, True)
+            self._record(cmd.name, True)
             return
         head, _, sub = text.rpartition("|")
         cmd = catalog.lookup(head) if head.count("|") == 0 else None
@@ -286,11 +297,19 @@ class User:
             if found is None:
                 raise AclRuleError(_UNKNOWN)
             self._change(found, True)
+            self._record(found.name, True)
             return
         args = self.firstargs.setdefault(cmd.name, [])
         wanted = name[name.rindex(b"|") + 1 :]
         if all(a.lower() != wanted.lower() for a in args):
             args.append(wanted)
+        self._record(text.lower(), True)
+
+    def _record(self, rule: str, allow: bool) -> None:
+        """Redis 7.2's ACLUpdateCommandRules: drop earlier rules for the same command (and
+        its subcommands) or category, then append this one."""
+        self.rules = [r for r in self.rules if r[1:] != rule and not r[1:].startswith(rule + "|")]
+        self.rules.append(("+" if allow else "-") + rule)
 
     def _change(self, cmd: CatalogCommand, allow: bool) -> None:
         """Redis's ACLChangeSelectorPerm: the command and all its subcommands."""
@@ -405,6 +424,22 @@ def describe(user: User, catalog: AclCatalog) -> bytes:
         parts.append(b"resetchannels")
         parts += [b"&" + c for c in user.channels]
     parts.append(describe_commands(user, catalog).encode())
+    return b" ".join(parts)
+
+
+def stored_form(user: User) -> bytes:
+    """The rules that recreate ``user``, with its command rules as they were given (what
+    the replicated table keeps; ACL LIST shows :func:`describe` instead)."""
+    parts = [f.encode() for f in flag_names(user)]
+    parts += [b"#" + p.encode() for p in user.passwords]
+    keys = describe_keys(user)
+    if keys:
+        parts.append(keys)
+    parts.append(describe_channels(user) if user.allchannels else b"resetchannels")
+    if not user.allchannels:
+        parts += [b"&" + c for c in user.channels]
+    parts.append(b"+@all" if user.future else b"-@all")
+    parts += [r.encode("utf-8", "surrogateescape") for r in user.rules]
     return b" ".join(parts)
 
 

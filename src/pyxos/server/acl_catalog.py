@@ -16,7 +16,7 @@ from pyxos.kv.acl_rules import READ, WRITE, AclCatalog, CatalogCommand
 from pyxos.kv.commands import COMMANDS, SUBCOMMANDS, string2ll
 from pyxos.server.command_table import INFO
 
-__all__ = ["NO_AUTH", "KeyFinder", "catalog", "key_finder"]
+__all__ = ["NO_AUTH", "KeyFinder", "arity", "catalog", "key_finder"]
 
 KeyFinder = Callable[[Sequence[bytes]], list[tuple[int, int]]]
 """argv -> ``(position, READ|WRITE bits needed)`` of each key."""
@@ -74,6 +74,13 @@ def catalog() -> AclCatalog:
     return AclCatalog(commands)
 
 
+def arity(name: str, default: int) -> int:
+    """Redis's arity of command ``name`` (its table's, which ACL DRYRUN checks), or
+    ``default`` for a command it does not describe."""
+    entry = _info(name)
+    return int(entry[1]) if entry is not None else default
+
+
 def _need(flags: Any) -> int:
     names = {str(f) for f in flags}
     need = READ if "access" in names else 0
@@ -100,6 +107,10 @@ def key_finder(name: str) -> KeyFinder | None:
     specs = [(ks[b"begin_search"], ks[b"find_keys"], _need(ks[b"flags"])) for ks in entry[8]]
     if not specs:
         return None
+    if name == "set":  # variable flags: Redis asks setGetKeys, which looks for GET
+        return lambda argv: [
+            (1, READ | WRITE if any(a.lower() == b"get" for a in argv[3:]) else WRITE)
+        ]
 
     def find(argv: Sequence[bytes]) -> list[tuple[int, int]]:
         argc = len(argv)

@@ -32,7 +32,7 @@ from pyxos.kv.acl_rules import (
 from pyxos.kv.commands import COMMANDS, SUBCOMMANDS, string2ll
 from pyxos.kv.reply import Reply, RespSet, SimpleString
 from pyxos.runtime.errors import PyxosError
-from pyxos.server.acl_catalog import catalog
+from pyxos.server.acl_catalog import arity, catalog
 from pyxos.server.acl_check import permissions
 from pyxos.server.connection_base import OK, ConnectionBase, Reply_, arg_text, bulk, error
 
@@ -215,7 +215,8 @@ class AclConnectionCommands(ConnectionBase):
             spec = SUBCOMMANDS[spec.name.encode()].get(command[1].lower())
         if spec is None:
             return error(f"ERR Command '{arg_text(command[0])}' not found")
-        if not spec.arity_ok(len(command)):
+        expected = arity(spec.name, spec.arity)
+        if len(command) != expected if expected > 0 else len(command) < -expected:
             return error(f"ERR wrong number of arguments for '{spec.name}' command")
         perms = permissions(table, argv[2])
         denied = perms.dryrun(spec.name, command) if perms is not None else None
@@ -225,9 +226,7 @@ class AclConnectionCommands(ConnectionBase):
         if len(argv) == 2:
             return self.encode([c.encode() for c in CATEGORIES])
         if len(argv) > 3:
-            return error(
-                "ERR unknown subcommand or wrong number of arguments for 'cat'. Try ACL HELP."
-            )
+            return _wrong_arguments(argv[1])
         category = argv[2].lower().decode("utf-8", "replace")
         if category not in CATEGORIES:
             return error(f"ERR Unknown category '{arg_text(argv[2])}'")
@@ -237,15 +236,21 @@ class AclConnectionCommands(ConnectionBase):
         bits = 256
         if len(argv) == 3:
             value = string2ll(argv[2])
-            if value is None or not 0 < value <= 4096:
+            if value is None:
+                return error("ERR value is not an integer or out of range")
+            if not 0 < value <= 4096:
                 return error(
                     "ERR ACL GENPASS argument must be the number of bits for the output"
                     " password, a positive number up to 4096"
                 )
             bits = value
         elif len(argv) > 3:
-            return error(
-                "ERR unknown subcommand or wrong number of arguments for 'genpass'. Try ACL HELP."
-            )
+            return _wrong_arguments(argv[1])
         chars = (bits + 3) // 4
         return bulk(os.urandom((chars + 1) // 2).hex()[:chars].encode())
+
+
+def _wrong_arguments(sub: bytes) -> bytes:
+    return error(
+        f"ERR unknown subcommand or wrong number of arguments for '{arg_text(sub)}'. Try ACL HELP."
+    )

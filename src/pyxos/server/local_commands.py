@@ -36,7 +36,7 @@ NO_PASSWORD = (
 )
 HELLO_NOAUTH = (
     b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the"
-    b" HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and"
+    b" HELLO AUTH <user> <pass> option can be used to authenticate the client and"
     b" select the RESP protocol version at the same time\r\n"
 )
 DEBUG_REFUSED = error(
