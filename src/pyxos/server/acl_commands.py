@@ -140,7 +140,7 @@ class AclConnectionCommands(ConnectionBase):
         if sub == b"deluser":
             return self.submit(encode_request(list(argv), db=self.db))
         if sub in (b"list", b"users", b"getuser", b"dryrun"):
-            return self._after_read_index(lambda: self._acl_read(sub, argv))
+            return self.after_read_index(lambda: self._acl_read(sub, argv))
         if sub == b"whoami":
             return bulk(self.user)
         if sub == b"cat":
@@ -176,12 +176,15 @@ class AclConnectionCommands(ConnectionBase):
 
         return reply()
 
-    async def _after_read_index(self, answer: Callable[[], bytes]) -> bytes:
+    async def after_read_index(self, answer: Callable[[], Reply_]) -> bytes:
         try:
             await self.node.read(lambda _: None, self.server.limits.timeout)
         except PyxosError as exc:
             return self.error_reply(exc)
-        return answer()
+        reply = answer()
+        if isinstance(reply, bytes):
+            return reply
+        return await reply
 
     def _acl_read(self, sub: bytes, argv: Sequence[bytes]) -> bytes:
         table = self.acl_table()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyxos.kv.commands import CommandSpec
@@ -107,6 +107,10 @@ class ConnectionBase:
 
     def drop_watch(self) -> None:
         """Forget this connection's WATCH (see :mod:`pyxos.server.multi`)."""
+        raise NotImplementedError
+
+    def after_read_index(self, answer: Callable[[], Reply_]) -> Reply_:
+        """``answer()`` once this node has applied everything acknowledged before now."""
         raise NotImplementedError
 
     def login(self, user: bytes) -> None:

@@ -21,6 +21,7 @@ from pyxos.server.connection_base import (
     PONG,
     SYNTAX,
     ConnectionBase,
+    Reply_,
     arg_text,
     bulk,
     error,
@@ -62,7 +63,7 @@ class LocalCommands(ConnectionBase):
         self.closing = True
         return OK
 
-    def c_auth(self, argv: Sequence[bytes]) -> bytes:
+    def c_auth(self, argv: Sequence[bytes], retry: bool = True) -> Reply_:
         args = argv[1:]
         if len(args) > 2:
             return SYNTAX
@@ -73,11 +74,13 @@ class LocalCommands(ConnectionBase):
                 return NO_PASSWORD
             args = [b"default", args[0]]
         if not table.authenticate(args[0], args[1]):
-            return WRONGPASS
+            # Perhaps a user just created elsewhere and not yet applied here: look again
+            # once this node has applied everything acknowledged before now.
+            return self.after_read_index(lambda: self.c_auth(argv, False)) if retry else WRONGPASS
         self.login(args[0])
         return OK
 
-    def c_hello(self, argv: Sequence[bytes]) -> bytes:
+    def c_hello(self, argv: Sequence[bytes], retry: bool = True) -> Reply_:
         args = argv[1:]
         protocol = self.protocol
         i = 0
@@ -94,6 +97,8 @@ class LocalCommands(ConnectionBase):
             opt = args[i].lower()
             if opt == b"auth" and i + 2 < len(args):
                 if not self.server.kv.acl.authenticate(args[i + 1], args[i + 2]):
+                    if retry:
+                        return self.after_read_index(lambda: self.c_hello(argv, False))
                     return WRONGPASS
                 self.login(args[i + 1])
                 i += 3
