@@ -350,6 +350,11 @@ def status(endpoints: str, as_json: bool) -> None:
     help="Put every data dir on a lazy mount (FUSE; slower).  [default: only with power]",
 )
 @click.option("--storage", type=click.Choice(["sqlite", "lmdb"]), help="The nodes' storage engine.")
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="Mutual TLS between nodes and TLS clients (certificates made for the run).",
+)
 @click.option("--test-bug", hidden=True, help="Run deliberately broken nodes (must fail).")
 def chaos(
     duration: float,
@@ -363,6 +368,7 @@ def chaos(
     as_json: bool,
     lazy_fs: bool | None,
     storage: str | None,
+    tls: bool,
     test_bug: str | None,
 ) -> None:
     """Real processes under faults; judged only by what clients saw.
@@ -402,6 +408,7 @@ def chaos(
         test_bug=test_bug,
         lazy_fs=lazy_fs,
         storage=storage,
+        tls=tls,
     )
     report = asyncio.run(run_chaos(cfg))
     data = report.as_dict()
