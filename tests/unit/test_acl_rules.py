@@ -140,3 +140,15 @@ def test_keys_are_found_by_the_key_specs() -> None:
     assert [p for p, _ in evals([b"eval", b"s", b"2", b"k1", b"k2", b"arg"])] == [3, 4]
     assert evals([b"eval", b"s", b"0", b"arg"]) == []
     assert key_finder("ping") is None
+
+
+def test_a_restricted_user_may_not_run_scripts() -> None:
+    table = AclTable(catalog())
+    table.setuser(b"s", [b"on", b"nopass", b"-@all", b"+@scripting", b"+get", b"~k*"])
+    perms = permissions(table, b"s")
+    assert perms is not None
+    eval_argv = [b"eval", b"return redis.call('flushall')", b"0"]
+    assert perms.dryrun("eval", eval_argv) is None  # what Redis's rules say
+    denied = perms.check("eval", eval_argv)
+    assert denied is not None and denied.startswith(b"-NOPERM pyxos runs scripts only")
+    assert perms.check("get", [b"get", b"k1"]) is None

@@ -1,5 +1,9 @@
 """The per-command permission check, compiled once per user so that it costs little.
 
+Scripts run inside the state machine, which does not know who sent them, so the commands a
+script calls cannot be checked against its sender's rules; rather than let a script do what
+its sender may not, a user with any restriction may not run scripts at all.
+
 A connection holds the :class:`Permissions` of its user, or ``None`` when the user may run
 every command on every key (the ``default`` user unless an operator restricts it): then the
 check on the hot path is one attribute test. Otherwise it is a set lookup of the command's
@@ -20,6 +24,11 @@ from pyxos.server.acl_catalog import NO_AUTH, key_finder
 __all__ = ["KEY_DENIED", "Permissions", "permissions"]
 
 KEY_DENIED = b"-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+SCRIPTS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro"})
+SCRIPT_DENIED = (
+    b"-NOPERM pyxos runs scripts only for users that may run every command on every key:"
+    b" the commands a script calls are not checked against the user's rules\r\n"
+)
 
 
 def _matcher(pattern: bytes) -> Callable[[bytes], bool]:
@@ -64,7 +73,9 @@ class Permissions:
             return b"-NOPERM this user has no permissions to run the '%s' command\r\n" % (
                 name.encode()
             )
-        return KEY_DENIED if key >= 0 else None
+        if key >= 0:
+            return KEY_DENIED
+        return SCRIPT_DENIED if name in SCRIPTS else None
 
     def dryrun(self, name: str, argv: Sequence[bytes]) -> bytes | None:
         """ACL DRYRUN's sentence for a denial, or None when allowed."""
