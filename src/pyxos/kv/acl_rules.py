@@ -303,7 +303,7 @@ class User:
         wanted = name[name.rindex(b"|") + 1 :]
         if all(a.lower() != wanted.lower() for a in args):
             args.append(wanted)
-        self._record(text.lower(), True)
+            self._record(text.lower(), True)  # (a repeat keeps its place, as in the list)
 
     def _record(self, rule: str, allow: bool) -> None:
         """Redis 7.2's ACLUpdateCommandRules: drop earlier rules for the same command (and
