@@ -122,5 +122,11 @@ def test_the_password_flag_is_the_default_users_password(tmp_path: Path) -> None
         assert client(cluster, 1, username="default", password="s3cret").ping() is True
         with pytest.raises(redis.AuthenticationError):
             client(cluster, 1).get("x")
+        # CONFIG SET requirepass changes this node's default user, as in Redis.
+        assert authed.config_set("requirepass", "n3w") is True
+        assert authed.get("x") is None  # an authenticated connection stays so
+        with pytest.raises(redis.AuthenticationError):
+            client(cluster, 1, password="s3cret").ping()
+        assert client(cluster, 1, password="n3w").ping() is True
     finally:
         cluster.close()

@@ -235,6 +235,9 @@ def test_auth_and_hello_are_redis_replies(both: Both) -> None:
         both.same(line, fresh)
     # A connection that was authenticated before the default user got a password stays so.
     both.same("GET x")
+    both.same("CLIENT KILL USER nosuch")
+    both.same("CLIENT KILL USER alice")  # the connection authenticated as alice just above
+    both.same("CLIENT KILL USER alice")
     both.same("ACL SETUSER default nopass")
 
 
