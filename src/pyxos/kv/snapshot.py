@@ -1,8 +1,8 @@
 """The KV state as snapshot bytes, and back; and the canonical digest.
 
 Version 3 (current) is ``PXKV`` + ``\\x03`` and then length-prefixed msgpack frames: a header
-(applied index, the replicated clock, client sessions, WATCH registrations, the script cache
-and per-database key counts), then frames of a few thousand keys, ``(db, [(key, value)...])``
+(applied index, the replicated clock, client sessions, WATCH registrations, the script cache,
+per-database key counts and, last, the ACL users, absent from older headers), then frames of a few thousand keys, ``(db, [(key, value)...])``
 for values and ``(db + 16, [(key, expiry ms)...])`` for TTLs. Small frames let a worker
 thread encode or decode a big state while the event loop keeps the interpreter often.
 Versions 2 (one database, no TTLs) and 1 (one msgpack document) are still restored, so a
