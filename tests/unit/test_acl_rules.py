@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from pyxos.kv import KVStateMachine, encode_request
 from pyxos.kv.acl import AclTable, default_rules
-from pyxos.kv.acl_rules import describe, hash_password, stored_form, user_from_rules
+from pyxos.kv.acl_describe import describe, stored_form
+from pyxos.kv.acl_rules import hash_password, user_from_rules
 from pyxos.server.acl_catalog import catalog, key_finder
 from pyxos.server.acl_check import permissions
 

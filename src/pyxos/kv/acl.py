@@ -24,14 +24,13 @@ import hmac
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from pyxos.kv.acl_describe import describe, stored_form
 from pyxos.kv.acl_rules import (
     AclCatalog,
     AclRuleError,
     User,
-    describe,
     hash_password,
     new_user,
-    stored_form,
     user_from_rules,
 )
 from pyxos.kv.reply import OK, ErrorReply, Reply

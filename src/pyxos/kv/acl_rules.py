@@ -8,10 +8,7 @@ arguments" Redis still allows for commands without subcommands (``+select|0``). 
 commands a ``+@category`` rule covers comes from an :class:`AclCatalog`, which the server
 builds from its command table (this package does not know Redis's categories itself).
 
-The description is computed from the permissions, as Redis 7.0 does: start from ``+@all``
-(when the user may run commands added in the future) or ``-@all``, add the category that
-best fits what is left until none fits, then name single commands. The order of the single
-commands is the catalog's (Redis's is its hash table's, which changes with each start).
+How users are written out (ACL LIST, and the stored form) is :mod:`pyxos.kv.acl_describe`.
 
 Everything here is deterministic: replicas apply the same rules to the same users and must
 end with the same users and replies.
@@ -20,10 +17,11 @@ end with the same users and replies.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "BOTH",
     "CATEGORIES",
     "READ",
     "WRITE",
@@ -31,13 +29,9 @@ __all__ = [
     "AclRuleError",
     "CatalogCommand",
     "User",
-    "describe",
-    "describe_channels",
-    "describe_commands",
-    "describe_keys",
     "hash_password",
     "new_user",
-    "stored_form",
+    "user_from_rules",
 ]
 
 CATEGORIES = (
@@ -49,7 +43,7 @@ CATEGORIES = (
 
 READ = 1
 WRITE = 2
-_BOTH = READ | WRITE
+BOTH = READ | WRITE
 _HEX = frozenset(b"0123456789abcdef")
 
 # Texts of Redis's errno-based reasons (ACLSetUserStringError).
@@ -248,7 +242,7 @@ class User:
     def _add_key_pattern(self, rule: bytes) -> None:
         if self.allkeys:
             raise AclRuleError(_KEYS_AFTER_ALL)
-        flags, offset = _BOTH, 1
+        flags, offset = BOTH, 1
         if rule[:1] == b"%":
             flags = 0
             while True:
@@ -265,7 +259,7 @@ class User:
                 else:
                     raise AclRuleError(_SYNTAX)
         pattern = rule[offset:]
-        if pattern == b"*" and flags == _BOTH:
+        if pattern == b"*" and flags == BOTH:
             self.allkeys = True
             self.patterns.clear()
             return
@@ -338,133 +332,9 @@ def _checked_hash(text: bytes) -> str:
     return text.decode()
 
 
-# ---- descriptions ----------------------------------------------------------------------
-
-
-def describe_keys(user: User) -> bytes:
-    if user.allkeys:
-        return b"~*"
-    names = {READ: b"%R~", WRITE: b"%W~", _BOTH: b"~"}
-    return b" ".join(names[f] + p for p, f in user.patterns)
-
-
-def describe_channels(user: User) -> bytes:
-    if user.allchannels:
-        return b"&*"
-    return b" ".join(b"&" + c for c in user.channels)
-
-
-def describe_commands(user: User, catalog: AclCatalog) -> str:
-    """The command rules of ``user`` (Redis 7.0's ACLDescribeSelectorCommandRules)."""
-    additive = not user.future
-    rules = ["-@all" if additive else "+@all"]
-    fake: set[str] = set() if additive else set(catalog.all_names)
-    temp = set(user.allowed)
-    applied: set[str] = set()
-    while True:
-        best, mindiff, maxsame = "", 1 << 62, 0
-        for category in CATEGORIES:
-            if category in applied:
-                continue
-            members = catalog.in_category(category)
-            on = sum(1 for c in members if c.name in temp)
-            off = len(members) - on
-            diff, same = (off, on) if additive else (on, off)
-            if same > diff and (diff < mindiff or (diff == mindiff and same > maxsame)):
-                best, mindiff, maxsame = category, diff, same
-        if not best:
-            break
-        for cmd in catalog.in_category(best):
-            _set(fake, cmd, additive)
-            _set(temp, cmd, not additive)
-        rules.append(("+@" if additive else "-@") + best)
-        applied.add(best)
-    for cmd in catalog.commands:
-        for one in (cmd, *cmd.subcommands):
-            mine = one.name in user.allowed
-            if mine != (one.name in fake):
-                rules.append(("+" if mine else "-") + one.name)
-                _set(fake, one, mine)
-        if cmd.name not in user.allowed:
-            for arg in user.firstargs.get(cmd.name, ()):
-                rules.append(f"+{cmd.name}|{arg.decode('utf-8', 'surrogateescape')}")
-    return " ".join(rules)
-
-
-def _set(bits: set[str], cmd: CatalogCommand, allow: bool) -> None:
-    names = [cmd.name, *(s.name for s in cmd.subcommands)]
-    if allow:
-        bits.update(names)
-    else:
-        bits.difference_update(names)
-
-
-def flag_names(user: User) -> list[str]:
-    """The user's flags as ACL GETUSER lists them, in Redis's order."""
-    flags = ["on" if user.enabled else "off"]
-    if user.nopass:
-        flags.append("nopass")
-    if user.sanitize == "skip-sanitize-payload":
-        flags.append(user.sanitize)
-    if user.sanitize == "sanitize-payload":
-        flags.append(user.sanitize)
-    return flags
-
-
-def describe(user: User, catalog: AclCatalog) -> bytes:
-    """The rules that recreate ``user`` from nothing: ACL LIST's line after the name."""
-    parts = [f.encode() for f in flag_names(user)]
-    parts += [b"#" + p.encode() for p in user.passwords]
-    keys = describe_keys(user)
-    if keys:
-        parts.append(keys)
-    if user.allchannels:
-        parts.append(b"&*")
-    else:
-        parts.append(b"resetchannels")
-        parts += [b"&" + c for c in user.channels]
-    parts.append(describe_commands(user, catalog).encode())
-    return b" ".join(parts)
-
-
-def stored_form(user: User) -> bytes:
-    """The rules that recreate ``user``, with its command rules as they were given (what
-    the replicated table keeps; ACL LIST shows :func:`describe` instead)."""
-    parts = [f.encode() for f in flag_names(user)]
-    parts += [b"#" + p.encode() for p in user.passwords]
-    keys = describe_keys(user)
-    if keys:
-        parts.append(keys)
-    parts.append(describe_channels(user) if user.allchannels else b"resetchannels")
-    if not user.allchannels:
-        parts += [b"&" + c for c in user.channels]
-    parts.append(b"+@all" if user.future else b"-@all")
-    parts += [r.encode("utf-8", "surrogateescape") for r in user.rules]
-    return b" ".join(parts)
-
-
-def parse_rules(text: bytes) -> list[bytes]:
-    """Split a description (or an ACL file line's rules) into rules."""
-    return text.split()
-
-
 def user_from_rules(rules: Sequence[bytes], catalog: AclCatalog) -> User:
     """A new user with ``rules`` applied (AclRuleError if one is invalid)."""
     user = new_user()
     for rule in rules:
         user.apply(rule, catalog)
     return user
-
-
-def catalog_from(
-    mapping: Mapping[str, tuple[frozenset[str], Mapping[str, frozenset[str]]]],
-) -> AclCatalog:
-    """A catalog from ``{name: (categories, {subname: categories})}``."""
-    return AclCatalog(
-        CatalogCommand(
-            name,
-            cats,
-            tuple(CatalogCommand(f"{name}|{sub}", sc) for sub, sc in sorted(subs.items())),
-        )
-        for name, (cats, subs) in mapping.items()
-    )

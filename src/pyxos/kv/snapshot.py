@@ -2,8 +2,9 @@
 
 Version 3 (current) is ``PXKV`` + ``\\x03`` and then length-prefixed msgpack frames: a header
 (applied index, the replicated clock, client sessions, WATCH registrations, the script cache,
-per-database key counts and, last, the ACL users, absent from older headers), then frames of a few thousand keys, ``(db, [(key, value)...])``
-for values and ``(db + 16, [(key, expiry ms)...])`` for TTLs. Small frames let a worker
+per-database key counts and, last, the ACL users, absent from older headers), then frames
+of a few thousand keys, ``(db, [(key, value)...])`` for values and ``(db + 16, [(key, expiry
+ms)...])`` for TTLs. Small frames let a worker
 thread encode or decode a big state while the event loop keeps the interpreter often.
 Versions 2 (one database, no TTLs) and 1 (one msgpack document) are still restored, so a
 data directory written before expiry existed still starts.

@@ -21,14 +21,8 @@ from typing import TYPE_CHECKING
 
 from pyxos.kv import encode_request
 from pyxos.kv.acl import AclTable, default_rules
-from pyxos.kv.acl_rules import (
-    CATEGORIES,
-    describe_channels,
-    describe_commands,
-    describe_keys,
-    flag_names,
-    hash_password,
-)
+from pyxos.kv.acl_describe import describe_channels, describe_commands, describe_keys, flag_names
+from pyxos.kv.acl_rules import CATEGORIES, hash_password
 from pyxos.kv.commands import COMMANDS, SUBCOMMANDS, string2ll
 from pyxos.kv.reply import Reply, RespSet, SimpleString
 from pyxos.runtime.errors import PyxosError
