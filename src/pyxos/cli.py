@@ -128,6 +128,7 @@ def sim(
 @click.option("--cluster-id", help="Name shared by the members; peers from another are refused.")
 @click.option("--secret", envvar="PYXOS_SECRET", help="Shared peer secret (or $PYXOS_SECRET).")
 @click.option("--password", envvar="PYXOS_PASSWORD", help="Require AUTH with this password.")
+@click.option("--aclfile", help="Users to start with, in Redis's ACL file format.")
 @click.option("--tls-port", type=int, help="Client port speaking TLS (as Redis's tls-port).")
 @click.option(
     "--tls-cert-file",

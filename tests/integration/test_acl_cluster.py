@@ -130,3 +130,32 @@ def test_the_password_flag_is_the_default_users_password(tmp_path: Path) -> None
         assert client(cluster, 1, password="n3w").ping() is True
     finally:
         cluster.close()
+
+
+def test_users_of_the_acl_file_and_their_replicated_changes(tmp_path: Path) -> None:
+    acl = tmp_path / "users.acl"
+    acl.write_text("user app on >app-pw ~app:* +@all -@dangerous\nuser old on >old-pw +@all\n")
+    cluster = LocalCluster(
+        2, find_base_port(2), tmp_path / "c", extra_args=[*FAST, "--aclfile", str(acl)]
+    )
+    cluster.start()
+    try:
+        cluster.wait_ready()
+        app = as_user(cluster, 2, "app", "app-pw")
+        assert app.set("app:1", "v") is True
+        assert "'flushall' command" in noperm(app.flushall)
+        admin = client(cluster, 1)
+        assert admin.execute_command("ACL", "DELUSER", "old") == 1
+        assert admin.execute_command("ACL", "USERS") == [b"app", b"default"]
+        with pytest.raises(redis.ResponseError, match="reads the ACL file at start only"):
+            admin.execute_command("ACL", "LOAD")
+        cluster.stop()
+        cluster.start()
+        cluster.wait_ready()
+        # The deletion is replicated state: the file's user stays deleted after a restart.
+        for node in cluster.ids:
+            with pytest.raises(redis.AuthenticationError):
+                client(cluster, node, username="old", password="old-pw").ping()
+            assert as_user(cluster, node, "app", "app-pw").get("app:1") == b"v"
+    finally:
+        cluster.close()

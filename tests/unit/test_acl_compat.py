@@ -13,6 +13,7 @@ from redis_ref import HAVE_REDIS, Conn, pyxos_node, reference_redis
 
 from pyxos.kv.acl_rules import CATEGORIES
 from pyxos.kv.commands import COMMANDS, SUBCOMMANDS
+from pyxos.server.resp import encode_command
 
 pytestmark = [
     pytest.mark.integration,
@@ -31,6 +32,15 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         pyxos_node(tmp_path_factory.mktemp("pyxos")) as pyxos,
     ):
         yield redis, pyxos
+
+
+def read_until(conn: Conn, end: bytes) -> bytes:
+    out = b""
+    while not out.endswith(end):
+        chunk = conn.sock.recv(65536)
+        assert chunk, out
+        out += chunk
+    return out
 
 
 def words(line: str) -> list[bytes]:
@@ -233,6 +243,13 @@ def test_auth_and_hello_are_redis_replies(both: Both) -> None:
         "ACL WHOAMI",
     ):
         both.same(line, fresh)
+    # Pipelined after AUTH, a command runs as the new user.
+    replies = []
+    for conn in both.conns():
+        pipelined = (encode_command(words(c)) for c in ("AUTH alice pw", "PING"))
+        conn.sock.sendall(b"".join(pipelined))  # PING before AUTH is done: -NOAUTH
+        replies.append(read_until(conn, b"PONG\r\n"))
+    assert replies[0] == replies[1] == b"+OK\r\n+PONG\r\n"
     # A connection that was authenticated before the default user got a password stays so.
     both.same("GET x")
     both.same("CLIENT KILL USER nosuch")

@@ -28,6 +28,7 @@ from pyxos.kv.reply import Reply, RespSet, SimpleString
 from pyxos.runtime.errors import PyxosError
 from pyxos.server.acl_catalog import arity, catalog
 from pyxos.server.acl_check import permissions
+from pyxos.server.acl_file import load_acl_file
 from pyxos.server.connection_base import OK, ConnectionBase, Reply_, arg_text, bulk, error
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ NO_ACL_FILE = error(
     "ERR This Redis instance is not configured to use an ACL file. You may want to specify"
     " users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a"
     " Redis configuration file set) in order to store users in the Redis configuration."
+)
+ACL_FILE_AT_START = error(
+    "ERR pyxos reads the ACL file at start only: users are replicated state, change them"
+    " with ACL SETUSER and ACL DELUSER"
 )
 _HELP = [
     "ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -77,7 +82,10 @@ def attach(server: RedisServer) -> None:
     """Install the catalog and this node's base users in ``server.kv.acl``, and follow its
     changes on ``server``'s connections."""
     table = server.kv.acl
-    table.configure(catalog(), {b"default": default_rules(server.password)})
+    base = {b"default": default_rules(server.password)}
+    if server.aclfile is not None:
+        base.update(load_acl_file(server.aclfile))
+    table.configure(catalog(), base)
     ref = weakref.ref(server)
 
     def changed(deleted: frozenset[bytes]) -> None:
@@ -144,7 +152,7 @@ class AclConnectionCommands(ConnectionBase):
         if sub == b"help":
             return self.encode([SimpleString(line) for line in _HELP])
         if sub in (b"save", b"load"):
-            return NO_ACL_FILE
+            return NO_ACL_FILE if self.server.aclfile is None else ACL_FILE_AT_START
         return error("ERR ACL LOG is not supported by pyxos (denials are counted in metrics)")
 
     def _acl_setuser(self, argv: Sequence[bytes]) -> Reply_:

@@ -78,7 +78,8 @@ class Connection(
         self.watch_pending = []
         self._pending: deque[bytes | asyncio.Future[bytes]] = deque()
         self._held: deque[list[bytes]] = deque()
-        self._run_kind = CommandKind.LOCAL
+        self._run_kind: CommandKind | None = CommandKind.LOCAL
+        """The kind of the commands in flight; None while an AUTH is: nothing overtakes it."""
         self._run_open = 0
         self._paused = False
         self._write_paused = False
@@ -184,6 +185,8 @@ class Connection(
             self._pending.append(reply)
             return
         future = reply if isinstance(reply, asyncio.Future) else asyncio.ensure_future(reply)
+        if argv and argv[0].lower() in (b"auth", b"hello"):
+            self._run_kind = None  # the user changes when it is done: hold what follows
         self._run_open += 1
         self._pending.append(future)
         future.add_done_callback(self._on_done)

@@ -63,10 +63,15 @@ class LocalCommands(ConnectionBase):
         self.closing = True
         return OK
 
-    def c_auth(self, argv: Sequence[bytes], retry: bool = True) -> Reply_:
+    def c_auth(self, argv: Sequence[bytes], wait: bool = True) -> Reply_:
         args = argv[1:]
         if len(args) > 2:
             return SYNTAX
+        if wait:
+            # Users are replicated: answer once this node has applied every change
+            # acknowledged before now, so that a user just created elsewhere can log in and
+            # one just deleted (or given a new password) cannot.
+            return self.after_read_index(lambda: self.c_auth(argv, False))
         table = self.server.kv.acl
         if len(args) == 1:
             default = table.get(b"default")
@@ -74,13 +79,11 @@ class LocalCommands(ConnectionBase):
                 return NO_PASSWORD
             args = [b"default", args[0]]
         if not table.authenticate(args[0], args[1]):
-            # Perhaps a user just created elsewhere and not yet applied here: look again
-            # once this node has applied everything acknowledged before now.
-            return self.after_read_index(lambda: self.c_auth(argv, False)) if retry else WRONGPASS
+            return WRONGPASS
         self.login(args[0])
         return OK
 
-    def c_hello(self, argv: Sequence[bytes], retry: bool = True) -> Reply_:
+    def c_hello(self, argv: Sequence[bytes], wait: bool = True) -> Reply_:
         args = argv[1:]
         protocol = self.protocol
         i = 0
@@ -96,9 +99,9 @@ class LocalCommands(ConnectionBase):
         while i < len(args):
             opt = args[i].lower()
             if opt == b"auth" and i + 2 < len(args):
+                if wait:  # as AUTH: with every acknowledged change to users applied
+                    return self.after_read_index(lambda: self.c_hello(argv, False))
                 if not self.server.kv.acl.authenticate(args[i + 1], args[i + 2]):
-                    if retry:
-                        return self.after_read_index(lambda: self.c_hello(argv, False))
                     return WRONGPASS
                 self.login(args[i + 1])
                 i += 3

@@ -91,6 +91,7 @@ class RedisServer:
         port: int,
         *,
         password: str | None = None,
+        aclfile: str | None = None,
         limits: ServerLimits | None = None,
         tls: TLSContexts | None = None,
         tls_port: int = 0,
@@ -100,6 +101,7 @@ class RedisServer:
         self.host = host
         self.port = port
         self.password = password.encode() if password else None
+        self.aclfile = aclfile
         self.limits = limits or ServerLimits()
         self.stats = ServerStats()
         self.config = RedisConfig(self)
