@@ -148,6 +148,7 @@ def sim(
 @click.option("--cluster-id", help="Name shared by the members; peers from another are refused.")
 @click.option("--secret", envvar="PYXOS_SECRET", help="Shared peer secret (or $PYXOS_SECRET).")
 @click.option("--password", envvar="PYXOS_PASSWORD", help="Require AUTH with this password.")
+@click.option("--aclfile", help="Users to start with, in Redis's ACL file format.")
 @click.option("--tls-port", type=int, help="Client port speaking TLS (as Redis's tls-port).")
 @click.option(
     "--tls-cert-file",
@@ -370,6 +371,11 @@ def status(endpoints: str, as_json: bool) -> None:
     help="Put every data dir on a lazy mount (FUSE; slower).  [default: only with power]",
 )
 @click.option("--storage", type=click.Choice(["sqlite", "lmdb"]), help="The nodes' storage engine.")
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="Mutual TLS between nodes and TLS clients (certificates made for the run).",
+)
 @click.option("--test-bug", hidden=True, help="Run deliberately broken nodes (must fail).")
 def chaos(
     duration: float,
@@ -383,6 +389,7 @@ def chaos(
     as_json: bool,
     lazy_fs: bool | None,
     storage: str | None,
+    tls: bool,
     test_bug: str | None,
 ) -> None:
     """Real processes under faults; judged only by what clients saw.
@@ -422,6 +429,7 @@ def chaos(
         test_bug=test_bug,
         lazy_fs=lazy_fs,
         storage=storage,
+        tls=tls,
     )
     report = asyncio.run(run_chaos(cfg))
     data = report.as_dict()

@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 
+from pyxos.certs import make_dev_certs
 from pyxos.chaos import power
 from pyxos.chaos.nemesis import KINDS, NEEDS_ROOT, Fault, Nemesis, current_leader, unavailable
 from pyxos.chaos.netfilter import PacketLoss
@@ -57,6 +58,10 @@ class ChaosConfig:
     ``power`` nemesis is on. Slower: compare runs only with the same setting."""
     storage: str | None = None
     """The nodes' storage engine (``pyxos serve --storage``); ``None``: the default."""
+    tls: bool = False
+    """Mutual TLS on every peer link and TLS for every workload client, with a development
+    CA and certificates made for the run (:func:`pyxos.certs.make_dev_certs`). The proxies
+    then carry TLS records, so every fault acts on encrypted links."""
 
 
 @dataclass(slots=True)
@@ -181,8 +186,17 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         args += ["--test-bug", cfg.test_bug]
     if cfg.storage:
         args += ["--storage", cfg.storage]
+    tls_dir = None
+    if cfg.tls:
+        tls_dir = root / "tls"
+        make_dev_certs(tls_dir, dict.fromkeys(range(1, cfg.nodes + 1), "127.0.0.1"))
     cluster = LocalCluster(
-        cfg.nodes, find_base_port(cfg.nodes), data, extra_args=args, peer_ports=ports
+        cfg.nodes,
+        find_base_port(cfg.nodes),
+        data,
+        extra_args=args,
+        peer_ports=ports,
+        tls_dir=tls_dir,
     )
     supply = PowerSupply(data, cluster.ids) if lazy else None
     proxies = LinkProxies()
@@ -190,6 +204,10 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     recorder = Recorder()
     keys = [f"k{i}" for i in range(cfg.keys)]
     endpoints = cluster.endpoints()
+    client_tls = None
+    if tls_dir is not None:  # the harness's own checks keep the plain port of each node
+        endpoints = [(cluster.host, cluster.tls_port(k)) for k in cluster.ids]
+        client_tls = cluster.client_tls_context()
     try:
         if supply is not None:
             await asyncio.to_thread(supply.start)
@@ -206,6 +224,7 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
                 recorder,
                 random.Random(rng.getrandbits(64)),
                 cfg.think,
+                tls=client_tls,
             )
             for i in range(cfg.workers)
         ]
@@ -232,7 +251,7 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         await asyncio.to_thread(nemesis.heal_all)
         report.down_nodes = await asyncio.to_thread(_wait_all, cluster, 60.0)
         await _until(lambda: current_leader(cluster), 30)
-        final = Worker(10_000, 1, endpoints, keys, recorder, random.Random(0), 0.0)
+        final = Worker(10_000, 1, endpoints, keys, recorder, random.Random(0), 0.0, tls=client_tls)
         final.process = 1_000_000
         generations = int(report.duration_s / cfg.rotate) + 1
         for key in [f"{k}:g{g}" for g in range(generations) for k in keys]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,7 @@ class Worker:
         rng: random.Random,
         think: float,
         rotate: float = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.index = index
         self.process = index
@@ -96,6 +98,8 @@ class Worker:
         self.rng = rng
         self.think = think
         self.rotate = rotate
+        self.tls = tls
+        """Client TLS: the endpoints are TLS ports, and this is how to verify them."""
         self.counter = 0
         self.node = index % len(endpoints)
         self.conn: _Conn | None = None
@@ -149,7 +153,9 @@ class Worker:
         if self.conn is None:
             host, port = self.endpoints[self.node]
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port, ssl=self.tls), 1.0
+                )
             except (OSError, TimeoutError) as exc:
                 self.node = (self.node + 1) % len(self.endpoints)
                 raise _Outcome("fail", f"connect: {exc!r}") from None

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from pyxos.kv.acl import acl_spec
 from pyxos.kv.reply import ErrorReply, encode_resp2
 
 __all__ = [
@@ -377,6 +378,7 @@ _SPECS = [
             ("help", 2, 0),
         ),
     ),
+    acl_spec(CommandSpec, _L),
 ]
 
 COMMANDS: Mapping[bytes, CommandSpec] = {spec.name.encode(): spec for spec in _SPECS}

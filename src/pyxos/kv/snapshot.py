@@ -1,16 +1,18 @@
 """The KV state as snapshot bytes, and back; and the canonical digest.
 
 Version 4 (current) is ``PXKV`` + ``\\x04`` and then length-prefixed msgpack frames: a header
-(applied index, the replicated clock, client sessions, WATCH registrations, the script cache
-and per-database key counts), then frames of a few thousand keys, ``(db, [(key, value)...])``
-for values and ``(db + 16, [(key, expiry ms)...])`` for TTLs. A string's value is its bytes;
+(applied index, the replicated clock, client sessions, WATCH registrations, the script cache,
+per-database key counts and, last, the ACL users, absent from older headers), then frames of
+a few thousand keys, ``(db, [(key, value)...])`` for values and ``(db + 16, [(key, expiry
+ms)...])`` for TTLs. A string's value is its bytes;
 a container's is its type code (:data:`KIND_CODES`), holding the key's place in the order,
 and its elements follow in ``(db + 32, [(key, [element...])...])`` frames of at most
 :data:`FRAME_ELEMENTS` elements each, a big container spread over as many frames as it
 needs (a hash's elements are field, value, field, value...; a sorted set's member, score...).
 Small frames let a worker thread encode or decode a big state, even one huge key, while the
 event loop keeps the interpreter often. Versions 3 (strings only), 2 (one database, no TTLs)
-and 1 (one msgpack document) are still restored.
+and 1 (one msgpack document) are still restored, so a data directory written before expiry
+existed still starts.
 
 Dict order is part of the state (KEYS lists keys in it), so frames keep it; the digest, which
 must be equal on converged replicas whatever their history, sorts instead.
@@ -76,6 +78,7 @@ class _Header(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_field
     scripts: list[tuple[bytes, bytes]]  # (sha1 hex, body), in load order
     keys: list[int]  # per database
     expires: list[int]  # per database
+    users: list[tuple[bytes, bytes | None]] = []  # ACL changes (see pyxos.kv.acl)
 
 
 class _HeaderV2(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
@@ -103,6 +106,7 @@ class State:
     sessions: list[SessionRecord] = field(default_factory=list)
     watchers: list[WatchRecord] = field(default_factory=list)
     scripts: list[tuple[bytes, bytes]] = field(default_factory=list)
+    users: list[tuple[bytes, bytes | None]] = field(default_factory=list)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -146,6 +150,7 @@ def encode_state(state: State) -> Iterator[bytes]:
         state.scripts,
         [len(d) for d in state.data],
         [len(e) for e in state.expires],
+        state.users,
     )
     yield SNAPSHOT_MAGIC + bytes([SNAPSHOT_VERSION])
     yield _frame(_encoder.encode(header))
@@ -288,6 +293,7 @@ def decode_state(data: bytes) -> State:
             raise ValueError(f"corrupt KV snapshot: a TTL without its key in database {index}")
     state.applied, state.now = header.applied, header.now
     state.sessions, state.watchers, state.scripts = header.sessions, header.watchers, header.scripts
+    state.users = header.users
     return state
 
 
@@ -348,6 +354,8 @@ def digest_state(state: State) -> str:
     h = hashlib.sha256()
     h.update(_encoder.encode((state.applied, state.now, state.sessions, sorted(state.scripts))))
     h.update(_encoder.encode(sorted((w.wid, w.since, w.dirty, w.keys) for w in state.watchers)))
+    if state.users:
+        h.update(_encoder.encode(sorted(state.users, key=lambda u: u[0])))
     for index in range(NUM_DBS):
         data, expires = state.data[index], state.expires[index]
         keys = sorted(data)

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import msgspec
 
+from pyxos.kv.acl import AclCommands, AclTable
 from pyxos.kv.bits import BitCommands
 from pyxos.kv.blocking_pops import BlockingPops
 from pyxos.kv.commands import COMMANDS, CommandKind, CommandSpec, check
@@ -135,6 +136,7 @@ class KVStateMachine(
     ZSetCommands,
     ListCommands,
     BlockingPops,
+    AclCommands,
 ):
     """A Redis-compatible string key-value store with exactly-once client sessions.
 
@@ -152,6 +154,7 @@ class KVStateMachine(
         max_value_len: int = DEFAULT_MAX_VALUE_LEN,
         max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
         script_memory: int = DEFAULT_SCRIPT_MEMORY,
+        acl: AclTable | None = None,
     ) -> None:
         if session_timeout < 1 or max_sessions < 1 or max_value_len < 0:
             raise ValueError("session_timeout and max_sessions must be positive")
@@ -171,6 +174,8 @@ class KVStateMachine(
             for name, spec in COMMANDS.items()
             if spec.kind in (CommandKind.WRITE, CommandKind.READ)
         }
+        self.acl = acl if acl is not None else AclTable()
+        self._dispatch[b"acl"] = (COMMANDS[b"acl"], self.c_acl)  # SETUSER, DELUSER
 
     # --- StateMachine protocol ----------------------------------------------------------
 
@@ -269,6 +274,7 @@ class KVStateMachine(
                 WatchRecord(wid, w.since, w.dirty, list(w.keys)) for wid, w in self.watchers.items()
             ],
             scripts=self.script_records(),
+            users=self.acl.records(),
         )
 
     def restore(self, data: bytes) -> None:
@@ -317,6 +323,7 @@ class KVStateMachine(
         self.load_scripts(state.scripts)
         if self.on_ready is not None:
             self.on_ready(-1, b"")
+        self.acl.load(state.users)
 
     def digest(self) -> str:
         """SHA-256 of the state in a canonical form (keys sorted), hex: equal on replicas

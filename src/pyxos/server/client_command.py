@@ -92,7 +92,7 @@ def client_line(conn: ConnectionBase) -> bytes:
         "tot-mem=0",
         "events=r",
         f"cmd={spec.name if spec is not None else 'NULL'}",
-        "user=default",
+        f"user={arg_text(conn.user)}",
         "redir=-1",
         f"resp={conn.protocol}",
     ]
@@ -173,8 +173,9 @@ class ClientCommands(ConnectionBase):
                 if value.lower() != b"normal":
                     conns = []
             elif opt == b"user":
-                if value != b"default":
+                if self.server.kv.acl.get(value) is None:
                     return error(f"ERR No such user '{arg_text(value)}'")
+                conns = [c for c in conns if c.user == value]
             elif opt == b"addr":
                 conns = [c for c in conns if _peer(c) == value]
             elif opt == b"laddr":

@@ -22,6 +22,8 @@ from pyxos.kv.clock import clock_tick, read_needs_tick, write_stamp
 from pyxos.kv.commands import CommandSpec, string2ll
 from pyxos.kv.resp3 import resp3_reply
 from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
+from pyxos.server.acl_check import permissions
+from pyxos.server.acl_commands import AclConnectionCommands
 from pyxos.server.blocking import BLOCKING, BlockingCommands
 from pyxos.server.client_command import ClientCommands
 from pyxos.server.connection_base import NOAUTH, Reply_, error, now_ms
@@ -37,7 +39,14 @@ __all__ = ["Connection"]
 log = logging.getLogger("pyxos.server")
 
 
-class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands, BlockingCommands):
+class Connection(
+    asyncio.Protocol,
+    LocalCommands,
+    ClientCommands,
+    MultiCommands,
+    BlockingCommands,
+    AclConnectionCommands,
+):
     """One client, as a protocol object: callbacks instead of a task per connection.
 
     Commands are dispatched as their bytes arrive and replies leave strictly in request
@@ -54,7 +63,10 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands,
         self.protocol = 2
         self.db = 0
         self.name = b""
-        self.authenticated = server.password is None
+        acl = server.kv.acl
+        self.user = b"default"
+        self.perms = permissions(acl, self.user)
+        self.authenticated = not acl.default_requires_auth()
         limits = server.limits
         self.parser = RequestParser(
             max_bulk_len=limits.max_bulk_len,
@@ -74,7 +86,8 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands,
         self.watch_pending = []
         self._pending: deque[bytes | asyncio.Future[bytes]] = deque()
         self._held: deque[list[bytes]] = deque()
-        self._run_kind = CommandKind.LOCAL
+        self._run_kind: CommandKind | None = CommandKind.LOCAL
+        """The kind of the commands in flight; None while an AUTH is: nothing overtakes it."""
         self._run_open = 0
         self._paused = False
         self._write_paused = False
@@ -180,6 +193,8 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands,
             self._pending.append(reply)
             return
         future = reply if isinstance(reply, asyncio.Future) else asyncio.ensure_future(reply)
+        if argv and argv[0].lower() in (b"auth", b"hello"):
+            self._run_kind = None  # the user changes when it is done: hold what follows
         self._run_open += 1
         self._pending.append(future)
         future.add_done_callback(self._on_done)
@@ -255,12 +270,24 @@ class Connection(asyncio.Protocol, LocalCommands, ClientCommands, MultiCommands,
     ) -> Reply_:
         metrics = self.node.metrics
         name = argv[0].lower() if argv else b""
-        if not self.authenticated and name not in (b"auth", b"hello", b"quit"):
+        if (
+            not self.authenticated
+            and name not in (b"auth", b"hello", b"quit")
+            and self.server.kv.acl.default_requires_auth()
+        ):
             metrics.client_errors.labels("noauth").inc()
             return NOAUTH
         if name == b"rid" and client == 0:
             return self._with_session(argv)
         kind, spec, err = known if known is not None else classify(argv)
+        perms = self.perms
+        if perms is not None and spec is not None and err is None:
+            denied = perms.check(spec.name, argv)
+            if denied is not None:
+                metrics.client_errors.labels("noperm").inc()
+                if self.multi is not None and self.queues(name):
+                    self.multi_error = True
+                return denied
         if self.multi is not None and self.queues(name):
             if spec is not None and err is not None:
                 self._count(self.server.stats.rejected, spec.name)

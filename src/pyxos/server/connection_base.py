@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyxos.kv.commands import CommandSpec
@@ -19,6 +19,7 @@ from pyxos.kv.reply import Reply, encode
 
 if TYPE_CHECKING:
     from pyxos.runtime.node import Node
+    from pyxos.server.acl_check import Permissions
     from pyxos.server.redis_server import RedisServer
     from pyxos.server.resp import RequestParser
 
@@ -63,6 +64,10 @@ class ConnectionBase:
     db: int
     name: bytes
     authenticated: bool
+    user: bytes
+    """The ACL user this connection runs as (``default`` until AUTH)."""
+    perms: Permissions | None
+    """That user's compiled permissions; None when it may run everything on every key."""
     closing: bool
     transport: asyncio.Transport | None
     created: float
@@ -102,6 +107,18 @@ class ConnectionBase:
 
     def drop_watch(self) -> None:
         """Forget this connection's WATCH (see :mod:`pyxos.server.multi`)."""
+        raise NotImplementedError
+
+    def after_read_index(self, answer: Callable[[], Reply_]) -> Reply_:
+        """``answer()`` once this node has applied everything acknowledged before now."""
+        raise NotImplementedError
+
+    def login(self, user: bytes) -> None:
+        """Run as ``user`` from now on (see :mod:`pyxos.server.acl_commands`)."""
+        raise NotImplementedError
+
+    def logout(self) -> None:
+        """Back to the ``default`` user, as a new connection is."""
         raise NotImplementedError
 
     def close_after_reply(self) -> None:

@@ -1,8 +1,10 @@
 """Connection and node commands the server answers itself: PING, ECHO, AUTH, HELLO, SELECT,
 INFO, CONFIG, COMMAND, DEBUG, TIME, LASTSAVE, READONLY, READWRITE, RESET, QUIT.
 
-None of these touch the replicated state, so none goes through the log. Replies and
-errors are Redis 7.0's (checked against a real redis-server in the tests).
+None of these touch the replicated state, so none goes through the log. AUTH checks the
+user and password against this node's copy of the replicated user table
+(:mod:`pyxos.kv.acl`). Replies and errors are Redis 7.0's (checked against a real
+redis-server in the tests).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pyxos.server.connection_base import (
     PONG,
     SYNTAX,
     ConnectionBase,
+    Reply_,
     arg_text,
     bulk,
     error,
@@ -34,7 +37,7 @@ NO_PASSWORD = (
 )
 HELLO_NOAUTH = (
     b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the"
-    b" HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and"
+    b" HELLO AUTH <user> <pass> option can be used to authenticate the client and"
     b" select the RESP protocol version at the same time\r\n"
 )
 DEBUG_REFUSED = error(
@@ -60,27 +63,27 @@ class LocalCommands(ConnectionBase):
         self.closing = True
         return OK
 
-    def check_password(self, user: bytes, password: bytes) -> bool:
-        configured = self.server.password
-        if user != b"default":
-            return False
-        return configured is None or password == configured
-
-    def c_auth(self, argv: Sequence[bytes]) -> bytes:
+    def c_auth(self, argv: Sequence[bytes], wait: bool = True) -> Reply_:
         args = argv[1:]
         if len(args) > 2:
             return SYNTAX
+        if wait:
+            # Users are replicated: answer once this node has applied every change
+            # acknowledged before now, so that a user just created elsewhere can log in and
+            # one just deleted (or given a new password) cannot.
+            return self.after_read_index(lambda: self.c_auth(argv, False))
+        table = self.server.kv.acl
         if len(args) == 1:
-            if self.server.password is None:
+            default = table.get(b"default")
+            if default is not None and default.nopass:
                 return NO_PASSWORD
             args = [b"default", args[0]]
-        if not self.check_password(args[0], args[1]):
+        if not table.authenticate(args[0], args[1]):
             return WRONGPASS
-        self.authenticated = True
-        self.parser.require_auth = False
+        self.login(args[0])
         return OK
 
-    def c_hello(self, argv: Sequence[bytes]) -> bytes:
+    def c_hello(self, argv: Sequence[bytes], wait: bool = True) -> Reply_:
         args = argv[1:]
         protocol = self.protocol
         i = 0
@@ -96,10 +99,11 @@ class LocalCommands(ConnectionBase):
         while i < len(args):
             opt = args[i].lower()
             if opt == b"auth" and i + 2 < len(args):
-                if not self.check_password(args[i + 1], args[i + 2]):
+                if wait:  # as AUTH: with every acknowledged change to users applied
+                    return self.after_read_index(lambda: self.c_hello(argv, False))
+                if not self.server.kv.acl.authenticate(args[i + 1], args[i + 2]):
                     return WRONGPASS
-                self.authenticated = True
-                self.parser.require_auth = False
+                self.login(args[i + 1])
                 i += 3
             elif opt == b"setname" and i + 1 < len(args):
                 name = args[i + 1]
@@ -110,7 +114,7 @@ class LocalCommands(ConnectionBase):
                 i += 2
             else:
                 return error(f"ERR Syntax error in HELLO option '{arg_text(args[i])}'")
-        if not self.authenticated:
+        if not self.authenticated and self.server.kv.acl.default_requires_auth():
             return HELLO_NOAUTH
         if name is not None:
             self.name = name
@@ -178,6 +182,5 @@ class LocalCommands(ConnectionBase):
         self.skip_replies = 0
         self.quiet = False
         self.no_evict = False
-        self.authenticated = self.server.password is None
-        self.parser.require_auth = not self.authenticated
+        self.logout()
         return b"+RESET\r\n"

@@ -27,6 +27,7 @@ from pyxos.faults import BUGS, bug_named
 from pyxos.kv import KVStateMachine
 from pyxos.runtime.config import ConfigError, NodeConfig, parse_cluster
 from pyxos.runtime.node import Node
+from pyxos.server.acl_file import load_acl_file
 from pyxos.server.admin import AdminServer
 from pyxos.server.redis_server import RedisServer, ServerLimits
 from pyxos.server.tls_settings import TLS_SETTING_TYPES, check_tls, reload_tls, tls_contexts
@@ -54,6 +55,7 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "cluster_id": _STR,
     "secret": _STR,
     "password": _STR,
+    "aclfile": _STR,
     "tick_ms": _FLOAT,
     "election_ms": _FLOAT,
     "heartbeat_ms": _FLOAT,
@@ -89,6 +91,8 @@ class ServeSettings:
     cluster_id: str = "pyxos"
     secret: str = "pyxos-insecure-default-secret"
     password: str | None = None
+    aclfile: str | None = None
+    """Users to start with, in Redis's ACL file format (see pyxos.server.acl_file)."""
     tick_ms: float = 10.0
     election_ms: float = 300.0
     heartbeat_ms: float = 50.0
@@ -137,7 +141,7 @@ class ServeSettings:
                 continue
             value = getattr(self, f.name)
             if value is None and (
-                f.name in ("admin", "password", "test_bug", "storage", "admin_token")
+                f.name in ("admin", "password", "aclfile", "test_bug", "storage", "admin_token")
                 or f.name.startswith("tls_")
             ):
                 continue
@@ -165,6 +169,8 @@ class ServeSettings:
             )
         if self.test_bug is not None and self.test_bug not in BUGS:
             raise ConfigError(f"unknown test bug {self.test_bug!r}")
+        if self.aclfile is not None:
+            load_acl_file(self.aclfile)  # refuse a bad file before anything starts
 
     def node_config(self, tls: TLSContexts | None = None) -> NodeConfig:
         """The node's configuration; :class:`ConfigError` if any setting cannot work.
@@ -273,6 +279,7 @@ async def serve(settings: ServeSettings, ready: asyncio.Event | None = None) -> 
         settings.host,
         settings.port,
         password=settings.password,
+        aclfile=settings.aclfile,
         limits=limits,
         tls=tls if tls is not None and "clients" in tls.roles else None,
         tls_port=settings.tls_port,

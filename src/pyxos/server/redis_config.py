@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from pyxos.kv.commands import string2ll
 from pyxos.kv.glob import compile_pattern
 from pyxos.kv.reply import OK, ErrorReply, Reply, SimpleString, encode
+from pyxos.server.acl_commands import set_default_password
 
 if TYPE_CHECKING:
     from pyxos.server.redis_server import RedisServer
@@ -156,5 +157,5 @@ class RedisConfig:
             limits = dataclasses.replace(server.limits, max_clients=n)
             return lambda: setattr(server, "limits", limits)
         if name == "requirepass":
-            return lambda: setattr(server, "password", value or None)
+            return lambda: set_default_password(server, value or None)
         return None

@@ -29,6 +29,7 @@ from pyxos.kv import CommandKind, KVStateMachine
 from pyxos.kv.clock import leader_tick
 from pyxos.runtime.errors import PyxosError
 from pyxos.runtime.node import Node
+from pyxos.server.acl_commands import attach as attach_acl
 from pyxos.server.connection import Connection
 from pyxos.server.connection_base import ConnectionBase, now_ms
 from pyxos.server.info import started_at
@@ -91,6 +92,7 @@ class RedisServer:
         port: int,
         *,
         password: str | None = None,
+        aclfile: str | None = None,
         limits: ServerLimits | None = None,
         tls: TLSContexts | None = None,
         tls_port: int = 0,
@@ -100,6 +102,7 @@ class RedisServer:
         self.host = host
         self.port = port
         self.password = password.encode() if password else None
+        self.aclfile = aclfile
         self.limits = limits or ServerLimits()
         self.stats = ServerStats()
         self.config = RedisConfig(self)
@@ -116,6 +119,7 @@ class RedisServer:
         self.tls, self.tls_port = tls, tls_port
         self._tls_server: TLSListener | None = None
         self.tls_address: tuple[str, int] | None = None
+        attach_acl(self)  # users: this node's base ones, and its connections follow changes
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
