@@ -48,7 +48,7 @@ SUBSYSTEMS = [
     ("pyxos/core/", "core (protocol state machine)"),
     ("pyxos/transport/", "transport (peer links, framing)"),
     ("pyxos/storage/", "storage (LMDB, fsync)"),
-    ("pyxos/server/resp", "RESP parsing/encoding"),
+    ("pyxos/resp/", "RESP parsing/encoding"),
     ("pyxos/server/redis_server", "client connections (redis_server)"),
     ("pyxos/kv/", "KV state machine"),
     ("pyxos/runtime/", "runtime (Node driver)"),

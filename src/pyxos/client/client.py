@@ -25,7 +25,7 @@ from typing import Any
 import hiredis
 
 from pyxos.kv import CommandKind, classify
-from pyxos.server.resp import encode_command
+from pyxos.resp.requests import encode_command
 
 
 class ClientError(Exception):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pyxos.kv.commands import string2ll
 from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.keyspace import Keyspace
-from pyxos.kv.reply import ErrorReply, Reply
+from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["BitCommands"]
 

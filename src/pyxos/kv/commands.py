@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from pyxos.kv.reply import ErrorReply, encode_resp2
+from pyxos.resp.replies import ErrorReply, encode_resp2
 
 __all__ = [
     "COMMANDS",

@@ -24,8 +24,8 @@ from pyxos.kv.errors import (
 )
 from pyxos.kv.glob import compile_pattern
 from pyxos.kv.keyspace import NUM_DBS, Keyspace
-from pyxos.kv.reply import OK, ErrorReply, Reply, SimpleString
 from pyxos.kv.scan import ScanIndex
+from pyxos.resp.replies import OK, ErrorReply, Reply, SimpleString
 
 __all__ = ["KeyCommands", "encoding_of"]
 

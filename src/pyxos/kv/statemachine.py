@@ -19,7 +19,7 @@ the swap.
 
 Replies: ``apply`` returns RESP2 bytes, which the server writes to the client unchanged and
 which is what the exactly-once cache stores. RESP3 clients get
-:func:`pyxos.kv.reply.to_resp3` of the same bytes (for these commands only null differs).
+:func:`pyxos.resp.replies.to_resp3` of the same bytes (for these commands only null differs).
 ``read`` can encode for either protocol directly since it does not go through the cache.
 
 Exactly-once (DESIGN.md section 3, rule 4): a request with ``client_id != 0`` is executed at
@@ -55,7 +55,6 @@ from pyxos.kv.expiry import ExpiryCommands
 from pyxos.kv.keys import KeyCommands
 from pyxos.kv.keyspace import NUM_DBS, Db, Watch
 from pyxos.kv.reads import LocalReads
-from pyxos.kv.reply import OK, ErrorReply, Reply, encode_resp2
 from pyxos.kv.request import Request, decode_request
 from pyxos.kv.scripting import DEFAULT_MAX_INSTRUCTIONS, DEFAULT_SCRIPT_MEMORY, ScriptCommands
 from pyxos.kv.snapshot import (
@@ -69,6 +68,7 @@ from pyxos.kv.snapshot import (
 )
 from pyxos.kv.strings import StringCommands
 from pyxos.kv.transactions import TransactionCommands
+from pyxos.resp.replies import OK, ErrorReply, Reply, encode_resp2
 
 __all__ = [
     "DEFAULT_MAX_SESSIONS",

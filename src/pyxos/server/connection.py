@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, cast
 
 from pyxos.kv import Classification, CommandKind, classify, encode_request, to_resp3
 from pyxos.kv.commands import CommandSpec, string2ll
+from pyxos.resp.requests import ProtocolError, RequestParser
 from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
 from pyxos.server.client_command import ClientCommands
 from pyxos.server.connection_base import NOAUTH, Reply_, error, now_ms
 from pyxos.server.local_commands import LocalCommands
 from pyxos.server.multi import MultiCommands
-from pyxos.server.resp import ProtocolError, RequestParser
 
 if TYPE_CHECKING:
     from pyxos.server.redis_server import RedisServer

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pyxos.kv.commands import string2ll
 from pyxos.kv.glob import compile_pattern
-from pyxos.kv.reply import OK, ErrorReply, Reply, SimpleString, encode
+from pyxos.resp.replies import OK, ErrorReply, Reply, SimpleString, encode
 
 if TYPE_CHECKING:
     from pyxos.server.redis_server import RedisServer
