@@ -185,7 +185,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     --tls-cert-file certs/node1.crt --tls-key-file certs/node1.key --tls-ca-cert-file
     certs/ca.crt --tls-cluster yes --admin-tls yes. SIGHUP re-reads the TLS files.
     """
-    from pyxos.server.process import ServeSettings, run
+    from pyxos.launch.process import ServeSettings, run
 
     values: dict[str, Any] = {}
     try:
@@ -227,7 +227,7 @@ def cluster(
     """
     import signal
 
-    from pyxos.server.local_cluster import LocalCluster
+    from pyxos.launch.local_cluster import LocalCluster
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # run the finally below: never orphan the node processes
@@ -460,7 +460,7 @@ def demo(writes: int, port: int | None, data_dir: Path | None) -> None:
     survived and whether all replicas reached the same state digest. Exit status 0 only
     when every check held.
     """
-    from pyxos.server.demo import run_demo
+    from pyxos.launch.demo import run_demo
 
     sys.exit(0 if run_demo(writes, port, data_dir) else 1)
 

@@ -14,7 +14,7 @@ import pytest
 from pyxos.benchmark import main_bench
 from pyxos.benchmark.runner import format_summary
 from pyxos.benchmark.stats import parse_ratio, percentile
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
 CONTRACT = ("ops", "ops_per_s", "p50_ms", "p99_ms", "p999_ms", "errors")
 
