@@ -29,7 +29,8 @@ from pyxos.launch.tls_settings import TLS_SETTING_TYPES, check_tls, reload_tls, 
 from pyxos.runtime.config import ConfigError, NodeConfig, parse_cluster
 from pyxos.runtime.node import Node
 from pyxos.server.admin import AdminServer
-from pyxos.server.redis_server import RedisServer, ServerLimits
+from pyxos.server.port_state import ServerLimits
+from pyxos.server.redis_server import RedisServer
 from pyxos.storage.errors import StorageError
 from pyxos.transport import TransportConfig
 from pyxos.transport.tls import TLSContexts

@@ -19,7 +19,7 @@ from pyxos.kv.glob import compile_pattern
 from pyxos.resp.replies import OK, ErrorReply, Reply, SimpleString, encode
 
 if TYPE_CHECKING:
-    from pyxos.server.redis_server import RedisServer
+    from pyxos.server.port_state import ClientPort
 
 __all__ = ["RedisConfig"]
 
@@ -73,7 +73,7 @@ def _failed(name: str, why: str) -> ErrorReply:
 class RedisConfig:
     """The parameters of one node's client port."""
 
-    def __init__(self, server: RedisServer) -> None:
+    def __init__(self, server: ClientPort) -> None:
         self.server = server
 
     def values(self) -> dict[str, str]:
