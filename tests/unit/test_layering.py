@@ -8,7 +8,8 @@ The layers, lowest first; a package may import its own modules and any package o
 layer, never one on its own layer or above:
 
 0. ``core`` (the pure protocol), ``resp`` (the RESP codec), ``check`` (histories and the
-   linearizability checker): they import no other part of pyxos;
+   linearizability checker), ``session_table`` (exactly-once sessions, shared by ``kv`` and
+   ``runtime``): they import no other part of pyxos;
 1. ``storage``, ``transport``, ``kv``, and ``faults`` (the registry of named bugs, which
    sits on ``core``'s bug hooks so that the simulator and the runtime share it);
 2. ``runtime`` (one node: core + storage + transport), ``sim`` (the deterministic
@@ -34,6 +35,7 @@ LAYERS: dict[str, int] = {
     "core": 0,
     "resp": 0,
     "check": 0,
+    "session_table": 0,
     "storage": 1,
     "transport": 1,
     "kv": 1,

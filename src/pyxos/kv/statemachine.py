@@ -69,6 +69,7 @@ from pyxos.kv.snapshot import (
 from pyxos.kv.strings import StringCommands
 from pyxos.kv.transactions import TransactionCommands
 from pyxos.resp.replies import OK, ErrorReply, Reply, encode_resp2
+from pyxos.session_table import DEFAULT_IDLE_LIMIT, DEFAULT_MAX_SESSIONS, SessionTable
 
 __all__ = [
     "DEFAULT_MAX_SESSIONS",
@@ -86,10 +87,8 @@ __all__ = [
     "KVStateMachine",
 ]
 
-DEFAULT_SESSION_TIMEOUT = 1_000_000
+DEFAULT_SESSION_TIMEOUT = DEFAULT_IDLE_LIMIT
 """Applied log entries after which an unused client session is dropped."""
-DEFAULT_MAX_SESSIONS = 100_000
-"""Most client sessions kept; the least recently used is dropped beyond this."""
 DEFAULT_MAX_VALUE_LEN = 512 * 1024 * 1024
 """Largest value a command may build (Redis ``proto-max-bulk-len``)."""
 
@@ -97,18 +96,6 @@ _MALFORMED_RESP2 = encode_resp2(ERR_MALFORMED)
 _EMPTY_RESP2 = encode_resp2(ERR_EMPTY)
 _OK_RESP2 = encode_resp2(OK)
 _INTERNAL_RESP2 = encode_resp2(ERR_INTERNAL)
-
-
-class _Session:
-    """The exactly-once record of one client: last sequence executed, its reply, and the
-    log position of its last use (for expiry)."""
-
-    __slots__ = ("last_used", "reply", "seq")
-
-    def __init__(self, seq: int, reply: bytes, last_used: int) -> None:
-        self.seq = seq
-        self.reply = reply
-        self.last_used = last_used
 
 
 _Handler = Callable[[Sequence[bytes]], Reply]
@@ -151,7 +138,12 @@ class KVStateMachine(
         self.max_instructions = max_instructions
         self.script_memory = script_memory
         self.scripts = OrderedDict()
-        self._sessions: OrderedDict[int, _Session] = OrderedDict()
+        self._sessions = SessionTable(
+            stale_reply=encode_resp2(ERR_STALE),
+            invalid_reply=encode_resp2(ERR_INVALID_SEQ),
+            max_sessions=max_sessions,
+            idle_limit=session_timeout,
+        )
         self._applied = 0
         self._dispatch: dict[bytes, tuple[CommandSpec, _Handler]] = {
             name: (spec, getattr(self, "c_" + spec.name))
@@ -167,14 +159,14 @@ class KVStateMachine(
             request = decode_request(command)
         except msgspec.DecodeError:
             self._applied += 1
-            self._expire_sessions()
+            self._sessions.expire(self._applied)
             return _MALFORMED_RESP2
         return self.apply_request(request)
 
     def apply_request(self, request: Request) -> bytes:
         """Apply an already decoded request (what :meth:`apply` does after decoding)."""
         self._applied += 1
-        self._expire_sessions()
+        self._sessions.expire(self._applied)
         if self.watchers:
             self.expire_watchers()
         if request.time > self.now:
@@ -192,25 +184,11 @@ class KVStateMachine(
                 return self._execute(argv)
             return _OK_RESP2 if request.time else _EMPTY_RESP2
         seq = request.seq
-        sessions = self._sessions
-        session = sessions.get(client_id)
-        if session is not None:
-            if seq <= session.seq:
-                session.last_used = self._applied
-                sessions.move_to_end(client_id)
-                return session.reply if seq == session.seq else encode_resp2(ERR_STALE)
-        elif seq <= 0:
-            return encode_resp2(ERR_INVALID_SEQ)
+        cached = self._sessions.cached(client_id, seq, self._applied)
+        if cached is not None:
+            return cached
         reply = self._run(request)
-        if session is None:
-            sessions[client_id] = _Session(seq, reply, self._applied)
-            if len(sessions) > self.max_sessions:
-                sessions.popitem(last=False)
-        else:
-            session.seq = seq
-            session.reply = reply
-            session.last_used = self._applied
-            sessions.move_to_end(client_id)
+        self._sessions.record(client_id, seq, reply, self._applied)
         return reply
 
     def _run(self, request: Request) -> bytes:
@@ -284,13 +262,10 @@ class KVStateMachine(
             watch.keys = list(rec.keys)
             for index, key in rec.keys:
                 dbs[index].watched.setdefault(key, []).append(rec.wid)
-        sessions: OrderedDict[int, _Session] = OrderedDict()
-        for s in state.sessions:
-            sessions[s.client_id] = _Session(s.seq, s.reply, s.last_used)
         self.dbs = dbs
         self.select(self.db_index)
         self.watchers = watchers
-        self._sessions = sessions
+        self._sessions.load((s.client_id, s.seq, s.reply, s.last_used) for s in state.sessions)
         self._applied = state.applied
         self.now = self.clock = state.now
         self._rebuild_heap()
@@ -316,18 +291,6 @@ class KVStateMachine(
         return len(self.dbs[0].data)
 
     # --- internals ---------------------------------------------------------------------------
-
-    def _expire_sessions(self) -> None:
-        # Sessions are ordered by last use, so the expired ones are all at the front.
-        sessions = self._sessions
-        if not sessions:
-            return
-        horizon = self._applied - self.session_timeout
-        while sessions:
-            oldest = next(iter(sessions.values()))
-            if oldest.last_used >= horizon:
-                break
-            sessions.popitem(last=False)
 
     def _checked(self, argv: Sequence[bytes]) -> tuple[CommandSpec, _Handler] | ErrorReply:
         """The slow path of routing: containers, arity errors, unknown and connection
