@@ -25,7 +25,8 @@ from typing import Any
 import lmdb
 
 from pyxos.storage import snapshots as files
-from pyxos.storage.base import K_IDENTITY, Storage
+from pyxos.storage.base import Storage
+from pyxos.storage.datadir import K_IDENTITY
 from pyxos.storage.errors import CorruptStorageError
 from pyxos.storage.records import ENCODER, ENGINE_MARKERS, Identity, key_slot, seal, slot_key
 

@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyxos.storage import snapshots as files
-from pyxos.storage.base import K_IDENTITY, Storage
+from pyxos.storage.base import Storage
+from pyxos.storage.datadir import K_IDENTITY
 from pyxos.storage.errors import CorruptStorageError, StorageError
 from pyxos.storage.records import ENCODER, ENGINE_MARKERS, Identity, seal
 
