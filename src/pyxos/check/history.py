@@ -6,7 +6,7 @@ invokes an operation, and later the same process sees it complete (``ok``), fail
 *operations* instead: an invocation paired with its completion, carrying the interval in
 real time during which it may have taken effect. :func:`build_operations` does the
 pairing, and it is shared by every input format so that they all obey the same rules
-(DESIGN.md section 7):
+(docs/DESIGN.md section 7):
 
 - ``fail`` means the operation definitely did not take effect, so it is dropped.
 - ``info``, or an invocation that never completes, means the outcome is unknown: the

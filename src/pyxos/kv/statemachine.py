@@ -22,7 +22,7 @@ which is what the exactly-once cache stores. RESP3 clients get
 :func:`pyxos.resp.replies.to_resp3` of the same bytes (for these commands only null differs).
 ``read`` can encode for either protocol directly since it does not go through the cache.
 
-Exactly-once (DESIGN.md section 3, rule 4): a request with ``client_id != 0`` is executed at
+Exactly-once (docs/DESIGN.md section 3, rule 4): a request with ``client_id != 0`` is executed at
 most once. Each client has a session holding the last sequence number executed and its
 reply; a retry of that number gets the cached reply, an older number gets an error. Sessions
 expire by *log position*, never by wall clock (replicas' clocks disagree): a session unused

@@ -5,7 +5,7 @@ connection it dialled itself, so the two directions between a pair of nodes are 
 and no tie-breaking between simultaneous dials is needed.
 
 Whatever arrives on the port, the handler closes that one connection with a logged reason
-and never lets an exception escape (DESIGN.md section 3, rule 6): the node keeps serving.
+and never lets an exception escape (docs/DESIGN.md section 3, rule 6): the node keeps serving.
 With TLS on, a connection whose TLS handshake fails (a foreign CA, an expired certificate,
 no certificate, plain text) is refused the same way, counted as ``tls``.
 """
