@@ -43,6 +43,7 @@ from pyxos.storage.datadir import (
     K_REGISTRY,
     K_SNAPSHOT,
     K_STANDING,
+    Transaction,
     move_aside,
 )
 from pyxos.storage.errors import CorruptStorageError
@@ -143,10 +144,12 @@ class Storage(SnapshotStore):
                     staged = None
                 encode = ENCODER.encode
                 self._engine_commit(
-                    "writing a batch",
-                    meta=self._meta_rows(plan, record),
-                    rows=[(e.slot, seal(slot_key(e.slot), encode(e))) for e in plan.entries],
-                    delete_through=plan.delete_through,
+                    Transaction(
+                        "writing a batch",
+                        meta=self._meta_rows(plan, record),
+                        rows=[(e.slot, seal(slot_key(e.slot), encode(e))) for e in plan.entries],
+                        delete_through=plan.delete_through,
+                    )
                 )
                 if record is not None:
                     self._make_current(record)

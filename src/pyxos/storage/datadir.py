@@ -16,8 +16,8 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from pyxos.storage import snapshots as files
@@ -27,6 +27,7 @@ from pyxos.storage.errors import (
     IdentityMismatchError,
     StorageError,
 )
+from pyxos.storage.interface import ClosesOnExit
 from pyxos.storage.records import (
     FORMAT_VERSION,
     IDENTITY_DECODER,
@@ -50,6 +51,7 @@ __all__ = [
     "LOCK_FILE",
     "SNAPSHOT_DIR",
     "DataDir",
+    "Transaction",
     "move_aside",
 ]
 
@@ -66,7 +68,19 @@ K_STANDING = b"standing"
 K_REGISTRY = b"registry"
 
 
-class DataDir:
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """What one engine transaction writes, in this order: the sealed meta records, the
+    sealed log rows, then the deletion of the log through ``delete_through`` (0: none)."""
+
+    what: str
+    """What the node was doing, for the failure report (``"writing a batch"``)."""
+    meta: Sequence[tuple[bytes, bytes]] = ()
+    rows: Sequence[tuple[int, bytes]] = ()
+    delete_through: int = 0
+
+
+class DataDir(ClosesOnExit):
     """An open data dir: the lock held, the identity checked, the engine open.
 
     Thread-safe through one lock (``_lock``); any I/O error is fatal and sticky through
@@ -242,16 +256,8 @@ class DataDir:
         """Every sealed meta record by key (a handful: identity, promise, ...)."""
         raise NotImplementedError
 
-    def _engine_commit(
-        self,
-        what: str,
-        *,
-        meta: Sequence[tuple[bytes, bytes]] = (),
-        rows: Sequence[tuple[int, bytes]] = (),
-        delete_through: int = 0,
-    ) -> None:
-        """One durable transaction: the sealed meta records and log rows given, then the
-        log through ``delete_through`` deleted."""
+    def _engine_commit(self, txn: Transaction) -> None:
+        """Commit ``txn`` durably, as one transaction (a failure is fatal and sticky)."""
         raise NotImplementedError
 
     def _engine_log(self, floor: int) -> list[tuple[int, bytes]]:
@@ -350,17 +356,6 @@ class DataDir:
         if self._lock_fd is not None:
             fd, self._lock_fd = self._lock_fd, None
             os.close(fd)  # also drops the flock
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def move_aside(path: str | os.PathLike[str]) -> Path:

@@ -8,10 +8,38 @@ swap the disk for a model that can lose unsynced writes on demand.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from pyxos.core.ready import HardState, Persist
 from pyxos.storage.records import SnapshotInfo
+
+
+class ClosesOnExit:
+    """``with thing:`` closes it on the way out: the context-manager half that every store,
+    snapshot reader and model of them shares."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def check_read(info: SnapshotInfo, offset: int, n: int) -> None:
+    """Refuse a read that starts outside the snapshot or asks for a negative length."""
+    if not 0 <= offset <= info.size or n < 0:
+        raise ValueError(f"bad read({offset}, {n}) of a {info.size}-byte snapshot")
 
 
 class SnapshotReader(Protocol):

@@ -26,7 +26,6 @@ import random
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.messages import InstallSnapshot
@@ -38,6 +37,7 @@ from pyxos.storage.errors import (
     SnapshotVerifyError,
     StaleSnapshotError,
 )
+from pyxos.storage.interface import ClosesOnExit, check_read
 from pyxos.storage.records import IncomingRecord, SnapshotInfo, normalize_members
 from pyxos.storage.snapshots import chunk_skip, iter_chunks
 
@@ -55,7 +55,7 @@ def _info(snapshot: InstallSnapshot) -> SnapshotInfo:
     )
 
 
-class MemorySnapshotReader:
+class MemorySnapshotReader(ClosesOnExit):
     """Reads an in-memory snapshot; same contract as the file reader."""
 
     def __init__(self, snapshot: _Snapshot) -> None:
@@ -71,24 +71,12 @@ class MemorySnapshotReader:
         """Up to ``n`` bytes from ``offset``."""
         if self._data is None:
             raise ValueError("snapshot reader is closed")
-        if not 0 <= offset <= self.info.size or n < 0:
-            raise ValueError(f"bad read({offset}, {n}) of a {self.info.size}-byte snapshot")
+        check_read(self.info, offset, n)
         return self._data[offset : offset + n]
 
     def close(self) -> None:
         """Release the snapshot."""
         self._data = None
-
-    def __enter__(self) -> MemorySnapshotReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass(slots=True)
@@ -161,7 +149,7 @@ class MemoryIncomingSnapshot:
         self._partial = None
 
 
-class MemoryStorage:
+class MemoryStorage(ClosesOnExit):
     """A :class:`~pyxos.storage.interface.StorageBackend` in memory, for runtime tests."""
 
     def __init__(
@@ -366,17 +354,6 @@ class MemoryStorage:
                 self._sync()
         finally:
             self._latch.closed = True
-
-    def __enter__(self) -> MemoryStorage:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 __all__ = ["MemoryIncomingSnapshot", "MemorySnapshotReader", "MemoryStorage"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.storage import snapshots as files
-from pyxos.storage.datadir import K_SNAPSHOT, DataDir
+from pyxos.storage.datadir import K_SNAPSHOT, DataDir, Transaction
 from pyxos.storage.errors import CorruptStorageError, StaleSnapshotError
 from pyxos.storage.records import (
     ENCODER,
@@ -83,9 +83,11 @@ class SnapshotStore(DataDir):
                 path, info.last_slot, info.members, info.size, info.checksum, info.ballot
             )
             self._engine_commit(
-                "installing a snapshot",
-                meta=[(K_SNAPSHOT, seal(K_SNAPSHOT, ENCODER.encode(record)))],
-                delete_through=record.last_slot,
+                Transaction(
+                    "installing a snapshot",
+                    meta=[(K_SNAPSHOT, seal(K_SNAPSHOT, ENCODER.encode(record)))],
+                    delete_through=record.last_slot,
+                )
             )
             current = self._make_current(record)
             self._sync()

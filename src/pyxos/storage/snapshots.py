@@ -25,7 +25,6 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.storage.errors import (
@@ -33,6 +32,7 @@ from pyxos.storage.errors import (
     FailureLatch,
     SnapshotVerifyError,
 )
+from pyxos.storage.interface import ClosesOnExit, check_read
 from pyxos.storage.records import ENCODER, INCOMING_DECODER, IncomingRecord, SnapshotInfo
 
 CHUNK_SIZE = 1 << 20
@@ -180,7 +180,7 @@ def verify_file(info: SnapshotInfo, *, checksum: bool) -> None:
         os.close(fd)
 
 
-class FileSnapshotReader:
+class FileSnapshotReader(ClosesOnExit):
     """Random-access reads of one snapshot file, for chunked, resumable sending.
 
     It holds the file open, so a newer snapshot replacing (and unlinking) this one does not
@@ -201,8 +201,7 @@ class FileSnapshotReader:
         """Up to ``n`` bytes from ``offset`` (fewer only at the end; ``b""`` at the end)."""
         if self._fd is None:
             raise ValueError("snapshot reader is closed")
-        if not 0 <= offset <= self.info.size or n < 0:
-            raise ValueError(f"bad read({offset}, {n}) of a {self.info.size}-byte snapshot")
+        check_read(self.info, offset, n)
         n = min(n, self.info.size - offset)
         self._latch.check()
         try:
@@ -219,17 +218,6 @@ class FileSnapshotReader:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
-
-    def __enter__(self) -> FileSnapshotReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 Installer = Callable[[Path, SnapshotInfo], SnapshotInfo]

@@ -21,7 +21,6 @@ from pyxos.transport.framing import (
     KIND_CONTROL,
     KIND_MESSAGE,
     Chunk,
-    ConnectionClosed,
     FrameError,
     FrameReader,
     Ping,
@@ -138,13 +137,8 @@ class Listener:
         self.connections[peer_id] = conn
         ctx.log.info("accepted inbound connection from node %d %s", peer_id, where)
         try:
-            await self._receive(conn)
-        except FrameError as exc:
-            conn.close(exc.reason, exc.detail)
-        except ConnectionClosed:
-            conn.close("eof")
-        except ConnectionError as exc:
-            conn.close("reset", str(exc))
+            with conn.closed_on_failure():
+                await self._receive(conn)
         finally:
             conn.close("shutdown")
             if self.connections.get(peer_id) is conn:
