@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -48,23 +49,7 @@ from pyxos.benchmark.runner import DEFAULT_ENDPOINTS, main_bench
 @click.option("--password", envvar="PYXOS_PASSWORD", help="AUTH with this password.")
 @click.option("--seed", type=int, help="Seed of the key and operation choice.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-def bench_command(
-    endpoints: str,
-    clients: int,
-    duration: float,
-    value_size: int,
-    ratio: str,
-    pipeline: int,
-    keys: int,
-    as_json: bool,
-    workers: int,
-    warmup: float,
-    rate: float,
-    leader: bool,
-    password: str | None,
-    seed: int | None,
-    no_progress: bool,
-) -> None:
+def bench_command(as_json: bool, no_progress: bool, **options: Any) -> None:
     """Closed-loop (or open-loop) load over many connections; throughput and latency.
 
     Keys are drawn uniformly from KEYS keys (preloaded with MSET when the mix has GETs);
@@ -72,22 +57,4 @@ def bench_command(
     the load generator itself was. One Ctrl-C ends the measurement early and still reports
     it. Exit status 0 when operations completed without errors.
     """
-    sys.exit(
-        main_bench(
-            endpoints,
-            clients,
-            duration,
-            value_size,
-            ratio,
-            pipeline,
-            as_json,
-            keys,
-            workers=workers,
-            warmup=warmup,
-            rate=rate,
-            leader=leader,
-            password=password,
-            seed=seed,
-            progress=not no_progress,
-        )
-    )
+    sys.exit(main_bench(as_json=as_json, progress=not no_progress, **options))

@@ -35,7 +35,7 @@ from pyxos.storage.errors import (
     CorruptStorageError,
     FailureLatch,
     SnapshotVerifyError,
-    StaleSnapshotError,
+    check_newer,
 )
 from pyxos.storage.interface import ClosesOnExit, check_read
 from pyxos.storage.records import IncomingRecord, SnapshotInfo, normalize_members
@@ -278,11 +278,7 @@ class MemoryStorage(ClosesOnExit):
 
     def _install(self, snapshot: InstallSnapshot) -> SnapshotInfo:
         self._latch.check()
-        if snapshot.last_slot <= self.snapshot_slot:
-            raise StaleSnapshotError(
-                f"snapshot through {snapshot.last_slot} is not newer than the current "
-                f"one through {self.snapshot_slot}"
-            )
+        check_newer(snapshot.last_slot, self.snapshot_slot)
         self._commit(plan_write(Persist(snapshot=snapshot), self.snapshot_slot))
         self._sync()
         return _info(snapshot)
@@ -296,11 +292,7 @@ class MemoryStorage(ClosesOnExit):
     ) -> SnapshotInfo:
         """Same contract as :meth:`Storage.save_snapshot`."""
         self._latch.check()
-        if last_slot <= self.snapshot_slot:
-            raise StaleSnapshotError(
-                f"snapshot through {last_slot} is not newer than the current one through "
-                f"{self.snapshot_slot}"
-            )
+        check_newer(last_slot, self.snapshot_slot)
         blob = b"".join(bytes(chunk) for chunk in iter_chunks(data))
         return self._install(
             InstallSnapshot(0, last_slot, normalize_members(members), blob, ballot)
@@ -332,11 +324,7 @@ class MemoryStorage(ClosesOnExit):
         self._latch.check()
         if size < 0:
             raise ValueError(f"negative snapshot size {size}")
-        if last_slot <= self.snapshot_slot:
-            raise StaleSnapshotError(
-                f"snapshot through {last_slot} is not newer than the current one through "
-                f"{self.snapshot_slot}"
-            )
+        check_newer(last_slot, self.snapshot_slot)
         key = (last_slot, normalize_members(members), size, checksum)
         if self._writer is not None:
             self._writer.close()

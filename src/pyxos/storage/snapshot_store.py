@@ -19,7 +19,7 @@ from pathlib import Path
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.storage import snapshots as files
 from pyxos.storage.datadir import K_SNAPSHOT, DataDir, Transaction
-from pyxos.storage.errors import CorruptStorageError, StaleSnapshotError
+from pyxos.storage.errors import CorruptStorageError, check_newer
 from pyxos.storage.records import (
     ENCODER,
     SnapshotInfo,
@@ -74,11 +74,7 @@ class SnapshotStore(DataDir):
         self._check_open()
         with self._lock:
             self._latch.check()
-            if info.last_slot <= self.snapshot_slot:
-                raise StaleSnapshotError(
-                    f"snapshot through {info.last_slot} is not newer than the current one "
-                    f"through {self.snapshot_slot}"
-                )
+            check_newer(info.last_slot, self.snapshot_slot)
             record = self._place(
                 path, info.last_slot, info.members, info.size, info.checksum, info.ballot
             )
@@ -108,11 +104,7 @@ class SnapshotStore(DataDir):
         :class:`StaleSnapshotError` unless ``last_slot`` is newer than the current one.
         """
         self._latch.check()
-        if last_slot <= self.snapshot_slot:
-            raise StaleSnapshotError(
-                f"snapshot through {last_slot} is not newer than the current one through "
-                f"{self.snapshot_slot}"
-            )
+        check_newer(last_slot, self.snapshot_slot)
         path, size, crc = self._stage(data)
         try:
             info = SnapshotInfo(last_slot, normalize_members(members), size, crc, None, ballot)
@@ -195,11 +187,7 @@ class SnapshotStore(DataDir):
         self._check_open()
         if size < 0:
             raise ValueError(f"negative snapshot size {size}")
-        if last_slot <= self.snapshot_slot:
-            raise StaleSnapshotError(
-                f"snapshot through {last_slot} is not newer than the current one through "
-                f"{self.snapshot_slot}"
-            )
+        check_newer(last_slot, self.snapshot_slot)
         with self._lock:
             self._latch.check()
             if self._incoming is not None:
