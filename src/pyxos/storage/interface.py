@@ -36,10 +36,24 @@ class ClosesOnExit:
         self.close()
 
 
-def check_read(info: SnapshotInfo, offset: int, n: int) -> None:
-    """Refuse a read that starts outside the snapshot or asks for a negative length."""
-    if not 0 <= offset <= info.size or n < 0:
-        raise ValueError(f"bad read({offset}, {n}) of a {info.size}-byte snapshot")
+class SnapshotReaderBase(ClosesOnExit):
+    """What both snapshot readers (the file one and the in-memory model) share."""
+
+    __slots__ = ()
+    info: SnapshotInfo
+
+    @property
+    def size(self) -> int:
+        """Total bytes of the snapshot."""
+        return self.info.size
+
+    def _check_read(self, offset: int, n: int, *, closed: bool) -> None:
+        """Refuse a read after ``close``, one that starts outside the snapshot, or one that
+        asks for a negative length."""
+        if closed:
+            raise ValueError("snapshot reader is closed")
+        if not 0 <= offset <= self.info.size or n < 0:
+            raise ValueError(f"bad read({offset}, {n}) of a {self.info.size}-byte snapshot")
 
 
 class SnapshotReader(Protocol):

@@ -37,7 +37,7 @@ from pyxos.storage.errors import (
     SnapshotVerifyError,
     check_newer,
 )
-from pyxos.storage.interface import ClosesOnExit, check_read
+from pyxos.storage.interface import ClosesOnExit, SnapshotReaderBase
 from pyxos.storage.records import IncomingRecord, SnapshotInfo, normalize_members
 from pyxos.storage.snapshots import chunk_skip, iter_chunks
 
@@ -55,23 +55,17 @@ def _info(snapshot: InstallSnapshot) -> SnapshotInfo:
     )
 
 
-class MemorySnapshotReader(ClosesOnExit):
+class MemorySnapshotReader(SnapshotReaderBase):
     """Reads an in-memory snapshot; same contract as the file reader."""
 
     def __init__(self, snapshot: _Snapshot) -> None:
         self.info = snapshot.info
         self._data: bytes | None = snapshot.data
 
-    @property
-    def size(self) -> int:
-        """Total bytes."""
-        return self.info.size
-
     def read(self, offset: int, n: int) -> bytes:
         """Up to ``n`` bytes from ``offset``."""
-        if self._data is None:
-            raise ValueError("snapshot reader is closed")
-        check_read(self.info, offset, n)
+        self._check_read(offset, n, closed=self._data is None)
+        assert self._data is not None
         return self._data[offset : offset + n]
 
     def close(self) -> None:

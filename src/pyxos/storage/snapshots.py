@@ -32,7 +32,7 @@ from pyxos.storage.errors import (
     FailureLatch,
     SnapshotVerifyError,
 )
-from pyxos.storage.interface import ClosesOnExit, check_read
+from pyxos.storage.interface import SnapshotReaderBase
 from pyxos.storage.records import ENCODER, INCOMING_DECODER, IncomingRecord, SnapshotInfo
 
 CHUNK_SIZE = 1 << 20
@@ -180,7 +180,7 @@ def verify_file(info: SnapshotInfo, *, checksum: bool) -> None:
         os.close(fd)
 
 
-class FileSnapshotReader(ClosesOnExit):
+class FileSnapshotReader(SnapshotReaderBase):
     """Random-access reads of one snapshot file, for chunked, resumable sending.
 
     It holds the file open, so a newer snapshot replacing (and unlinking) this one does not
@@ -192,16 +192,10 @@ class FileSnapshotReader(ClosesOnExit):
         self._fd: int | None = fd
         self._latch = latch
 
-    @property
-    def size(self) -> int:
-        """Total bytes of the snapshot."""
-        return self.info.size
-
     def read(self, offset: int, n: int) -> bytes:
         """Up to ``n`` bytes from ``offset`` (fewer only at the end; ``b""`` at the end)."""
-        if self._fd is None:
-            raise ValueError("snapshot reader is closed")
-        check_read(self.info, offset, n)
+        self._check_read(offset, n, closed=self._fd is None)
+        assert self._fd is not None
         n = min(n, self.info.size - offset)
         self._latch.check()
         try:
