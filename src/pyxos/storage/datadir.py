@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from pyxos.storage import incoming
 from pyxos.storage import snapshots as files
 from pyxos.storage.errors import (
     CorruptStorageError,
@@ -115,7 +116,7 @@ class DataDir(ClosesOnExit):
         """A transaction was committed since the last sync."""
         self._pending_unlinks: list[Path] = []
         self._snapshot: SnapshotInfo | None = None
-        self._incoming: files.FileIncomingSnapshot | None = None
+        self._incoming: incoming.FileIncomingSnapshot | None = None
         self._lock_fd: int | None = None
         self._meta_records: dict[bytes, bytes] = {}
         self._registry: dict[int, int] = {}
@@ -206,7 +207,7 @@ class DataDir(ClosesOnExit):
                     f"data dir {self.path} records members {recorded}, not {members}"
                 )
         keep = self._snapshot.path.name if self._snapshot and self._snapshot.path else None
-        removed = files.clean_directory(self.snapshot_dir, keep, self.snapshot_slot)
+        removed = incoming.clean_directory(self.snapshot_dir, keep, self.snapshot_slot)
         if removed:
             log.info("removed leftover snapshot files %s from %s", removed, self.snapshot_dir)
 

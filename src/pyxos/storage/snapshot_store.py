@@ -1,11 +1,11 @@
 """Snapshot files of a node's storage: saving, installing, reading and receiving them.
 
 A snapshot's bytes live in a file of their own beside the engine's store (see
-:mod:`pyxos.storage.snapshots` for the file format and the incoming-transfer writer); the
-store only holds its meta record. Bytes are written and fsynced outside the storage lock,
-so a large snapshot never stalls a batch; the rename, the meta record and the compaction
-of the log it covers then happen under the lock, in one transaction and one sync, and the
-old file is deleted only once that is durable.
+:mod:`pyxos.storage.snapshots` for the file steps, :mod:`pyxos.storage.incoming` for the
+chunked receiver); the store only holds its meta record. Bytes are written and fsynced
+outside the storage lock, so a large snapshot never stalls a batch; the rename, the meta
+record and the compaction of the log it covers then happen under the lock, in one
+transaction and one sync, and the old file is deleted only once that is durable.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pyxos.core.ballot import ZERO, Ballot
+from pyxos.storage import incoming
 from pyxos.storage import snapshots as files
 from pyxos.storage.datadir import K_SNAPSHOT, DataDir, Transaction
 from pyxos.storage.errors import CorruptStorageError, check_newer
@@ -175,7 +176,7 @@ class SnapshotStore(DataDir):
         size: int,
         checksum: int | None = None,
         ballot: Ballot = ZERO,
-    ) -> files.FileIncomingSnapshot:
+    ) -> incoming.FileIncomingSnapshot:
         """Start receiving a snapshot in chunks, or resume a transfer of the same one.
 
         ``checksum`` is the sender's :attr:`SnapshotInfo.checksum`; with it ``finish``
@@ -194,7 +195,7 @@ class SnapshotStore(DataDir):
                 self._incoming.close()
                 self._incoming = None
             try:
-                writer = files.open_incoming(
+                writer = incoming.open_incoming(
                     self.snapshot_dir,
                     last_slot,
                     normalize_members(members),
