@@ -366,7 +366,7 @@ def pyxos_cluster(
 
     ``tls_dir``: files of ``pyxos certs``; mutual TLS between nodes and a TLS client port
     next to the plain one (``LocalCluster.tls_port``)."""
-    from pyxos.server.local_cluster import LocalCluster, find_base_port
+    from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
     cluster = LocalCluster(
         nodes, find_base_port(nodes), data_dir, extra_args=list(extra_args), tls_dir=tls_dir

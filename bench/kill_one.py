@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from pyxos.chaos import kill_loop
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
 
 def main() -> None:

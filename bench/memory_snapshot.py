@@ -251,7 +251,7 @@ def mib(pid: int) -> dict[str, float]:
 
 
 def part_b(keys: int, tmp: Path, install_budget: float) -> dict[str, Any]:
-    from pyxos.server.local_cluster import LocalCluster, find_base_port
+    from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
     out: dict[str, Any] = {}
     cluster = LocalCluster(3, find_base_port(3), tmp / "cluster",

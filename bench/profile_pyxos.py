@@ -47,8 +47,8 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
 SUBSYSTEMS = [
     ("pyxos/core/", "core (protocol state machine)"),
     ("pyxos/transport/", "transport (peer links, framing)"),
-    ("pyxos/storage/", "storage (LMDB, fsync)"),
-    ("pyxos/server/resp", "RESP parsing/encoding"),
+    ("pyxos/storage/", "storage (SQLite or LMDB, fsync)"),
+    ("pyxos/resp/", "RESP parsing/encoding"),
     ("pyxos/server/redis_server", "client connections (redis_server)"),
     ("pyxos/kv/", "KV state machine"),
     ("pyxos/runtime/", "runtime (Node driver)"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from pyxos.server.resp import RequestParser, encode_command
+from pyxos.resp.requests import RequestParser, encode_command
 
 
 def main() -> None:

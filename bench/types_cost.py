@@ -188,7 +188,7 @@ async def _load_zset(
     ``batch`` members, ``depth`` in flight (the signature of ``loadgen.preload``)."""
     import asyncio
 
-    from pyxos.server.resp import encode_command
+    from pyxos.resp.requests import encode_command
 
     reader, writer = await asyncio.open_connection(*endpoint)
     commands = [encode_command(argv) for argv in _commands("zset", n)]
@@ -238,7 +238,7 @@ def part_c(n: int, tmp: Path, install_budget: float = 240.0) -> dict[str, Any]:
         restart_both,
     )
 
-    from pyxos.server.local_cluster import LocalCluster, find_base_port
+    from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
     out: dict[str, Any] = {"what": f"one sorted set of {n:,} members (16-byte members)"}
     cluster = LocalCluster(3, find_base_port(3), tmp / "install",

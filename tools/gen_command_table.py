@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from pyxos.kv.commands import COMMANDS
-from pyxos.server.resp import encode_command
+from pyxos.resp.requests import encode_command
 
 OUT = Path(__file__).resolve().parents[1] / "src/pyxos/server/command_table.py"
 EXTRA = [
@@ -149,9 +149,9 @@ def main(path: str) -> None:
         "# fmt: off\n"
         "# ruff: noqa: E501\n"
         "from __future__ import annotations\n\n"
-        "from pyxos.kv.reply import Reply\n"
-        "from pyxos.kv.reply import RespSet as S\n"
-        "from pyxos.kv.reply import SimpleString as T\n\n"
+        "from pyxos.resp.replies import Reply\n"
+        "from pyxos.resp.replies import RespSet as S\n"
+        "from pyxos.resp.replies import SimpleString as T\n\n"
         f"INFO: dict[str, list[Reply]] = {pformat(info)}\n\n"
         f"DOCS: dict[str, dict[Reply, Reply]] = {pformat(docs)}\n"
     )

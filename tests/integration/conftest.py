@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from procs import FAST
 
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
 
 @pytest.fixture

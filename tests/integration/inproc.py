@@ -9,9 +9,9 @@ from pathlib import Path
 import msgspec
 
 from pyxos.core.replica import Role
+from pyxos.launch.local_cluster import free_ports
 from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.node import Node
-from pyxos.server.local_cluster import free_ports
 
 
 class ListMachine:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from pyxos.server.local_cluster import LocalCluster
+from pyxos.launch.local_cluster import LocalCluster
 
 T = TypeVar("T")
 

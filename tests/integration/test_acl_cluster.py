@@ -10,7 +10,7 @@ import pytest
 import redis
 from procs import FAST, client, wait_until
 
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
 pytestmark = pytest.mark.integration
 

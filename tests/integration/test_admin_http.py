@@ -13,7 +13,7 @@ import pytest
 from procs import FAST, client, converged, leader, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
 pytestmark = pytest.mark.integration
 

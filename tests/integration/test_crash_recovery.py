@@ -16,7 +16,7 @@ from procs import FAST, client, converged, info, leader, wait_until
 
 from pyxos.chaos import kill_loop
 from pyxos.core.ballot import Ballot
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
 
 def _ballot(text: str) -> Ballot:

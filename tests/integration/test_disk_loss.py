@@ -15,7 +15,7 @@ import pytest
 import redis
 from procs import FAST, client, converged, info, leader, wait_until
 
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
 QUICK = [*FAST, "--request-timeout", "1"]
 

@@ -9,7 +9,7 @@ import pytest
 from procs import FAST, client, leader
 
 from pyxos.client import AsyncClient, Client, ResponseError, UnavailableError, UnknownOutcomeError
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
 
 def endpoints(cluster: LocalCluster) -> str:

@@ -8,7 +8,7 @@ import pytest
 import redis
 from procs import client, leader
 
-from pyxos.server.local_cluster import LocalCluster
+from pyxos.launch.local_cluster import LocalCluster
 
 
 def test_redis_py_commands_through_every_node(local_cluster: LocalCluster) -> None:
@@ -82,7 +82,7 @@ def test_password_is_required_when_configured(tmp_path: object) -> None:
 
     from procs import FAST
 
-    from pyxos.server.local_cluster import find_base_port
+    from pyxos.launch.local_cluster import find_base_port
 
     cluster = LocalCluster(
         1, find_base_port(1), Path(str(tmp_path)) / "c", extra_args=[*FAST, "--password", "s3cret"]

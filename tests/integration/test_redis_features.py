@@ -12,7 +12,7 @@ import redis
 from procs import client, converged, info, leader, wait_until
 from redis.exceptions import LockError, LockNotOwnedError
 
-from pyxos.server.local_cluster import LocalCluster
+from pyxos.launch.local_cluster import LocalCluster
 
 
 def test_keys_expire_on_an_idle_cluster_and_never_come_back(local_cluster: LocalCluster) -> None:

@@ -9,9 +9,9 @@ from inproc import ListMachine
 
 from pyxos.core.ballot import Ballot
 from pyxos.core.driver import Work
+from pyxos.launch.local_cluster import free_ports
 from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.node import Node
-from pyxos.server.local_cluster import free_ports
 
 
 def _items(last: int) -> list[bytes]:

@@ -21,7 +21,7 @@ import redis
 from procs import FAST, client, info, leader, wait_until
 
 from pyxos.certs import issue, make_ca, make_dev_certs, write_pair
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
 pytestmark = pytest.mark.integration
 

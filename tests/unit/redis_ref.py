@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from pyxos.kv.reply import ReplyDecodeError, decode_reply
-from pyxos.server.local_cluster import LocalCluster, find_base_port
-from pyxos.server.resp import encode_command
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
+from pyxos.resp.replies import ReplyDecodeError, decode_reply
+from pyxos.resp.requests import encode_command
 
 HAVE_REDIS = shutil.which("redis-server") is not None
 FAST = ["--tick-ms", "10", "--election-ms", "150", "--heartbeat-ms", "30"]

@@ -13,7 +13,7 @@ from redis_ref import HAVE_REDIS, Conn, pyxos_node, reference_redis
 
 from pyxos.kv.acl_rules import CATEGORIES
 from pyxos.kv.commands import COMMANDS, SUBCOMMANDS
-from pyxos.server.resp import encode_command
+from pyxos.resp.requests import encode_command
 
 pytestmark = [
     pytest.mark.integration,

@@ -14,7 +14,7 @@ import pytest
 from pyxos.benchmark import main_bench
 from pyxos.benchmark.runner import format_summary
 from pyxos.benchmark.stats import parse_ratio, percentile
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
 CONTRACT = ("ops", "ops_per_s", "p50_ms", "p99_ms", "p999_ms", "errors")
 
@@ -76,7 +76,7 @@ def test_bench_json_contract_against_one_node(
 
 def test_every_write_of_the_mix_is_a_well_formed_command() -> None:
     from pyxos.benchmark.loadgen import WRITE_HEADS, make_value
-    from pyxos.server.resp import RequestParser
+    from pyxos.resp.requests import RequestParser
 
     value = make_value(100)
     tail = b"$100\r\n%s\r\n" % value

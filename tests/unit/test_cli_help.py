@@ -95,7 +95,7 @@ def test_every_command_has_help(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_help_does_not_run_the_command(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pyxos.server import local_cluster, process
+    from pyxos.launch import local_cluster, process
 
     def boom(*_: object, **__: object) -> None:
         raise AssertionError("--help must not start anything")

@@ -12,8 +12,8 @@ from redis_ref import HAVE_REDIS, Conn, reference_redis
 
 from pyxos.kv import KVStateMachine, encode_request
 from pyxos.kv.glob import compile_pattern
-from pyxos.kv.reply import decode_reply
 from pyxos.kv.scan import ScanIndex
+from pyxos.resp.replies import decode_reply
 
 
 def run(sm: KVStateMachine, *argv: bytes | str, db: int = 0) -> object:

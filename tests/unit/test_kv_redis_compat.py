@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from redis_ref import HAVE_REDIS, Conn, reference_redis
 
 from pyxos.kv import CommandKind, KVStateMachine, classify, encode_request, to_resp3
+from pyxos.resp.requests import ProtocolError, RequestParser, encode_command
 from pyxos.server.redis_server import now_ms
-from pyxos.server.resp import ProtocolError, RequestParser, encode_command
 
 pytestmark = [
     pytest.mark.integration,

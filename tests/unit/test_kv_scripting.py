@@ -10,7 +10,7 @@ from redis_ref import HAVE_REDIS, Conn, reference_redis
 from test_kv_redis_compat import normalized, ours
 
 from pyxos.kv import KVStateMachine, encode_request
-from pyxos.kv.reply import decode_reply
+from pyxos.resp.replies import decode_reply
 
 T0 = 1_700_000_000_000
 

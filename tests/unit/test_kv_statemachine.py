@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from pyxos.core.statemachine import ConcurrentSnapshots, StateMachine
 from pyxos.kv import KVStateMachine, Request, decode_request, encode_request, to_resp3
-from pyxos.kv.reply import decode_reply
 from pyxos.kv.statemachine import FRAME_KEYS
+from pyxos.resp.replies import decode_reply
 
 
 def cmd(*argv: str) -> bytes:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from redis_ref import HAVE_REDIS, Conn, pyxos_node, reference_redis
 
-from pyxos.kv.reply import decode_reply
+from pyxos.resp.replies import decode_reply
 
 pytestmark = [
     pytest.mark.integration,
@@ -788,7 +788,7 @@ def test_a_blocked_client_on_a_follower_wakes_when_a_push_is_applied_there(
 ) -> None:
     from redis_ref import FAST
 
-    from pyxos.server.local_cluster import LocalCluster, find_base_port
+    from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
     cluster = LocalCluster(3, find_base_port(3), tmp_path, extra_args=FAST)  # type: ignore[arg-type]
     cluster.start()

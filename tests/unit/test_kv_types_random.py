@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from redis_ref import HAVE_REDIS, Conn, reference_redis
 
 from pyxos.kv import KVStateMachine, encode_request
-from pyxos.kv.reply import decode_reply
 from pyxos.kv.resp3 import resp3_reply
+from pyxos.resp.replies import decode_reply
 
 pytestmark = [
     pytest.mark.integration,

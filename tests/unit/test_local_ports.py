@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 
-from pyxos.server.local_cluster import (
+from pyxos.launch.local_cluster import (
     ADMIN_OFFSET,
     PEER_OFFSET,
     ephemeral_range,

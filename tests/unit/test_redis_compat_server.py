@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from redis_ref import HAVE_REDIS, Conn, pyxos_node, reference_redis
 from test_kv_redis_compat import SHAPES, WORDS, argvs, normalized
 
-from pyxos.kv.reply import decode_reply
+from pyxos.resp.replies import decode_reply
 
 pytestmark = [
     pytest.mark.integration,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyxos.server.resp import (
+from pyxos.resp.replies import (
     OK,
     ErrorReply,
     Push,
@@ -19,12 +19,12 @@ from pyxos.server.resp import (
     Verbatim,
     decode_reply,
     encode,
-    encode_command,
     encode_resp2,
     encode_resp3,
     error,
     to_resp3,
 )
+from pyxos.resp.requests import encode_command
 
 
 @pytest.mark.parametrize(

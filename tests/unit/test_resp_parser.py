@@ -16,14 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyxos.server.resp import (
+from pyxos.resp.inline import split_inline
+from pyxos.resp.requests import (
     DEFAULT_MAX_ARGS,
     DEFAULT_MAX_BULK_LEN,
     DEFAULT_MAX_INLINE_LEN,
     ProtocolError,
     RequestParser,
     encode_command,
-    split_inline,
 )
 
 Limits = dict[str, int]

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from pyxos.cli import main
+from pyxos.launch import process
+from pyxos.launch.process import EXIT_CANNOT_START, ServeSettings, serve
 from pyxos.runtime.config import ConfigError
-from pyxos.server import process
-from pyxos.server.process import EXIT_CANNOT_START, ServeSettings, serve
 from pyxos.storage import LmdbStorage, open_storage
 
 CLUSTER = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"

@@ -18,8 +18,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pyxos.certs import certificate_info, issue, load_ca, make_dev_certs, write_pair
 from pyxos.cli import main
+from pyxos.launch.process import ServeSettings
 from pyxos.runtime.config import ConfigError
-from pyxos.server.process import ServeSettings
 from pyxos.transport.certnames import certificate_problem
 
 CLUSTER = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"

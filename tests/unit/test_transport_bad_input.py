@@ -1,4 +1,4 @@
-"""Hostile and broken input on the peer port (DESIGN.md section 3, rule 6).
+"""Hostile and broken input on the peer port (docs/DESIGN.md section 3, rule 6).
 
 Each case uses a raw socket; each must close that one connection with a logged reason, and
 the node must go on serving: a message from a legitimate peer still arrives afterwards.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -55,24 +56,7 @@ from pyxos.benchmark.runner import DEFAULT_ENDPOINTS, main_bench
     type=click.Choice(["set", "hset", "lpush", "sadd", "zadd"]),
     help="The write of the mix: SET key v, HSET key f v, LPUSH key v, SADD key v, ZADD key 1 v.",
 )
-def bench_command(
-    endpoints: str,
-    clients: int,
-    duration: float,
-    value_size: int,
-    ratio: str,
-    pipeline: int,
-    keys: int,
-    as_json: bool,
-    workers: int,
-    warmup: float,
-    rate: float,
-    leader: bool,
-    password: str | None,
-    seed: int | None,
-    no_progress: bool,
-    write: str,
-) -> None:
+def bench_command(as_json: bool, no_progress: bool, **options: Any) -> None:
     """Closed-loop (or open-loop) load over many connections; throughput and latency.
 
     Keys are drawn uniformly from KEYS keys (preloaded with MSET when the mix has GETs);
@@ -80,23 +64,4 @@ def bench_command(
     the load generator itself was. One Ctrl-C ends the measurement early and still reports
     it. Exit status 0 when operations completed without errors.
     """
-    sys.exit(
-        main_bench(
-            endpoints,
-            clients,
-            duration,
-            value_size,
-            ratio,
-            pipeline,
-            as_json,
-            keys,
-            workers=workers,
-            warmup=warmup,
-            rate=rate,
-            leader=leader,
-            password=password,
-            seed=seed,
-            progress=not no_progress,
-            write=write,
-        )
-    )
+    sys.exit(main_bench(as_json=as_json, progress=not no_progress, **options))

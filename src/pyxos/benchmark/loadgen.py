@@ -188,26 +188,8 @@ class _Conn(asyncio.Protocol):
 
     def send(self, n: int) -> None:
         """Send ``n`` new requests timed from now (closed loop)."""
-        transport = self.transport
-        if n <= 0 or transport is None:
-            return
-        w = self.w
-        now = time.perf_counter_ns()
-        parts: list[bytes] = []
-        pending = self.pending
-        rand = w.rand
-        keys, get_fraction, tail = w.plan.keys, w.plan.get_fraction, w.value_tail
-        write_head = w.write_head
-        for _ in range(n):
-            k = int(rand() * keys)
-            if get_fraction and rand() < get_fraction:
-                parts.append(_GET_CMD % k)
-                pending.append((now, GET))
-            else:
-                parts.append(write_head % k)
-                parts.append(tail)
-                pending.append((now, SET))
-        transport.write(b"".join(parts))
+        if n > 0:
+            self.send_due([time.perf_counter_ns()] * n)
 
     def send_due(self, due_times: list[int]) -> None:
         """Send one request per due time (open loop)."""

@@ -348,17 +348,12 @@ def main_bench(
     pipeline: int,
     as_json: bool,
     keys: int,
-    *,
-    workers: int = 1,
-    warmup: float = 1.0,
-    rate: float = 0.0,
-    leader: bool = False,
-    password: str | None = None,
-    seed: int | None = None,
-    progress: bool = True,
-    write: str = "set",
+    **options: Any,
 ) -> int:
     """``pyxos bench``: print the report (and, with ``as_json``, one JSON object last).
+
+    ``options`` are :func:`run_bench`'s keyword options (``workers``, ``warmup``, ``rate``,
+    ``leader``, ``password``, ``seed``, ``progress``...).
 
     Exit status: 0 when operations completed without errors; 1 when the run had errors or
     completed nothing; 2 when it could not run at all; 130 when interrupted twice. One
@@ -371,21 +366,7 @@ def main_bench(
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         result = run_bench(
-            endpoints,
-            clients,
-            duration,
-            value_size,
-            ratio,
-            pipeline,
-            keys,
-            workers=workers,
-            warmup=warmup,
-            rate=rate,
-            leader=leader,
-            password=password,
-            seed=seed,
-            progress=progress,
-            write=write,
+            endpoints, clients, duration, value_size, ratio, pipeline, keys, **options
         )
     except BenchError as exc:
         print(f"pyxos bench: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import redis
 
 from pyxos.chaos.nemesis import current_leader
-from pyxos.server.local_cluster import LocalCluster
+from pyxos.launch.local_cluster import LocalCluster
 
 
 @dataclass(slots=True)

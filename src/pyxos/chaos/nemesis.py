@@ -33,7 +33,7 @@ from pyxos.chaos import netfilter, power
 from pyxos.chaos.netfilter import PacketLoss
 from pyxos.chaos.power import PowerSupply
 from pyxos.chaos.proxy import LinkProxies
-from pyxos.server.local_cluster import LocalCluster
+from pyxos.launch.local_cluster import LocalCluster
 
 KINDS = ("kill", "crash", "pause", "partition", "delay", "loss", "power")
 NEEDS_ROOT = ("loss", "power")

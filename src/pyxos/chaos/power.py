@@ -160,26 +160,28 @@ class LazyMount:
             raise RuntimeError(f"{self.mountpoint} is not mounted")
         assert self.proc is not None
         report = self.request({"op": "cut", "tear_seed": tear_seed})
+        self._reap()
+        report.pop("ok", None)
+        self.cuts.append(report)
+        return report
+
+    def _reap(self) -> None:
+        """Wait for the file system process to end (killing it after 10 s), then detach."""
+        assert self.proc is not None
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         self._detach()
-        report.pop("ok", None)
-        self.cuts.append(report)
-        return report
 
     def stop(self) -> None:
         """Unmount (unsynced data is lost, as at a cut) and stop the process."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()  # libfuse unmounts on SIGTERM
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._detach()
+            self._reap()
+        else:
+            self._detach()
         if self._log is not None:
             with contextlib.suppress(OSError):
                 self._log.close()

@@ -31,7 +31,7 @@ from pyxos.chaos.power import PowerSupply
 from pyxos.chaos.proxy import LinkProxies
 from pyxos.chaos.workload import Recorder, Worker
 from pyxos.check import check_history, write_history
-from pyxos.server.local_cluster import LocalCluster, find_base_port, free_ports
+from pyxos.launch.local_cluster import LocalCluster, find_base_port, free_ports
 
 NODE_ARGS = ["--tick-ms", "10", "--election-ms", "150", "--heartbeat-ms", "30"]
 

@@ -27,7 +27,7 @@ from typing import Any
 import hiredis
 
 from pyxos.check.history import Event
-from pyxos.server.resp import encode_command
+from pyxos.resp.requests import encode_command
 
 READ_TIMEOUT = 1.0
 WRITE_TIMEOUT = 2.0

@@ -6,7 +6,7 @@ invokes an operation, and later the same process sees it complete (``ok``), fail
 *operations* instead: an invocation paired with its completion, carrying the interval in
 real time during which it may have taken effect. :func:`build_operations` does the
 pairing, and it is shared by every input format so that they all obey the same rules
-(DESIGN.md section 7):
+(docs/DESIGN.md section 7):
 
 - ``fail`` means the operation definitely did not take effect, so it is dropped.
 - ``info``, or an invocation that never completes, means the outcome is unknown: the
@@ -136,28 +136,22 @@ def build_operations(events: Iterable[Event]) -> list[Op]:
             )
         if ev.type == "fail":
             continue
-        known = ev.type == "ok"
-        slots[slot] = Op(
-            index=slot,
-            process=inv.process,
-            f=inv.f,
-            key=inv.key,
-            arg=inv.value,
-            result=ev.value if known else None,
-            call_ns=inv.time_ns,
-            return_ns=ev.time_ns if known else None,
-            line=inv.line,
-        )
+        slots[slot] = _op(slot, inv, ev if ev.type == "ok" else None)
     for slot, inv in open_ops.values():
-        slots[slot] = Op(
-            index=slot,
-            process=inv.process,
-            f=inv.f,
-            key=inv.key,
-            arg=inv.value,
-            result=None,
-            call_ns=inv.time_ns,
-            return_ns=None,
-            line=inv.line,
-        )
+        slots[slot] = _op(slot, inv, None)
     return [op for op in slots if op is not None]
+
+
+def _op(index: int, invocation: Event, completion: Event | None) -> Op:
+    """The operation of an invocation and its ``ok`` completion (``None``: unknown outcome)."""
+    return Op(
+        index=index,
+        process=invocation.process,
+        f=invocation.f,
+        key=invocation.key,
+        arg=invocation.value,
+        result=completion.value if completion is not None else None,
+        call_ns=invocation.time_ns,
+        return_ns=completion.time_ns if completion is not None else None,
+        line=invocation.line,
+    )

@@ -1,6 +1,6 @@
 """pyxos's own history files: JSON lines, as ``pyxos chaos`` writes them.
 
-One object a line (DESIGN.md section 7)::
+One object a line (docs/DESIGN.md section 7)::
 
     {"process": 3, "type": "invoke", "f": "cas", "key": "k1", "value": [null, 5], "time_ns": 17}
 

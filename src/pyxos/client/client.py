@@ -25,7 +25,7 @@ from typing import Any
 import hiredis
 
 from pyxos.kv import CommandKind, classify
-from pyxos.server.resp import encode_command
+from pyxos.resp.requests import encode_command
 
 
 class ClientError(Exception):
@@ -134,6 +134,11 @@ class _Commands:
         self.attempts = attempts
         self._current = 0
         self._discovered = False
+        self._open_state()
+
+    def _open_state(self) -> None:  # pragma: no cover - overridden
+        """Set up the connection state of this kind of client (none yet: lazily opened)."""
+        raise NotImplementedError
 
     def execute(self, *argv: Any) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -163,15 +168,7 @@ class _Commands:
 class Client(_Commands):
     """A blocking client. Not thread-safe: use one per thread."""
 
-    def __init__(
-        self,
-        endpoints: str | Sequence[str | Endpoint],
-        *,
-        password: str | None = None,
-        timeout: float = 5.0,
-        attempts: int = 6,
-    ) -> None:
-        super().__init__(endpoints, password=password, timeout=timeout, attempts=attempts)
+    def _open_state(self) -> None:
         self.client_id = _new_client_id()
         self._seq = 0
         self._sock: socket.socket | None = None
@@ -332,15 +329,7 @@ class _AsyncConn:
 class AsyncClient(_Commands):
     """An asyncio client; safe to share between tasks (each write gets its own session)."""
 
-    def __init__(
-        self,
-        endpoints: str | Sequence[str | Endpoint],
-        *,
-        password: str | None = None,
-        timeout: float = 5.0,
-        attempts: int = 6,
-    ) -> None:
-        super().__init__(endpoints, password=password, timeout=timeout, attempts=attempts)
+    def _open_state(self) -> None:
         self._conn: _AsyncConn | None = None
         self._connecting: asyncio.Lock | None = None
         self._free_sessions: list[tuple[int, int]] = []

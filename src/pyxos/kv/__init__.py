@@ -5,7 +5,7 @@
   exactly-once session id and sequence number);
 - :func:`classify` and :data:`COMMANDS`: arity and routing (write / read / connection-local)
   for the server, so bad commands are refused before they cost a Paxos round;
-- :mod:`pyxos.kv.reply`: reply values and RESP2/RESP3 encoding.
+- :func:`to_resp3`: a stored RESP2 reply as RESP3 (the codec itself is :mod:`pyxos.resp`).
 
 Inside, the state (16 databases, TTLs, the replicated clock) is :mod:`~pyxos.kv.keyspace`;
 the commands are mixins by concern: :mod:`~pyxos.kv.strings`, :mod:`~pyxos.kv.bits`,
@@ -25,9 +25,9 @@ from pyxos.kv.commands import (
     string2ll,
     unknown_command_error,
 )
-from pyxos.kv.reply import to_resp3
 from pyxos.kv.request import NO_SESSION, Request, decode_request, encode_request
 from pyxos.kv.statemachine import KVStateMachine
+from pyxos.resp.replies import to_resp3
 
 __all__ = [
     "COMMANDS",

@@ -33,7 +33,7 @@ from pyxos.kv.acl_rules import (
     new_user,
     user_from_rules,
 )
-from pyxos.kv.reply import OK, ErrorReply, Reply
+from pyxos.resp.replies import OK, ErrorReply, Reply
 
 __all__ = ["AclCommands", "AclTable", "acl_spec", "default_rules"]
 

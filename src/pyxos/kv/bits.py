@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pyxos.kv.commands import string2ll
 from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.keyspace import Keyspace
-from pyxos.kv.reply import ErrorReply, Reply
 from pyxos.kv.values import as_string
+from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["BitCommands"]
 

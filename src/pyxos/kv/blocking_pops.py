@@ -20,8 +20,8 @@ from fractions import Fraction
 
 from pyxos.kv.commands import LLONG_MAX
 from pyxos.kv.longdouble import parse_ld
-from pyxos.kv.reply import ErrorReply, Reply
 from pyxos.kv.values import NULL_ARRAY, ListValue, TypedKeyspace, ZSet
+from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["BlockingPops", "parse_timeout"]
 

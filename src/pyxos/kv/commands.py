@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from pyxos.kv.acl import acl_spec
-from pyxos.kv.reply import ErrorReply, encode_resp2
+from pyxos.resp.replies import ErrorReply, encode_resp2
 
 __all__ = [
     "COMMANDS",

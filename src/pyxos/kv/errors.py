@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyxos.kv.reply import ErrorReply
+from pyxos.resp.replies import ErrorReply
 
 ERR_SYNTAX = ErrorReply("ERR syntax error")
 ERR_NOT_INTEGER = ErrorReply("ERR value is not an integer or out of range")

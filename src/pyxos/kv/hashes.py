@@ -10,9 +10,9 @@ from pyxos.kv.commands import LLONG_MAX, LLONG_MIN, arity_error, string2ll
 from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_OVERFLOW, ERR_SYNTAX
 from pyxos.kv.keys import parse_cursor
 from pyxos.kv.longdouble import add_ld, format_ld, parse_ld
-from pyxos.kv.reply import OK, ErrorReply, Reply
 from pyxos.kv.subscan import scan_container
 from pyxos.kv.values import ERR_NOT_FLOAT, Hash, TypedKeyspace, encoding_name
+from pyxos.resp.replies import OK, ErrorReply, Reply
 
 __all__ = ["HashCommands"]
 

@@ -24,7 +24,6 @@ from pyxos.kv.errors import (
 )
 from pyxos.kv.glob import compile_pattern
 from pyxos.kv.keyspace import NUM_DBS, Keyspace
-from pyxos.kv.reply import OK, ErrorReply, Reply, SimpleString
 from pyxos.kv.scan import ScanIndex
 from pyxos.kv.values import (
     Hash,
@@ -36,6 +35,7 @@ from pyxos.kv.values import (
     encoding_name,
     type_name,
 )
+from pyxos.resp.replies import OK, ErrorReply, Reply, SimpleString
 
 __all__ = ["KeyCommands", "encoding_of"]
 

@@ -11,7 +11,7 @@ then Redis's own, step for step, so the answers are the same.
 
 from __future__ import annotations
 
-from pyxos.kv.reply import ErrorReply, Reply
+from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["lcs"]
 

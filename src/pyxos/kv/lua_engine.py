@@ -29,7 +29,7 @@ from typing import Any
 from lupa import lua51
 
 from pyxos.kv.lua_libs import Bit, Json, Message, Raise, RedisLib, attribute_filter
-from pyxos.kv.reply import ErrorReply, Reply, SimpleString
+from pyxos.resp.replies import ErrorReply, Reply, SimpleString
 
 __all__ = ["ScriptError", "compile_check", "run_script"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from lupa import lua51
 
-from pyxos.kv.reply import ErrorReply
+from pyxos.resp.replies import ErrorReply
 
 __all__ = [
     "JSON_NULL",

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from pyxos.kv.commands import COMMANDS, CommandKind, CommandSpec, check
 from pyxos.kv.errors import ERR_EMPTY
 from pyxos.kv.keyspace import NUM_DBS, Keyspace
-from pyxos.kv.reply import ErrorReply, Reply, encode
 from pyxos.kv.resp3 import needs_resp3, resp3_reply
 from pyxos.kv.values import WRONGTYPE, WrongTypeError
+from pyxos.resp.replies import ErrorReply, Reply, encode
 
 __all__ = ["LocalReads"]
 

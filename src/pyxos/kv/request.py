@@ -1,7 +1,7 @@
 """The replicated command encoding: what goes into a log slot for one client command.
 
 A command carries its session identity so that a retried command can be recognised and
-answered from the cache instead of executed twice (DESIGN.md section 3, rule 4). msgpack via
+answered from the cache instead of executed twice (docs/DESIGN.md section 3, rule 4). msgpack via
 msgspec: compact, fast, and a fixed schema, so a corrupt or hostile entry fails to decode
 cleanly instead of producing a half-valid object.
 

@@ -1,7 +1,7 @@
 """RESP3 replies of the container commands, from their RESP2 replies and their arguments.
 
 The state machine answers in RESP2 (those bytes are what the exactly-once cache keeps), and
-for strings RESP3 differs only in null (:func:`pyxos.kv.reply.to_resp3`). The container
+for strings RESP3 differs only in null (:func:`pyxos.resp.replies.to_resp3`). The container
 commands differ more, in ways only the command tells: a score is a bulk string in RESP2
 and a double (``,1.5``) in RESP3; HGETALL is a flat array or a map; SMEMBERS an array or a
 set (``~``); ZRANGE ... WITHSCORES a flat array or an array of ``[member, score]`` pairs.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from pyxos.kv.commands import string2ll
-from pyxos.kv.reply import (
+from pyxos.resp.replies import (
     ErrorReply,
     Reply,
     RespSet,

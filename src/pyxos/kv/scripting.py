@@ -23,8 +23,8 @@ from pyxos.kv.commands import CommandKind, check, string2ll
 from pyxos.kv.errors import ERR_NOT_INTEGER
 from pyxos.kv.keyspace import NUM_DBS, Keyspace
 from pyxos.kv.lua_engine import ScriptError, compile_check, run_script
-from pyxos.kv.reply import OK, ErrorReply, Reply, SimpleString
 from pyxos.kv.transactions import select_index
+from pyxos.resp.replies import OK, ErrorReply, Reply, SimpleString
 
 __all__ = ["DEFAULT_MAX_INSTRUCTIONS", "DEFAULT_SCRIPT_MEMORY", "ScriptCommands"]
 

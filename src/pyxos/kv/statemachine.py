@@ -19,10 +19,10 @@ the swap.
 
 Replies: ``apply`` returns RESP2 bytes, which the server writes to the client unchanged and
 which is what the exactly-once cache stores. RESP3 clients get
-:func:`pyxos.kv.reply.to_resp3` of the same bytes (for these commands only null differs).
+:func:`pyxos.resp.replies.to_resp3` of the same bytes (for these commands only null differs).
 ``read`` can encode for either protocol directly since it does not go through the cache.
 
-Exactly-once (DESIGN.md section 3, rule 4): a request with ``client_id != 0`` is executed at
+Exactly-once (docs/DESIGN.md section 3, rule 4): a request with ``client_id != 0`` is executed at
 most once. Each client has a session holding the last sequence number executed and its
 reply; a retry of that number gets the cached reply, an older number gets an error. Sessions
 expire by *log position*, never by wall clock (replicas' clocks disagree): a session unused
@@ -59,7 +59,6 @@ from pyxos.kv.keys import KeyCommands
 from pyxos.kv.keyspace import NUM_DBS, Db, Watch
 from pyxos.kv.lists import ListCommands
 from pyxos.kv.reads import LocalReads
-from pyxos.kv.reply import OK, ErrorReply, Reply, encode_resp2
 from pyxos.kv.request import Request, decode_request
 from pyxos.kv.scripting import DEFAULT_MAX_INSTRUCTIONS, DEFAULT_SCRIPT_MEMORY, ScriptCommands
 from pyxos.kv.sets import SetCommands
@@ -76,6 +75,8 @@ from pyxos.kv.strings import StringCommands
 from pyxos.kv.transactions import TransactionCommands
 from pyxos.kv.values import NULL_ARRAY, WRONGTYPE, WrongTypeError, snapshot_copy
 from pyxos.kv.zsets import ZSetCommands
+from pyxos.resp.replies import OK, ErrorReply, Reply, encode_resp2
+from pyxos.session_table import DEFAULT_IDLE_LIMIT, DEFAULT_MAX_SESSIONS, SessionTable
 
 __all__ = [
     "DEFAULT_MAX_SESSIONS",
@@ -93,10 +94,8 @@ __all__ = [
     "KVStateMachine",
 ]
 
-DEFAULT_SESSION_TIMEOUT = 1_000_000
+DEFAULT_SESSION_TIMEOUT = DEFAULT_IDLE_LIMIT
 """Applied log entries after which an unused client session is dropped."""
-DEFAULT_MAX_SESSIONS = 100_000
-"""Most client sessions kept; the least recently used is dropped beyond this."""
 DEFAULT_MAX_VALUE_LEN = 512 * 1024 * 1024
 """Largest value a command may build (Redis ``proto-max-bulk-len``)."""
 
@@ -106,18 +105,6 @@ _OK_RESP2 = encode_resp2(OK)
 _INTERNAL_RESP2 = encode_resp2(ERR_INTERNAL)
 _WRONGTYPE_RESP2 = encode_resp2(WRONGTYPE)
 _NULL_ARRAY_RESP2 = b"*-1\r\n"
-
-
-class _Session:
-    """The exactly-once record of one client: last sequence executed, its reply, and the
-    log position of its last use (for expiry)."""
-
-    __slots__ = ("last_used", "reply", "seq")
-
-    def __init__(self, seq: int, reply: bytes, last_used: int) -> None:
-        self.seq = seq
-        self.reply = reply
-        self.last_used = last_used
 
 
 _Handler = Callable[[Sequence[bytes]], Reply]
@@ -167,7 +154,12 @@ class KVStateMachine(
         self.max_instructions = max_instructions
         self.script_memory = script_memory
         self.scripts = OrderedDict()
-        self._sessions: OrderedDict[int, _Session] = OrderedDict()
+        self._sessions = SessionTable(
+            stale_reply=encode_resp2(ERR_STALE),
+            invalid_reply=encode_resp2(ERR_INVALID_SEQ),
+            max_sessions=max_sessions,
+            idle_limit=session_timeout,
+        )
         self._applied = 0
         self._dispatch: dict[bytes, tuple[CommandSpec, _Handler]] = {
             name: (spec, getattr(self, "c_" + spec.name))
@@ -185,7 +177,7 @@ class KVStateMachine(
             request = decode_request(command)
         except msgspec.DecodeError:
             self._applied += 1
-            self._expire_sessions()
+            self._sessions.expire(self._applied)
             return _MALFORMED_RESP2
         return self.apply_request(request)
 
@@ -193,7 +185,7 @@ class KVStateMachine(
         """Apply an already decoded request (what :meth:`apply` does after decoding)."""
         self._applied += 1
         self.random_draws = 0
-        self._expire_sessions()
+        self._sessions.expire(self._applied)
         if self.watchers:
             self.expire_watchers()
         if request.time > self.now:
@@ -211,25 +203,11 @@ class KVStateMachine(
                 return self._execute(argv)
             return _OK_RESP2 if request.time else _EMPTY_RESP2
         seq = request.seq
-        sessions = self._sessions
-        session = sessions.get(client_id)
-        if session is not None:
-            if seq <= session.seq:
-                session.last_used = self._applied
-                sessions.move_to_end(client_id)
-                return session.reply if seq == session.seq else encode_resp2(ERR_STALE)
-        elif seq <= 0:
-            return encode_resp2(ERR_INVALID_SEQ)
+        cached = self._sessions.cached(client_id, seq, self._applied)
+        if cached is not None:
+            return cached
         reply = self._run(request)
-        if session is None:
-            sessions[client_id] = _Session(seq, reply, self._applied)
-            if len(sessions) > self.max_sessions:
-                sessions.popitem(last=False)
-        else:
-            session.seq = seq
-            session.reply = reply
-            session.last_used = self._applied
-            sessions.move_to_end(client_id)
+        self._sessions.record(client_id, seq, reply, self._applied)
         return reply
 
     def _run(self, request: Request) -> bytes:
@@ -310,13 +288,10 @@ class KVStateMachine(
             watch.keys = list(rec.keys)
             for index, key in rec.keys:
                 dbs[index].watched.setdefault(key, []).append(rec.wid)
-        sessions: OrderedDict[int, _Session] = OrderedDict()
-        for s in state.sessions:
-            sessions[s.client_id] = _Session(s.seq, s.reply, s.last_used)
         self.dbs = dbs
         self.select(self.db_index)
         self.watchers = watchers
-        self._sessions = sessions
+        self._sessions.load((s.client_id, s.seq, s.reply, s.last_used) for s in state.sessions)
         self._applied = state.applied
         self.now = self.clock = state.now
         self._rebuild_heap()
@@ -345,18 +320,6 @@ class KVStateMachine(
         return len(self.dbs[0].data)
 
     # --- internals ---------------------------------------------------------------------------
-
-    def _expire_sessions(self) -> None:
-        # Sessions are ordered by last use, so the expired ones are all at the front.
-        sessions = self._sessions
-        if not sessions:
-            return
-        horizon = self._applied - self.session_timeout
-        while sessions:
-            oldest = next(iter(sessions.values()))
-            if oldest.last_used >= horizon:
-                break
-            sessions.popitem(last=False)
 
     def _checked(self, argv: Sequence[bytes]) -> tuple[CommandSpec, _Handler] | ErrorReply:
         """The slow path of routing: containers, arity errors, unknown and connection

@@ -2,7 +2,7 @@
 ranges, LCS.
 
 Each ``c_<name>`` method answers one command for an ``argv`` whose arity was already checked,
-returning a reply value (:mod:`pyxos.kv.reply`). Option parsing and the order of checks
+returning a reply value (:mod:`pyxos.resp.replies`). Option parsing and the order of checks
 follow Redis's ``t_string.c``, so the same inputs give the same errors.
 
 ``SET k v`` and ``GET k`` are the hot path: a database with no TTLs, WATCHes or SCAN index
@@ -27,8 +27,8 @@ from pyxos.kv.errors import (
 from pyxos.kv.keyspace import Keyspace
 from pyxos.kv.lcs import lcs
 from pyxos.kv.longdouble import add_ld, format_ld, parse_ld
-from pyxos.kv.reply import OK, ErrorReply, Reply
 from pyxos.kv.values import WrongTypeError, as_string
+from pyxos.resp.replies import OK, ErrorReply, Reply
 
 __all__ = ["StringCommands", "parse_expire_option"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pyxos.kv.commands import string2ll
 from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.glob import compile_pattern
-from pyxos.kv.reply import Reply
+from pyxos.resp.replies import Reply
 
 __all__ = ["SMALL", "scan_container"]
 

@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from pyxos.kv.commands import string2ll
 from pyxos.kv.errors import ERR_DB_RANGE, ERR_MALFORMED, ERR_NOT_INTEGER
 from pyxos.kv.keyspace import NUM_DBS, Keyspace, Watch
-from pyxos.kv.reply import OK, SimpleString, encode_resp2
 from pyxos.kv.request import Request
+from pyxos.resp.replies import OK, SimpleString, encode_resp2
 
 __all__ = ["NULL_ARRAY", "TransactionCommands"]
 

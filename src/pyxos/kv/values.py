@@ -35,7 +35,7 @@ from sortedcontainers import SortedList
 
 from pyxos.kv.commands import string2ll
 from pyxos.kv.keyspace import Keyspace
-from pyxos.kv.reply import ErrorReply, Reply
+from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = [
     "ERR_NOT_FLOAT",

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 
 from pyxos.kv.commands import string2ll
 from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
-from pyxos.kv.reply import ErrorReply, Reply
 from pyxos.kv.values import TypedKeyspace, ZSet, format_score, strtod
+from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["ZRangeCommands", "lex_slice", "parse_lex_range", "parse_score_range", "score_slice"]
 

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pyxos.kv.commands import LLONG_MAX, string2ll
 from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.keys import parse_cursor
-from pyxos.kv.reply import ErrorReply, Reply
 from pyxos.kv.sets import ERR_POSITIVE, ERR_RAND_RANGE
 from pyxos.kv.subscan import scan_container
 from pyxos.kv.values import (
@@ -28,6 +27,7 @@ from pyxos.kv.values import (
     parse_double,
 )
 from pyxos.kv.zset_ranges import ZRangeCommands
+from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["ZSetCommands"]
 

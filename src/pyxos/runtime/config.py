@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pyxos.core.replica import Options
@@ -81,17 +81,9 @@ class NodeConfig:
 
     def options(self) -> Options:
         """The core's options with this node's timing."""
-        base = self.core
-        return Options(
+        return replace(
+            self.core,
             election_ticks=self.election_ticks,
             heartbeat_ticks=self.heartbeat_ticks,
-            window=base.window,
-            busy_batch=base.busy_batch,
-            max_batch_commands=base.max_batch_commands,
-            max_batch_bytes=base.max_batch_bytes,
-            max_pending=base.max_pending,
-            retransmit_ticks=max(base.retransmit_ticks, 2 * self.heartbeat_ticks),
-            max_backoff_exponent=base.max_backoff_exponent,
-            catchup_batch=base.catchup_batch,
-            max_promise_entries=base.max_promise_entries,
+            retransmit_ticks=max(self.core.retransmit_ticks, 2 * self.heartbeat_ticks),
         )

@@ -1,19 +1,19 @@
 """Exactly-once application of retried requests, for any state machine.
 
 A client that timed out cannot know whether its request was applied, so it retries with
-the same ``(client_id, seq)``. This wrapper keeps, inside the replicated state, each
-client's last sequence number and reply: a retry gets the cached reply instead of being
-applied twice. Sessions expire by log position (commands applied), never by wall clock,
-so every replica expires the same sessions at the same point.
+the same ``(client_id, seq)``. This wrapper keeps, inside the replicated state, a
+:class:`~pyxos.session_table.SessionTable` of each client's last sequence number and reply:
+a retry gets the cached reply instead of being applied twice. Sessions expire by log
+position (commands applied), never by wall clock, so every replica expires the same
+sessions at the same point.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import msgspec
 
 from pyxos.core.statemachine import StateMachine
+from pyxos.session_table import DEFAULT_IDLE_LIMIT, DEFAULT_MAX_SESSIONS, SessionTable
 
 
 class SessionRequest(msgspec.Struct, array_like=True, frozen=True):
@@ -42,58 +42,48 @@ def encode_request(client_id: int, seq: int, payload: bytes) -> bytes:
 
 
 class SessionStateMachine:
-    """Wraps ``inner`` so that each ``(client_id, seq)`` is applied at most once."""
+    """Wraps ``inner`` so that each ``(client_id, seq)`` is applied at most once.
+
+    The rules are :class:`~pyxos.session_table.SessionTable`'s, the same as the key-value
+    state machine's: expiry by log position at every entry, a retry answered from the
+    table, least recently used sessions dropped beyond ``max_sessions``.
+    """
 
     def __init__(
-        self, inner: StateMachine, *, max_sessions: int = 100_000, idle_limit: int = 1_000_000
+        self,
+        inner: StateMachine,
+        *,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        idle_limit: int = DEFAULT_IDLE_LIMIT,
     ) -> None:
         self.inner = inner
-        self.max_sessions = max_sessions
-        self.idle_limit = idle_limit
         self.applied = 0
-        # client_id -> (seq, reply, last_used); ordered by last use for deterministic LRU.
-        self._sessions: OrderedDict[int, tuple[int, bytes, int]] = OrderedDict()
+        self._sessions = SessionTable(
+            stale_reply=STALE_REPLY, max_sessions=max_sessions, idle_limit=idle_limit
+        )
 
     def apply(self, command: bytes) -> bytes:
         self.applied += 1
+        self._sessions.expire(self.applied)
         try:
             request = _decoder.decode(command)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return self.inner.apply(command)
         if request.client_id == 0:
             return self.inner.apply(request.payload)
-        session = self._sessions.get(request.client_id)
-        if session is not None:
-            last_seq, reply, _ = session
-            if request.seq == last_seq:
-                self._touch(request.client_id, last_seq, reply)
-                return reply
-            if request.seq < last_seq:
-                return STALE_REPLY
+        cached = self._sessions.cached(request.client_id, request.seq, self.applied)
+        if cached is not None:
+            return cached
         reply = self.inner.apply(request.payload)
-        self._touch(request.client_id, request.seq, reply)
-        self._expire()
+        self._sessions.record(request.client_id, request.seq, reply, self.applied)
         return reply
 
-    def _touch(self, client_id: int, seq: int, reply: bytes) -> None:
-        self._sessions[client_id] = (seq, reply, self.applied)
-        self._sessions.move_to_end(client_id)
-
-    def _expire(self) -> None:
-        sessions = self._sessions
-        while sessions:
-            client_id, (_, _, last_used) = next(iter(sessions.items()))
-            if len(sessions) > self.max_sessions or self.applied - last_used > self.idle_limit:
-                del sessions[client_id]
-            else:
-                break
-
     def snapshot(self) -> bytes:
-        sessions = [(c, s, r, u) for c, (s, r, u) in self._sessions.items()]
+        sessions = [(c, s.seq, s.reply, s.last_used) for c, s in self._sessions.items()]
         return _encoder.encode(_Snapshot(self.applied, sessions, self.inner.snapshot()))
 
     def restore(self, data: bytes) -> None:
         snap = msgspec.msgpack.decode(data, type=_Snapshot)
         self.applied = snap.applied
-        self._sessions = OrderedDict((c, (s, r, u)) for c, s, r, u in snap.sessions)
+        self._sessions.load(snap.sessions)
         self.inner.restore(snap.inner)

@@ -26,7 +26,8 @@ from pyxos.runtime.config import NodeConfig
 from pyxos.storage import Storage, StorageError
 
 if TYPE_CHECKING:
-    from pyxos.storage.snapshots import FileIncomingSnapshot, FileSnapshotReader
+    from pyxos.storage.incoming import FileIncomingSnapshot
+    from pyxos.storage.snapshots import FileSnapshotReader
 
 T = TypeVar("T")
 

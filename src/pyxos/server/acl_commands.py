@@ -24,7 +24,7 @@ from pyxos.kv.acl import AclTable, default_rules
 from pyxos.kv.acl_describe import describe_channels, describe_commands, describe_keys, flag_names
 from pyxos.kv.acl_rules import CATEGORIES, hash_password
 from pyxos.kv.commands import COMMANDS, SUBCOMMANDS, string2ll
-from pyxos.kv.reply import Reply, RespSet, SimpleString
+from pyxos.resp.replies import Reply, RespSet, SimpleString
 from pyxos.runtime.errors import PyxosError
 from pyxos.server.acl_catalog import arity, catalog
 from pyxos.server.acl_check import permissions
@@ -34,7 +34,7 @@ from pyxos.server.connection_base import OK, ConnectionBase, Reply_, arg_text, b
 if TYPE_CHECKING:
     from pyxos.server.redis_server import RedisServer
 
-__all__ = ["AclConnectionCommands", "attach", "set_default_password"]
+__all__ = ["AclConnectionCommands", "attach"]
 
 NO_ACL_FILE = error(
     "ERR This Redis instance is not configured to use an ACL file. You may want to specify"
@@ -98,14 +98,6 @@ def attach(server: RedisServer) -> None:
                 conn.user_changed(deleted)
 
     table.listeners.append(changed)
-
-
-def set_default_password(server: RedisServer, password: bytes | None) -> None:
-    """CONFIG SET requirepass: this node's base ``default`` user gets the new password (a
-    ``default`` user set with ACL SETUSER is replicated and stays as it was set)."""
-    server.password = password or None
-    table = server.kv.acl
-    table.configure(table.catalog, {**table.base, b"default": default_rules(server.password)})
 
 
 class AclConnectionCommands(ConnectionBase):

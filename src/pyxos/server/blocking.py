@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 from pyxos.kv import encode_request
 from pyxos.kv.blocking_pops import parse_timeout
 from pyxos.kv.commands import CommandSpec
-from pyxos.kv.reply import ErrorReply
 from pyxos.kv.resp3 import resp3_reply
+from pyxos.resp.replies import ErrorReply
 from pyxos.server.connection_base import now_ms
 
 if TYPE_CHECKING:

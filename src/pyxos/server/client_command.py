@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from pyxos.kv.commands import string2ll
-from pyxos.kv.reply import RespSet, SimpleString
+from pyxos.resp.replies import RespSet, SimpleString
 from pyxos.server.connection_base import (
     OK,
     SYNTAX,

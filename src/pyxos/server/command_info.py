@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from pyxos.kv.commands import COMMANDS, SUBCOMMANDS, CommandSpec, arity_error, check, lookup
 from pyxos.kv.glob import compile_pattern
-from pyxos.kv.reply import ErrorReply, Reply, RespSet, SimpleString, encode
+from pyxos.resp.replies import ErrorReply, Reply, RespSet, SimpleString, encode
 from pyxos.server.command_table import DOCS, INFO
 
 __all__ = ["command_reply"]

@@ -8,9 +8,9 @@ tools/gen_command_table.py from redis-server 7.0.15; do not edit by hand).
 # ruff: noqa: E501
 from __future__ import annotations
 
-from pyxos.kv.reply import Reply
-from pyxos.kv.reply import RespSet as S
-from pyxos.kv.reply import SimpleString as T
+from pyxos.resp.replies import Reply
+from pyxos.resp.replies import RespSet as S
+from pyxos.resp.replies import SimpleString as T
 
 INFO: dict[str, list[Reply]] = {'append': [b'append',
             3,

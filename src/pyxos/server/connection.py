@@ -21,6 +21,7 @@ from pyxos.kv import Classification, CommandKind, classify, encode_request
 from pyxos.kv.clock import clock_tick, read_needs_tick, write_stamp
 from pyxos.kv.commands import CommandSpec, string2ll
 from pyxos.kv.resp3 import resp3_reply
+from pyxos.resp.requests import ProtocolError, RequestParser
 from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
 from pyxos.server.acl_check import permissions
 from pyxos.server.acl_commands import AclConnectionCommands
@@ -29,7 +30,6 @@ from pyxos.server.client_command import ClientCommands
 from pyxos.server.connection_base import NOAUTH, Reply_, error, now_ms
 from pyxos.server.local_commands import LocalCommands
 from pyxos.server.multi import MultiCommands
-from pyxos.server.resp import ProtocolError, RequestParser
 
 if TYPE_CHECKING:
     from pyxos.server.redis_server import RedisServer

@@ -15,13 +15,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyxos.kv.commands import CommandSpec
-from pyxos.kv.reply import Reply, encode
+from pyxos.resp.replies import Reply, encode
 
 if TYPE_CHECKING:
+    from pyxos.resp.requests import RequestParser
     from pyxos.runtime.node import Node
     from pyxos.server.acl_check import Permissions
     from pyxos.server.redis_server import RedisServer
-    from pyxos.server.resp import RequestParser
 
 Reply_ = bytes | asyncio.Future[bytes] | Coroutine[Any, Any, bytes]
 """A reply ready now, one that a future will bring, or one a coroutine will compute."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyxos.runtime.node import Node
-    from pyxos.server.redis_server import RedisServer
+    from pyxos.server.port_state import ClientPort
 
 REDIS_VERSION = "7.0.15"
 """The Redis release whose command set and replies pyxos follows."""
@@ -66,7 +66,7 @@ def _total_memory() -> int:
         return 0
 
 
-def info_text(node: Node, server: RedisServer, sections: list[str]) -> str:
+def info_text(node: Node, server: ClientPort, sections: list[str]) -> str:
     """``field:value`` lines grouped under ``# Section`` headers, CRLF-separated."""
     wanted = {s.lower() for s in sections} or {"default"}
     order: tuple[str, ...] = _ALL if wanted & {"all", "everything"} else _DEFAULT
@@ -84,7 +84,7 @@ def info_text(node: Node, server: RedisServer, sections: list[str]) -> str:
     return "\r\n".join(out)
 
 
-def _server(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _server(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     address = server.address or (server.host, server.port)
     uptime = int(time.monotonic() - _STARTED)
     return [
@@ -112,7 +112,7 @@ def _server(node: Node, server: RedisServer, status: dict[str, object]) -> list[
     ]
 
 
-def _clients(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _clients(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     return [
         f"connected_clients:{server.client_count}",
         "cluster_connections:0",
@@ -123,7 +123,7 @@ def _clients(node: Node, server: RedisServer, status: dict[str, object]) -> list
     ]
 
 
-def _memory(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _memory(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     rss = _rss()
     peak = max(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     total = _total_memory()
@@ -145,7 +145,7 @@ def _memory(node: Node, server: RedisServer, status: dict[str, object]) -> list[
     ]
 
 
-def _persistence(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _persistence(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     # Every write is in the fsynced log before it is acknowledged: as AOF with
     # appendfsync always would be. Snapshots compact that log.
     return [
@@ -161,7 +161,7 @@ def _persistence(node: Node, server: RedisServer, status: dict[str, object]) -> 
     ]
 
 
-def _stats(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _stats(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     stats = server.stats
     return [
         f"total_connections_received:{stats.connections}",
@@ -177,13 +177,13 @@ def _stats(node: Node, server: RedisServer, status: dict[str, object]) -> list[s
     ]
 
 
-def _replication(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _replication(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     # Every pyxos node takes writes, so each reports itself a master with no replicas in
     # Redis's sense; the Paxos roles are in the paxos section.
     return ["role:master", "connected_slaves:0", "master_failover_state:no-failover"]
 
 
-def _cpu(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _cpu(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     t = os.times()
     return [
         f"used_cpu_sys:{t.system:.6f}",
@@ -193,19 +193,19 @@ def _cpu(node: Node, server: RedisServer, status: dict[str, object]) -> list[str
     ]
 
 
-def _modules(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _modules(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     return []
 
 
-def _errorstats(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _errorstats(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     return [f"errorstat_{code}:count={n}" for code, n in sorted(server.stats.error_codes.items())]
 
 
-def _cluster(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _cluster(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     return ["cluster_enabled:0"]
 
 
-def _commandstats(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _commandstats(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     stats = server.stats
     names = sorted(set(stats.calls) | set(stats.rejected))
     return [
@@ -215,14 +215,14 @@ def _commandstats(node: Node, server: RedisServer, status: dict[str, object]) ->
     ]
 
 
-def _keyspace(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _keyspace(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     return [
         f"db{index}:keys={keys},expires={expires},avg_ttl={avg}"
         for index, keys, expires, avg in server.kv.keyspace_info()
     ]
 
 
-def _paxos(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _paxos(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     return [
         f"node_id:{status['node_id']}",
         f"role:{status['role']}",
@@ -251,7 +251,7 @@ def _standing(status: dict[str, object]) -> list[str]:
     return lines
 
 
-def _digest(node: Node, server: RedisServer, status: dict[str, object]) -> list[str]:
+def _digest(node: Node, server: ClientPort, status: dict[str, object]) -> list[str]:
     # Not in "all": hashing the whole state is for convergence checks, not dashboards.
     return [f"applied_index:{status['applied_index']}", f"state_digest:{server.kv.digest()}"]
 

@@ -20,9 +20,9 @@ import os
 from collections.abc import Sequence
 
 from pyxos.kv import Classification, CommandKind, classify, encode_request
-from pyxos.kv.reply import ReplyDecodeError, split_array
 from pyxos.kv.resp3 import resp3_reply
 from pyxos.kv.transactions import NULL_ARRAY, select_index
+from pyxos.resp.replies import ReplyDecodeError, split_array
 from pyxos.server.connection_base import OK, ConnectionBase, Reply_, error, now_ms
 
 __all__ = ["MultiCommands"]

@@ -14,13 +14,13 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from pyxos.kv.acl import default_rules
 from pyxos.kv.commands import string2ll
 from pyxos.kv.glob import compile_pattern
-from pyxos.kv.reply import OK, ErrorReply, Reply, SimpleString, encode
-from pyxos.server.acl_commands import set_default_password
+from pyxos.resp.replies import OK, ErrorReply, Reply, SimpleString, encode
 
 if TYPE_CHECKING:
-    from pyxos.server.redis_server import RedisServer
+    from pyxos.server.port_state import ClientPort
 
 __all__ = ["RedisConfig"]
 
@@ -74,7 +74,7 @@ def _failed(name: str, why: str) -> ErrorReply:
 class RedisConfig:
     """The parameters of one node's client port."""
 
-    def __init__(self, server: RedisServer) -> None:
+    def __init__(self, server: ClientPort) -> None:
         self.server = server
 
     def values(self) -> dict[str, str]:
@@ -159,3 +159,11 @@ class RedisConfig:
         if name == "requirepass":
             return lambda: set_default_password(server, value or None)
         return None
+
+
+def set_default_password(server: ClientPort, password: bytes | None) -> None:
+    """CONFIG SET requirepass: this node's base ``default`` user gets the new password (a
+    ``default`` user set with ACL SETUSER is replicated and stays as it was set)."""
+    server.password = password or None
+    table = server.kv.acl
+    table.configure(table.catalog, {**table.base, b"default": default_rules(server.password)})

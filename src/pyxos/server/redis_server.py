@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from pyxos.kv import CommandKind, KVStateMachine
 from pyxos.kv.clock import leader_tick
@@ -34,51 +33,13 @@ from pyxos.server.connection import Connection
 from pyxos.server.connection_base import ConnectionBase, now_ms
 from pyxos.server.info import started_at
 from pyxos.server.listeners import client_refusals, guard_plain_port
+from pyxos.server.port_state import ServerLimits, ServerStats
 from pyxos.server.redis_config import RedisConfig
 from pyxos.transport.tls import TLSContexts, TLSListener
 
-__all__ = ["RedisServer", "ServerLimits", "ServerStats", "now_ms"]
+__all__ = ["RedisServer", "now_ms"]
 
 log = logging.getLogger("pyxos.server")
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLimits:
-    """Per-connection and per-server limits; each is answered with an error, not a crash."""
-
-    max_clients: int = 10_000
-    max_bulk_len: int = 64 * 1024 * 1024
-    max_args: int = 1024 * 1024
-    max_pipeline: int = 10_000
-    """Commands one connection may have in flight before the server stops reading it."""
-    timeout: float = 5.0
-    """How long a command may wait for a leader or for its slot before an error."""
-    expire_interval: float = 0.1
-    """How often the leader looks for keys whose time came, proposing a clock tick that
-    deletes them (so an idle cluster still expires keys)."""
-
-
-@dataclass
-class ServerStats:
-    """Counters for INFO stats, errorstats and commandstats (this node's clients)."""
-
-    connections: int = 0
-    calls: dict[str, int] = field(default_factory=dict)
-    rejected: dict[str, int] = field(default_factory=dict)
-    errors: int = 0
-    unexpected_errors: int = 0
-    error_codes: dict[str, int] = field(default_factory=dict)
-
-    def count_error(self, reply: bytes) -> None:
-        self.errors += 1
-        code = reply[1:].split(b" ", 1)[0].split(b"\r", 1)[0].decode("utf-8", "replace")
-        self.error_codes[code] = self.error_codes.get(code, 0) + 1
-
-    def reset(self) -> None:
-        self.calls.clear()
-        self.rejected.clear()
-        self.error_codes.clear()
-        self.errors = self.unexpected_errors = 0
 
 
 class RedisServer:

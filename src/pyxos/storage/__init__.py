@@ -20,11 +20,12 @@ from pyxos.storage.errors import (
     StaleSnapshotError,
     StorageError,
 )
+from pyxos.storage.incoming import FileIncomingSnapshot
 from pyxos.storage.interface import IncomingSnapshot, SnapshotReader, StorageBackend
 from pyxos.storage.lmdb_store import LmdbStorage
 from pyxos.storage.memory import MemoryIncomingSnapshot, MemorySnapshotReader, MemoryStorage
 from pyxos.storage.records import SnapshotInfo, engine_of
-from pyxos.storage.snapshots import CHUNK_SIZE, FileIncomingSnapshot, FileSnapshotReader
+from pyxos.storage.snapshots import CHUNK_SIZE, FileSnapshotReader
 from pyxos.storage.sqlite_store import SqliteStorage
 
 __all__ = [

@@ -39,6 +39,15 @@ class StaleSnapshotError(ValueError):
     """A snapshot that is not newer than the current one; nothing was changed."""
 
 
+def check_newer(last_slot: int, current: int) -> None:
+    """Refuse a snapshot through ``last_slot`` unless it is newer than the one through
+    ``current``: every way a snapshot arrives (saved, installed, received) obeys this."""
+    if last_slot <= current:
+        raise StaleSnapshotError(
+            f"snapshot through {last_slot} is not newer than the current one through {current}"
+        )
+
+
 class SnapshotVerifyError(ValueError):
     """An incoming snapshot failed its size or checksum check and was discarded.
 

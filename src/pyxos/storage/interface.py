@@ -8,10 +8,52 @@ swap the disk for a model that can lose unsynced writes on demand.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from pyxos.core.ready import HardState, Persist
 from pyxos.storage.records import SnapshotInfo
+
+
+class ClosesOnExit:
+    """``with thing:`` closes it on the way out: the context-manager half that every store,
+    snapshot reader and model of them shares."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SnapshotReaderBase(ClosesOnExit):
+    """What both snapshot readers (the file one and the in-memory model) share."""
+
+    __slots__ = ()
+    info: SnapshotInfo
+
+    @property
+    def size(self) -> int:
+        """Total bytes of the snapshot."""
+        return self.info.size
+
+    def _check_read(self, offset: int, n: int, *, closed: bool) -> None:
+        """Refuse a read after ``close``, one that starts outside the snapshot, or one that
+        asks for a negative length."""
+        if closed:
+            raise ValueError("snapshot reader is closed")
+        if not 0 <= offset <= self.info.size or n < 0:
+            raise ValueError(f"bad read({offset}, {n}) of a {self.info.size}-byte snapshot")
 
 
 class SnapshotReader(Protocol):

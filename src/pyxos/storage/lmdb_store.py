@@ -18,14 +18,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lmdb
 
 from pyxos.storage import snapshots as files
-from pyxos.storage.base import K_IDENTITY, Storage
+from pyxos.storage.base import Storage
+from pyxos.storage.datadir import K_IDENTITY, Transaction
 from pyxos.storage.errors import CorruptStorageError
 from pyxos.storage.records import ENCODER, ENGINE_MARKERS, Identity, key_slot, seal, slot_key
 
@@ -113,28 +114,19 @@ class LmdbStorage(Storage):
         with env.begin() as txn:
             return {bytes(k): bytes(v) for k, v in txn.cursor(db=self._meta)}
 
-    def _engine_commit(
-        self,
-        what: str,
-        *,
-        meta: Sequence[tuple[bytes, bytes]] = (),
-        rows: Sequence[tuple[int, bytes]] = (),
-        delete_through: int = 0,
-    ) -> None:
-        """One durable transaction: the sealed meta records and log rows given, then the
-        log through ``delete_through`` deleted."""
+    def _engine_commit(self, txn: Transaction) -> None:
         env = self._env_or_raise()
         meta_db, log_db = self._meta, self._log
 
-        def body(txn: lmdb.Transaction[Any]) -> None:
-            for key, value in meta:
-                txn.put(key, value, db=meta_db)
-            for slot, value in rows:
-                txn.put(slot_key(slot), value, db=log_db)
-            if delete_through > 0:
-                self._delete_through(txn, delete_through)
+        def body(t: lmdb.Transaction[Any]) -> None:
+            for key, value in txn.meta:
+                t.put(key, value, db=meta_db)
+            for slot, value in txn.rows:
+                t.put(slot_key(slot), value, db=log_db)
+            if txn.delete_through > 0:
+                self._delete_through(t, txn.delete_through)
 
-        self._commit(env, body, what)
+        self._commit(env, body, txn.what)
 
     def _engine_log(self, floor: int) -> list[tuple[int, bytes]]:
         """The sealed log records above ``floor``, in slot order."""

@@ -26,7 +26,6 @@ import random
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.messages import InstallSnapshot
@@ -36,8 +35,9 @@ from pyxos.storage.errors import (
     CorruptStorageError,
     FailureLatch,
     SnapshotVerifyError,
-    StaleSnapshotError,
+    check_newer,
 )
+from pyxos.storage.interface import ClosesOnExit, SnapshotReaderBase
 from pyxos.storage.records import IncomingRecord, SnapshotInfo, normalize_members
 from pyxos.storage.snapshots import chunk_skip, iter_chunks
 
@@ -55,40 +55,22 @@ def _info(snapshot: InstallSnapshot) -> SnapshotInfo:
     )
 
 
-class MemorySnapshotReader:
+class MemorySnapshotReader(SnapshotReaderBase):
     """Reads an in-memory snapshot; same contract as the file reader."""
 
     def __init__(self, snapshot: _Snapshot) -> None:
         self.info = snapshot.info
         self._data: bytes | None = snapshot.data
 
-    @property
-    def size(self) -> int:
-        """Total bytes."""
-        return self.info.size
-
     def read(self, offset: int, n: int) -> bytes:
         """Up to ``n`` bytes from ``offset``."""
-        if self._data is None:
-            raise ValueError("snapshot reader is closed")
-        if not 0 <= offset <= self.info.size or n < 0:
-            raise ValueError(f"bad read({offset}, {n}) of a {self.info.size}-byte snapshot")
+        self._check_read(offset, n, closed=self._data is None)
+        assert self._data is not None
         return self._data[offset : offset + n]
 
     def close(self) -> None:
         """Release the snapshot."""
         self._data = None
-
-    def __enter__(self) -> MemorySnapshotReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass(slots=True)
@@ -161,7 +143,7 @@ class MemoryIncomingSnapshot:
         self._partial = None
 
 
-class MemoryStorage:
+class MemoryStorage(ClosesOnExit):
     """A :class:`~pyxos.storage.interface.StorageBackend` in memory, for runtime tests."""
 
     def __init__(
@@ -290,11 +272,7 @@ class MemoryStorage:
 
     def _install(self, snapshot: InstallSnapshot) -> SnapshotInfo:
         self._latch.check()
-        if snapshot.last_slot <= self.snapshot_slot:
-            raise StaleSnapshotError(
-                f"snapshot through {snapshot.last_slot} is not newer than the current "
-                f"one through {self.snapshot_slot}"
-            )
+        check_newer(snapshot.last_slot, self.snapshot_slot)
         self._commit(plan_write(Persist(snapshot=snapshot), self.snapshot_slot))
         self._sync()
         return _info(snapshot)
@@ -308,11 +286,7 @@ class MemoryStorage:
     ) -> SnapshotInfo:
         """Same contract as :meth:`Storage.save_snapshot`."""
         self._latch.check()
-        if last_slot <= self.snapshot_slot:
-            raise StaleSnapshotError(
-                f"snapshot through {last_slot} is not newer than the current one through "
-                f"{self.snapshot_slot}"
-            )
+        check_newer(last_slot, self.snapshot_slot)
         blob = b"".join(bytes(chunk) for chunk in iter_chunks(data))
         return self._install(
             InstallSnapshot(0, last_slot, normalize_members(members), blob, ballot)
@@ -344,11 +318,7 @@ class MemoryStorage:
         self._latch.check()
         if size < 0:
             raise ValueError(f"negative snapshot size {size}")
-        if last_slot <= self.snapshot_slot:
-            raise StaleSnapshotError(
-                f"snapshot through {last_slot} is not newer than the current one through "
-                f"{self.snapshot_slot}"
-            )
+        check_newer(last_slot, self.snapshot_slot)
         key = (last_slot, normalize_members(members), size, checksum)
         if self._writer is not None:
             self._writer.close()
@@ -366,17 +336,6 @@ class MemoryStorage:
                 self._sync()
         finally:
             self._latch.closed = True
-
-    def __enter__(self) -> MemoryStorage:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 __all__ = ["MemoryIncomingSnapshot", "MemorySnapshotReader", "MemoryStorage"]

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
 
 from pyxos.storage import snapshots as files
-from pyxos.storage.base import K_IDENTITY, Storage
+from pyxos.storage.base import Storage
+from pyxos.storage.datadir import K_IDENTITY, Transaction
 from pyxos.storage.errors import CorruptStorageError, StorageError
 from pyxos.storage.records import ENCODER, ENGINE_MARKERS, Identity, seal
 
@@ -142,28 +142,21 @@ class SqliteStorage(Storage):
         except sqlite3.Error as exc:
             raise _classify(exc) from exc
 
-    def _engine_commit(
-        self,
-        what: str,
-        *,
-        meta: Sequence[tuple[bytes, bytes]] = (),
-        rows: Sequence[tuple[int, bytes]] = (),
-        delete_through: int = 0,
-    ) -> None:
+    def _engine_commit(self, txn: Transaction) -> None:
         db = self._db
         assert db is not None
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                if meta:
+                if txn.meta:
                     db.executemany(
                         "REPLACE INTO meta (k, v) VALUES (?, ?)",
-                        [(k.decode(), v) for k, v in meta],
+                        [(k.decode(), v) for k, v in txn.meta],
                     )
-                if rows:
-                    db.executemany("REPLACE INTO log (slot, v) VALUES (?, ?)", rows)
-                if delete_through > 0:
-                    db.execute("DELETE FROM log WHERE slot <= ?", (delete_through,))
+                if txn.rows:
+                    db.executemany("REPLACE INTO log (slot, v) VALUES (?, ?)", txn.rows)
+                if txn.delete_through > 0:
+                    db.execute("DELETE FROM log WHERE slot <= ?", (txn.delete_through,))
                 db.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced here
             except BaseException:
                 if db.in_transaction:
@@ -172,7 +165,7 @@ class SqliteStorage(Storage):
         except sqlite3.Error as exc:
             cause = _classify(exc)
             kind = CorruptStorageError if isinstance(cause, _Damaged) else StorageError
-            raise self._latch.fail(what, cause, kind) from exc
+            raise self._latch.fail(txn.what, cause, kind) from exc
         self._dirty = True
 
     def _engine_log(self, floor: int) -> list[tuple[int, bytes]]:

@@ -8,14 +8,15 @@ exactly once, with a reason that is logged and counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from pyxos.core.messages import Message
 from pyxos.transport.config import TransportConfig
-from pyxos.transport.framing import PING_FRAME, FrameReader
+from pyxos.transport.framing import PING_FRAME, ConnectionClosed, FrameError, FrameReader
 from pyxos.transport.handshake import HandshakeError, Identity
 from pyxos.transport.stats import PeerCounters
 
@@ -102,6 +103,18 @@ class Connection:
     def on_close(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (once) when the connection closes."""
         self._on_close.append(callback)
+
+    @contextlib.contextmanager
+    def closed_on_failure(self) -> Iterator[None]:
+        """Close with the reason when reading fails: bad framing, the peer's EOF, a reset."""
+        try:
+            yield
+        except FrameError as exc:
+            self.close(exc.reason, exc.detail)
+        except ConnectionClosed:
+            self.close("eof")
+        except ConnectionError as exc:
+            self.close("reset", str(exc))
 
     def close(self, reason: str, detail: str = "") -> None:
         """Close now, discarding unsent bytes; the first reason given is the one recorded.

@@ -237,12 +237,7 @@ class FrameReader:
             frames = self._cut()
             if frames:
                 return frames
-            data = await self._reader.read(self._read_size)
-            if not data:
-                if self._buf:
-                    raise FrameError("truncated_frame", f"EOF with {len(self._buf)} bytes pending")
-                raise ConnectionClosed
-            self._buf = self._buf + data if self._buf else data
+            await self._fill()
 
     async def read_frame(self) -> memoryview:
         """Exactly one frame; used during the handshake, where frames come one at a time.
@@ -262,9 +257,13 @@ class FrameReader:
                     frame = memoryview(buf)[PREFIX_SIZE:stop]
                     self._buf = buf[stop:]
                     return frame
-            data = await self._reader.read(self._read_size)
-            if not data:
-                if self._buf:
-                    raise FrameError("truncated_frame", f"EOF with {len(self._buf)} bytes pending")
-                raise ConnectionClosed
-            self._buf = self._buf + data if self._buf else data
+            await self._fill()
+
+    async def _fill(self) -> None:
+        """Read more bytes into the buffer; at EOF, a partial frame is a framing error."""
+        data = await self._reader.read(self._read_size)
+        if not data:
+            if self._buf:
+                raise FrameError("truncated_frame", f"EOF with {len(self._buf)} bytes pending")
+            raise ConnectionClosed
+        self._buf = self._buf + data if self._buf else data

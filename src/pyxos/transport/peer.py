@@ -19,7 +19,6 @@ from pyxos.transport.connection import Connection, Context
 from pyxos.transport.framing import (
     HANDSHAKE_MAX_FRAME,
     KIND_CONTROL,
-    ConnectionClosed,
     FrameError,
     FrameReader,
     Ping,
@@ -319,7 +318,7 @@ class OutboundPeer:
     async def _read(self, conn: Connection) -> None:
         """Read the listener's frames: only pings are expected, they prove it is alive."""
         ctx = self._ctx
-        try:
+        with conn.closed_on_failure():
             while not conn.is_closed:
                 frames = await conn.reader.read_frames()
                 now = ctx.clock()
@@ -328,9 +327,3 @@ class OutboundPeer:
                 for frame in frames:
                     if frame[0] != KIND_CONTROL or not isinstance(decode_control(frame[1:]), Ping):
                         raise FrameError("unexpected_frame", "only pings flow listener->dialer")
-        except FrameError as exc:
-            conn.close(exc.reason, exc.detail)
-        except ConnectionClosed:
-            conn.close("eof")
-        except ConnectionError as exc:
-            conn.close("reset", str(exc))

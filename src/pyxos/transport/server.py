@@ -5,7 +5,7 @@ connection it dialled itself, so the two directions between a pair of nodes are 
 and no tie-breaking between simultaneous dials is needed.
 
 Whatever arrives on the port, the handler closes that one connection with a logged reason
-and never lets an exception escape (DESIGN.md section 3, rule 6): the node keeps serving.
+and never lets an exception escape (docs/DESIGN.md section 3, rule 6): the node keeps serving.
 With TLS on, a connection whose TLS handshake fails (a foreign CA, an expired certificate,
 no certificate, plain text) is refused the same way, counted as ``tls``.
 """
@@ -21,7 +21,6 @@ from pyxos.transport.framing import (
     KIND_CONTROL,
     KIND_MESSAGE,
     Chunk,
-    ConnectionClosed,
     FrameError,
     FrameReader,
     Ping,
@@ -138,13 +137,8 @@ class Listener:
         self.connections[peer_id] = conn
         ctx.log.info("accepted inbound connection from node %d %s", peer_id, where)
         try:
-            await self._receive(conn)
-        except FrameError as exc:
-            conn.close(exc.reason, exc.detail)
-        except ConnectionClosed:
-            conn.close("eof")
-        except ConnectionError as exc:
-            conn.close("reset", str(exc))
+            with conn.closed_on_failure():
+                await self._receive(conn)
         finally:
             conn.close("shutdown")
             if self.connections.get(peer_id) is conn:

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pyxos.client import AsyncClient, ClientError, UnknownOutcomeError
-from pyxos.server.local_cluster import LocalCluster, find_base_port
+from pyxos.launch.local_cluster import LocalCluster, find_base_port
 
 T = TypeVar("T")
 

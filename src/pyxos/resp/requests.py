@@ -1,4 +1,4 @@
-"""RESP (Redis protocol) codec for the client port: an incremental request parser and replies.
+"""RESP requests: the sans-I/O parser of what clients send, and the encoder clients use.
 
 The parser is sans-I/O (h11 style): the connection handler feeds it whatever bytes ``recv``
 returned and gets back the complete commands, each an ``argv`` list of ``bytes``. It accepts
@@ -45,54 +45,20 @@ instead of refusing it, and cannot tell where an inline command starts after arr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from pyxos.kv.commands import string2ll
-from pyxos.kv.reply import (
-    CRLF,
-    NULL_RESP2,
-    NULL_RESP3,
-    OK,
-    ErrorReply,
-    Push,
-    Reply,
-    ReplyDecodeError,
-    SimpleString,
-    Verbatim,
-    decode_reply,
-    encode,
-    encode_resp2,
-    encode_resp3,
-    error,
-    to_resp3,
-)
+from pyxos.resp.inline import split_inline
+from pyxos.resp.integers import string2ll
+from pyxos.resp.replies import CRLF
 
 __all__ = [
-    "CRLF",
     "DEFAULT_MAX_ARGS",
     "DEFAULT_MAX_BULK_LEN",
     "DEFAULT_MAX_INLINE_LEN",
-    "NULL_RESP2",
-    "NULL_RESP3",
-    "OK",
-    "ErrorReply",
     "ProtocolError",
-    "Push",
-    "Reply",
-    "ReplyDecodeError",
     "RequestParser",
-    "SimpleString",
-    "Verbatim",
-    "decode_reply",
-    "encode",
     "encode_command",
-    "encode_resp2",
-    "encode_resp3",
-    "error",
-    "split_inline",
-    "to_resp3",
 ]
 
 DEFAULT_MAX_BULK_LEN = 512 * 1024 * 1024
@@ -131,89 +97,6 @@ class ProtocolError(Exception):
 
 def _err(detail: str) -> ProtocolError:
     return ProtocolError("ERR Protocol error: " + detail)
-
-
-# --- inline commands -------------------------------------------------------------------
-
-_SPLIT_SLOW = re.compile(rb"[\"'\x0b\x0c]")
-_HEX = b"0123456789abcdefABCDEF"
-_ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
-_TOKEN_END = frozenset(b" \n\r\t")
-_BLANKS = frozenset(b" \t\n\r\x0b\x0c")  # C isspace()
-
-
-def split_inline(line: bytes) -> list[bytes] | None:
-    """Split an inline command line like Redis's ``sdssplitargs``; ``None`` if quotes are
-    unbalanced (or a closing quote is not followed by a space).
-
-    Double quotes understand ``\\xHH``, ``\\n``, ``\\r``, ``\\t``, ``\\b``, ``\\a`` and ``\\c``
-    (a literal ``c``); single quotes only ``\\'``. A NUL byte ends the line, as it does for
-    the C code.
-    """
-    nul = line.find(b"\0")
-    if nul >= 0:
-        line = line[:nul]
-    if _SPLIT_SLOW.search(line) is None:
-        return line.split()  # same as sdssplitargs when no quotes, \v or \f are present
-    out: list[bytes] = []
-    n = len(line)
-    i = 0
-    while True:
-        while i < n and line[i] in _BLANKS:
-            i += 1
-        if i >= n:
-            return out
-        cur = bytearray()
-        inq = insq = False
-        while True:
-            c = line[i] if i < n else 0
-            if inq:
-                if (
-                    c == 0x5C
-                    and i + 3 < n
-                    and line[i + 1] == 0x78
-                    and line[i + 2] in _HEX
-                    and line[i + 3] in _HEX
-                ):
-                    cur.append(int(line[i + 2 : i + 4], 16))
-                    i += 3
-                elif c == 0x5C and i + 1 < n:
-                    i += 1
-                    cur.append(_ESCAPES.get(line[i], line[i]))
-                elif c == 0x22:
-                    if i + 1 < n and line[i + 1] not in _BLANKS:
-                        return None
-                    i += 1
-                    break
-                elif i >= n:
-                    return None
-                else:
-                    cur.append(c)
-            elif insq:
-                if c == 0x5C and i + 1 < n and line[i + 1] == 0x27:
-                    i += 1
-                    cur.append(0x27)
-                elif c == 0x27:
-                    if i + 1 < n and line[i + 1] not in _BLANKS:
-                        return None
-                    i += 1
-                    break
-                elif i >= n:
-                    return None
-                else:
-                    cur.append(c)
-            elif i >= n or c in _TOKEN_END:
-                if i < n:
-                    i += 1
-                break
-            elif c == 0x22:
-                inq = True
-            elif c == 0x27:
-                insq = True
-            else:
-                cur.append(c)
-            i += 1
-        out.append(bytes(cur))
 
 
 # --- the parser --------------------------------------------------------------------------

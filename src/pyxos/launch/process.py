@@ -2,7 +2,7 @@
 
 ``pyxos serve`` builds a :class:`ServeSettings` from flags and an optional TOML file and
 calls :func:`run`. SIGTERM and Ctrl-C stop it cleanly; SIGHUP re-reads the TLS files (see
-:mod:`pyxos.server.tls_settings`); a storage failure stops it with
+:mod:`pyxos.launch.tls_settings`); a storage failure stops it with
 exit status 3 (it must not keep serving on state it could not persist). Settings of the
 wrong type or out of range are refused by :meth:`ServeSettings.node_config` with a
 :class:`ConfigError` naming the setting; a node that cannot start (its port is taken, its
@@ -25,12 +25,13 @@ from typing import Any
 
 from pyxos.faults import BUGS, bug_named
 from pyxos.kv import KVStateMachine
+from pyxos.launch.tls_settings import TLS_SETTING_TYPES, check_tls, reload_tls, tls_contexts
 from pyxos.runtime.config import ConfigError, NodeConfig, parse_cluster
 from pyxos.runtime.node import Node
 from pyxos.server.acl_file import load_acl_file
 from pyxos.server.admin import AdminServer
-from pyxos.server.redis_server import RedisServer, ServerLimits
-from pyxos.server.tls_settings import TLS_SETTING_TYPES, check_tls, reload_tls, tls_contexts
+from pyxos.server.port_state import ServerLimits
+from pyxos.server.redis_server import RedisServer
 from pyxos.storage.errors import StorageError
 from pyxos.transport import TransportConfig
 from pyxos.transport.tls import TLSContexts

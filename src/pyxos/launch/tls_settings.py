@@ -18,14 +18,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pyxos.runtime.config import ConfigError
 from pyxos.transport.certnames import certificate_problem
 from pyxos.transport.tls import AUTH_CLIENTS, TLSConfigError, TLSContexts, TLSFiles
-
-if TYPE_CHECKING:
-    from pyxos.server.process import ServeSettings
 
 log = logging.getLogger("pyxos.serve")
 
@@ -44,12 +41,34 @@ MIN_TOKEN = 16
 EXPIRY_WARNING = dt.timedelta(days=30)
 
 
+class TLSServeSettings(Protocol):
+    """The settings of ``pyxos serve`` this module reads.
+
+    :class:`~pyxos.launch.process.ServeSettings` has them all; naming only these keeps this
+    module below the one that builds the process (no import back up to it).
+    """
+
+    id: int
+    port: int
+    admin: int | None
+    cluster_id: str
+    tls_port: int
+    tls_cert_file: str | None
+    tls_key_file: str | None
+    tls_key_file_pass: str | None
+    tls_ca_cert_file: str | None
+    tls_auth_clients: str
+    tls_cluster: str | bool
+    admin_tls: str | bool
+    admin_token: str | None
+
+
 def is_on(value: str | bool) -> bool:
     """``yes``/``true`` (Redis's spelling in flags, TOML's in files)."""
     return value is True or value == "yes"
 
 
-def check_tls(s: ServeSettings) -> None:
+def check_tls(s: TLSServeSettings) -> None:
     """Refuse TLS settings that cannot work together, naming them."""
     if s.tls_auth_clients not in AUTH_CLIENTS:
         raise ConfigError(
@@ -75,7 +94,7 @@ def check_tls(s: ServeSettings) -> None:
         raise ConfigError(f"admin_token must be at least {MIN_TOKEN} characters")
 
 
-def tls_contexts(s: ServeSettings, members: dict[int, tuple[str, int]]) -> TLSContexts | None:
+def tls_contexts(s: TLSServeSettings, members: dict[int, tuple[str, int]]) -> TLSContexts | None:
     """The node's TLS contexts for the ports that use TLS, or ``None`` when none does."""
     roles = tuple(
         role
@@ -135,7 +154,7 @@ def own_certificate_problem(
     return None
 
 
-def reload_tls(tls: TLSContexts, s: ServeSettings, members: dict[int, tuple[str, int]]) -> None:
+def reload_tls(tls: TLSContexts, s: TLSServeSettings, members: dict[int, tuple[str, int]]) -> None:
     """SIGHUP: re-read the TLS files; on any problem keep the current ones and say why."""
     problem = own_certificate_problem(
         tls.files.cert_file, s.id, members, s.cluster_id, "peer" in tls.roles

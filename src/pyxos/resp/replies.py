@@ -1,9 +1,9 @@
 """Protocol-neutral reply values and their RESP2 / RESP3 encodings.
 
-Why this lives in ``kv`` and not in ``server``: the replicated state machine must return
-RESP bytes from ``apply`` (the server writes them straight to the client), and ``kv`` sits
-below ``server`` in the layering (dependencies point down only). ``pyxos.server.resp``
-re-exports everything here, so server code never needs to know.
+Why this lives in :mod:`pyxos.resp`, below ``kv``, ``server`` and ``client``: the replicated
+state machine must return RESP bytes from ``apply`` (the server writes them straight to the
+client), the server encodes its own replies, and the client decodes them, so the codec is
+one module they all import and that imports none of them.
 
 A reply is built from plain Python values, so handlers stay readable and one value can be
 encoded for either protocol version:
