@@ -18,9 +18,9 @@ import math
 from collections.abc import Sequence
 from fractions import Fraction
 
-from pyxos.kv.commands import LLONG_MAX
 from pyxos.kv.longdouble import parse_ld
 from pyxos.kv.values import NULL_ARRAY, ListValue, TypedKeyspace, ZSet
+from pyxos.resp.integers import LLONG_MAX
 from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["BlockingPops", "parse_timeout"]

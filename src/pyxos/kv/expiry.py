@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyxos.kv.commands import LLONG_MAX, LLONG_MIN, string2ll
 from pyxos.kv.errors import ERR_NOT_INTEGER, expire_time_error
 from pyxos.kv.keyspace import Keyspace
+from pyxos.resp.integers import LLONG_MAX, LLONG_MIN, string2ll
 from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["ExpiryCommands"]

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 
-from pyxos.kv.commands import LLONG_MAX, LLONG_MIN, arity_error, string2ll
+from pyxos.kv.commands import arity_error
 from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_OVERFLOW, ERR_SYNTAX
 from pyxos.kv.keys import parse_cursor
 from pyxos.kv.longdouble import add_ld, format_ld, parse_ld
 from pyxos.kv.subscan import scan_container
 from pyxos.kv.values import ERR_NOT_FLOAT, Hash, TypedKeyspace, encoding_name
+from pyxos.resp.integers import LLONG_MAX, LLONG_MIN, string2ll
 from pyxos.resp.replies import OK, ErrorReply, Reply
 
 __all__ = ["HashCommands"]

@@ -9,10 +9,10 @@ import itertools
 from collections.abc import Sequence
 
 from pyxos.kv.blocking_pops import parse_timeout
-from pyxos.kv.commands import LLONG_MIN, string2ll
 from pyxos.kv.errors import ERR_NO_SUCH_KEY, ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.sets import ERR_POSITIVE
 from pyxos.kv.values import NULL_ARRAY, ListValue, TypedKeyspace
+from pyxos.resp.integers import LLONG_MIN, string2ll
 from pyxos.resp.replies import OK, ErrorReply, Reply
 
 __all__ = ["ListCommands"]

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyxos.kv.commands import LLONG_MAX, string2ll
 from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.keys import parse_cursor
 from pyxos.kv.subscan import scan_container
 from pyxos.kv.values import SetValue, TypedKeyspace, encoding_name, is_intset
+from pyxos.resp.integers import LLONG_MAX, string2ll
 from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["SetCommands", "ordered_members"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 
-from pyxos.kv.commands import LLONG_MAX, LLONG_MIN, string2ll
 from pyxos.kv.errors import (
     ERR_DECR_OVERFLOW,
     ERR_NOT_FLOAT,
@@ -28,6 +27,7 @@ from pyxos.kv.keyspace import Keyspace
 from pyxos.kv.lcs import lcs
 from pyxos.kv.longdouble import add_ld, format_ld, parse_ld
 from pyxos.kv.values import WrongTypeError, as_string
+from pyxos.resp.integers import LLONG_MAX, LLONG_MIN, string2ll
 from pyxos.resp.replies import OK, ErrorReply, Reply
 
 __all__ = ["StringCommands", "parse_expire_option"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pyxos.kv.commands import LLONG_MAX, string2ll
 from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.keys import parse_cursor
 from pyxos.kv.sets import ERR_POSITIVE, ERR_RAND_RANGE
@@ -27,6 +26,7 @@ from pyxos.kv.values import (
     parse_double,
 )
 from pyxos.kv.zset_ranges import ZRangeCommands
+from pyxos.resp.integers import LLONG_MAX, string2ll
 from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["ZSetCommands"]
