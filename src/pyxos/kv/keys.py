@@ -24,7 +24,7 @@ from pyxos.kv.errors import (
 )
 from pyxos.kv.glob import compile_pattern
 from pyxos.kv.keyspace import NUM_DBS, Keyspace
-from pyxos.kv.scan import ScanIndex
+from pyxos.kv.scan import ScanIndex, scan_options
 from pyxos.kv.values import (
     Hash,
     ListValue,
@@ -138,24 +138,10 @@ class KeyCommands(Keyspace):
         cursor = parse_cursor(argv[1])
         if cursor is None:
             return ERR_INVALID_CURSOR
-        count, pattern, wanted_type = 10, None, None
-        i = 2
-        while i < len(argv):
-            opt = argv[i].lower()
-            if opt == b"count" and i + 1 < len(argv):
-                n = string2ll(argv[i + 1])
-                if n is None:
-                    return ERR_NOT_INTEGER
-                if n < 1:
-                    return ERR_SYNTAX
-                count = n
-            elif opt == b"match" and i + 1 < len(argv):
-                pattern = argv[i + 1]
-            elif opt == b"type" and i + 1 < len(argv):
-                wanted_type = argv[i + 1].lower()
-            else:
-                return ERR_SYNTAX
-            i += 2
+        options = scan_options(argv, 2, with_type=True)
+        if isinstance(options, ErrorReply):
+            return options
+        count, pattern, wanted_type = options
         db = self.db
         if db.scan is None or db.scan.stale(len(db.data)):
             db.scan = ScanIndex(db.data)

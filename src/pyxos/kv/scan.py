@@ -23,9 +23,39 @@ from __future__ import annotations
 
 import bisect
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-__all__ = ["ScanIndex", "scan_hash"]
+from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
+from pyxos.resp.integers import string2ll
+from pyxos.resp.replies import ErrorReply
+
+__all__ = ["ScanIndex", "scan_hash", "scan_options"]
+
+
+def scan_options(
+    argv: Sequence[bytes], start: int, *, with_type: bool
+) -> tuple[int, bytes | None, bytes | None] | ErrorReply:
+    """The options after a cursor, parsed as Redis parses them for SCAN (``with_type``) and
+    for HSCAN, SSCAN and ZSCAN: ``(count, pattern, type)`` or the error to reply."""
+    count, pattern, wanted_type = 10, None, None
+    i = start
+    while i < len(argv):
+        opt = argv[i].lower()
+        if opt == b"count" and i + 1 < len(argv):
+            n = string2ll(argv[i + 1])
+            if n is None:
+                return ERR_NOT_INTEGER
+            if n < 1:
+                return ERR_SYNTAX
+            count = n
+        elif opt == b"match" and i + 1 < len(argv):
+            pattern = argv[i + 1]
+        elif with_type and opt == b"type" and i + 1 < len(argv):
+            wanted_type = argv[i + 1].lower()
+        else:
+            return ERR_SYNTAX
+        i += 2
+    return count, pattern, wanted_type
 
 
 def scan_hash(key: bytes) -> int:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 
-from pyxos.kv.commands import string2ll
-from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.glob import compile_pattern
-from pyxos.resp.replies import Reply
+from pyxos.kv.scan import scan_options
+from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["SMALL", "scan_container"]
 
@@ -35,23 +34,10 @@ def scan_container(
     """One call of a container scan: parse ``MATCH``/``COUNT`` (from argv[3]) and return
     ``[next cursor, items]``. ``emit(element, out)`` appends an element's reply items (the
     field and value, the member and score, or the member)."""
-    count = 10
-    pattern = None
-    i = 3
-    while i < len(argv):
-        opt = argv[i].lower()
-        if opt == b"count" and i + 1 < len(argv):
-            n = string2ll(argv[i + 1])
-            if n is None:
-                return ERR_NOT_INTEGER
-            if n < 1:
-                return ERR_SYNTAX
-            count = n
-        elif opt == b"match" and i + 1 < len(argv):
-            pattern = argv[i + 1]
-        else:
-            return ERR_SYNTAX
-        i += 2
+    options = scan_options(argv, 3, with_type=False)
+    if isinstance(options, ErrorReply):
+        return options
+    count, pattern, _ = options
     match = compile_pattern(pattern) if pattern is not None and pattern != b"*" else None
     out: list[Reply] = []
     if small:
