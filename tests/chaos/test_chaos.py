@@ -91,7 +91,9 @@ def test_packet_loss_scenario_passes() -> None:
 @pytest.mark.parametrize(
     ("bug", "nemesis", "pace"),
     [
-        ("stale-reads", ("partition",), 1.0),
+        # A stale read shows only when a client reads a key on the cut-off node after the
+        # majority changed it; twice as many partitions make that near certain in a run.
+        ("stale-reads", ("partition",), 0.5),
         # Skipping re-proposals loses a write only when the new leader does not know it was
         # chosen. Followers learn commits within a round trip, so one killed leader rarely
         # shows it; a whole-cluster crash always does (the commit index is written lazily),
