@@ -72,7 +72,11 @@ class Persist:
     superseded: int | None = None
     """The older incarnation of this node that a peer holds, when it turns learner."""
     registry: dict[int, int] = field(default_factory=dict)
-    """Peers' data-dir incarnations recorded for the first time: node -> incarnation."""
+    """Peers' data-dir incarnations to record: node -> incarnation, where ``0`` forgets
+    the node's entry (it was added to the cluster again, and registers anew)."""
+    membership: bytes | None = None
+    """The cluster's membership history, whole (:mod:`pyxos.core.membership`), written
+    when a chosen change is learned; a later one replaces it."""
     must_sync: bool = False
 
     def empty(self) -> bool:
@@ -85,6 +89,7 @@ class Persist:
             and self.compact_through is None
             and self.standing is None
             and not self.registry
+            and self.membership is None
         )
 
     def merge(self, later: Persist) -> None:
@@ -107,8 +112,9 @@ class Persist:
         if later.standing is not None:
             self.standing = later.standing
             self.superseded = later.superseded
-        for node, incarnation in later.registry.items():
-            self.registry.setdefault(node, incarnation)
+        self.registry.update(later.registry)
+        if later.membership is not None:
+            self.membership = later.membership
         self.must_sync |= later.must_sync
 
 
@@ -152,6 +158,9 @@ class HardState:
     registry: dict[int, int] = field(default_factory=dict)
     """Peers' incarnations this node recorded (see :class:`~pyxos.core.messages.Join`)."""
     superseded: int | None = None
+    membership: bytes | None = None
+    """The membership history last written (``None``: the founding one, from the
+    command line), replayed forward over the recovered log."""
 
     @classmethod
     def fresh(cls, incarnation: int) -> HardState:

@@ -241,6 +241,7 @@ class Replica(ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMixin, JoiningMixi
             or persist.snapshot is not None
             or persist.standing is not None
             or persist.registry
+            or persist.membership is not None
         ):
             persist.must_sync = True
         out.self_accepts, self._self_accepts = self._self_accepts, []
