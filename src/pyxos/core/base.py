@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.bugs import NO_BUGS, ProtocolBugs
 from pyxos.core.config import Config
+from pyxos.core.membership import MARK, History, as_change
 from pyxos.core.messages import Message, Promise, SlotValue, Value
 from pyxos.core.options import Options, Rng, Role
-from pyxos.core.progress import Inflight, PeerProgress
+from pyxos.core.progress import Inflight, PeerProgress, ReadRound
 from pyxos.core.ready import HardState, Ready, Standing
-
-if TYPE_CHECKING:
-    from pyxos.core.reads import ReadRound
 
 
 class ReplicaBase:
@@ -37,13 +35,9 @@ class ReplicaBase:
         state: HardState | None = None,
         bugs: ProtocolBugs = NO_BUGS,
     ) -> None:
-        if node_id not in config.members:
-            raise ValueError(f"node {node_id} is not a member of {config.members}")
         self.id = node_id
-        self.config = config
         self.options = options or Options()
         self._rng = rng
-        self._peers = config.peers_of(node_id)
         self.bugs = bugs
         """Deliberate bugs (tests only; see :mod:`pyxos.core.bugs`)."""
 
@@ -70,9 +64,28 @@ class ReplicaBase:
         self.coverage: Counter[str] = Counter()
         """How often each notable path ran: the simulator checks that every one is
         reached, and the runtime exports them as metrics."""
+        self._out = Ready()
+        """Output being assembled for the next Ready."""
+        if state is not None and state.membership is not None:
+            self.history = History.decode(state.membership)
+        else:
+            self.history = History.founding(config, self.options.change_delay)
+            self._out.persist.membership = self.history.encode()
+        """Every configuration still in force (:mod:`pyxos.core.membership`)."""
+        if node_id not in self.history.everyone(1):
+            raise ValueError(f"node {node_id} is not a member of {self.history.latest.ids}")
+        self.config: Config = self.history.at(1).config()
+        """The configuration of the next slot to be chosen (``commit_index + 1``)."""
+        self._peers: tuple[int, ...] = ()
+        """Every other member of a configuration in force: whom to send the log to."""
+        self._members: frozenset[int] = frozenset()
+        self._epoch_configs: dict[int, Config] = {}
+        self._ahead: list[Config] = []
+        """The configuration of every epoch from the next slot on (a quorum of each)."""
+        self.removed: str | None = None
+        """Why this node no longer belongs to the cluster, once it knows it."""
         if state is not None:
             self._restore(state)
-        self._advance_commit()
         self.max_seen: Ballot = self.promised
 
         # Role state.
@@ -94,6 +107,7 @@ class ReplicaBase:
         self._quorum_elapsed = 0
         self._join_acks: set[int] = set()
         self._join_elapsed = 0
+        self._not_member_told: dict[int, int] = {}
 
         # Leader state.
         self.next_slot = self.max_slot + 1
@@ -108,12 +122,27 @@ class ReplicaBase:
         self._read_queue: ReadRound | None = None
         self._forward_reads: list[int] = []
         self._acked_read_seq = -1
+        self._found: dict[int, Value] = {}
+        """Values phase 1 found above the slots the leader may propose in yet."""
+        self._found_top = 0
+        self._covered: set[int] = set()
+        """Versions of the epochs whose quorum promised this leader's ballot."""
+        self._extending: dict[int, dict[int, Promise]] = {}
+        """Epoch version -> the promises of its voters, while phase 1 runs again for it."""
+        self._extend_tick = 0
+        self._queued_change: tuple[Value, int, int] | None = None
+        """A change for this leader to propose next: (value, token, node that asked)."""
+        self._transfer: tuple[int, int, bool] | None = None
+        """Leader transfer under way: (target, deadline tick, TimeoutNow sent)."""
 
-        # Output being assembled for the next Ready.
-        self._out = Ready()
         self._self_accepts: list[tuple[Ballot, int]] = []
         self._self_promise: Ballot | None = None
         self._outstanding: Ready | None = None
+
+        # The membership the recovered log implies (changes after the history written).
+        self._learn_changes(self.snapshot_slot + 1, self.commit_index)
+        self._refresh_membership()
+        self._advance_commit()
 
     def _restore(self, state: HardState) -> None:
         self.standing = state.standing
@@ -169,6 +198,104 @@ class ReplicaBase:
         if c != start:
             self.commit_index = c
             self._out.persist.commit_index = c
+            self._learn_changes(start + 1, c)
+            if len(self.history.epochs) > 1:
+                self._refresh_membership()
+
+    # ------------------------------------------------------------------ membership
+
+    def _learn_changes(self, first: int, last: int) -> None:
+        """Apply, in log order, the membership changes chosen in ``first .. last``."""
+        log = self.log
+        grew = False
+        for slot in range(first, last + 1):
+            entry = log.get(slot)
+            if entry is None:
+                continue
+            value = entry.value
+            if len(value) != 2 or value[0] != MARK:
+                continue
+            change = as_change(value)
+            if change is None:
+                continue
+            history, error = self.history.apply(slot, change)
+            self._out.changes.append((slot, change, error))
+            if history is not self.history:
+                self.history = history
+                grew = True
+                if change.kind == "add" and change.node != self.id:
+                    # A new member of that id registers anew (its data dir is new).
+                    self.registry.pop(change.node, None)
+                    self._out.persist.registry[change.node] = 0
+        if grew:
+            self._history_grew()
+
+    def _adopt_history(self, history: History) -> None:
+        """A newer history from a snapshot (it covers changes compacted away)."""
+        if history.version > self.history.version:
+            self.history = history
+            self._history_grew()
+
+    def _history_grew(self) -> None:
+        self.history = self.history.trim(self.commit_index)
+        self._out.persist.membership = self.history.encode()
+        for start in (e.start for e in self.history.epochs if e.version not in self._covered):
+            # Phase 1 of this ballot said nothing of that configuration's slots.
+            self._found = {s: v for s, v in self._found.items() if s < start}
+            self._found_top = min(self._found_top, start - 1)
+        self._refresh_membership()
+
+    def _refresh_membership(self) -> None:
+        """The configuration of the next slot, and whom to talk to, after the commit index
+        or the history moved."""
+        history = self.history
+        nxt = self.commit_index + 1
+        if len(history.epochs) > 1:
+            trimmed = history.trim(self.commit_index)
+            if trimmed is not history:
+                self.history = history = trimmed
+                self._out.persist.membership = history.encode()
+        self.config = history.at(nxt).config()
+        self._ahead = [e.config() for e in history.governing(nxt, 1 << 62)]
+        everyone = history.everyone(nxt)
+        self._members = frozenset(everyone)
+        self._peers = tuple(p for p in everyone if p != self.id)
+        if self.id not in everyone and self.removed is None:
+            self.removed = (
+                f"node {self.id} was removed from the cluster (membership version "
+                f"{history.version}); start it again only with an empty data dir, once "
+                f"it has been added back"
+            )
+            self._out.removed = self.removed
+            if self.role is not Role.FOLLOWER:
+                self._become_follower(None)
+        if self.role is Role.LEADER:
+            for p in self._peers:
+                self._progress.setdefault(p, PeerProgress())
+            for p in [p for p in self._progress if p not in self._members]:
+                del self._progress[p]
+
+    def _config_of(self, slot: int) -> Config:
+        """The configuration that decides ``slot`` (its quorums count the acceptances)."""
+        epochs = self.history.epochs
+        if len(epochs) == 1:
+            return self.config
+        epoch = self.history.at(slot)
+        config = self._epoch_configs.get(epoch.version)
+        if config is None:
+            config = self._epoch_configs[epoch.version] = epoch.config()
+        return config
+
+    def _votes_in_all(self, voters: set[int], phase: int) -> bool:
+        """Whether ``voters`` hold a quorum of every configuration from the next slot on."""
+        if phase == 1:
+            return all(c.is_phase1_quorum(voters) for c in self._ahead)
+        return all(c.is_phase2_quorum(voters) for c in self._ahead)
+
+    @property
+    def votes_here(self) -> bool:
+        """Whether this node is a voter of the next slot's configuration (may campaign)."""
+        return self.id in self.config.members and self.removed is None
 
     def _send(self, dst: int, message: Message) -> None:
         self._out.messages.append((dst, message))

@@ -17,11 +17,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The voting members and the quorum sizes for both phases."""
+    """The voting members, the quorum sizes for both phases, and the non-voting learners."""
 
     members: tuple[int, ...]
     q1: int = 0
     q2: int = 0
+    learners: tuple[int, ...] = ()
+    """Nodes that receive the log and serve reads but count in no quorum."""
 
     def __post_init__(self) -> None:
         n = len(self.members)
@@ -38,10 +40,15 @@ class Config:
             raise ConfigError(f"quorum sizes must be between 1 and {n}")
         if q1 + q2 <= n:
             raise ConfigError(f"q1 + q2 must exceed {n} so that quorums intersect")
+        if set(self.learners) & set(self.members) or len(set(self.learners)) != len(
+            self.learners
+        ):
+            raise ConfigError("a learner must not also be a voter, nor be listed twice")
         # Frozen dataclass: store the resolved sizes through object.__setattr__.
         object.__setattr__(self, "members", tuple(sorted(self.members)))
         object.__setattr__(self, "q1", q1)
         object.__setattr__(self, "q2", q2)
+        object.__setattr__(self, "learners", tuple(sorted(self.learners)))
 
     @classmethod
     def of(cls, members: Iterable[int]) -> Config:
@@ -67,6 +74,10 @@ class Config:
         peers = len(self.members) - 1
         return peers // 2 + 1 if peers else 0
 
+    def members_majority(self) -> int:
+        """The majority of the voters (the quorum size unless set otherwise)."""
+        return len(self.members) // 2 + 1
+
     def peers_of(self, node: int) -> tuple[int, ...]:
-        """Every member except ``node``."""
-        return tuple(m for m in self.members if m != node)
+        """Every voter and learner except ``node``."""
+        return tuple(sorted(m for m in (*self.members, *self.learners) if m != node))

@@ -76,6 +76,9 @@ class Promise(msgspec.Struct, frozen=True, tag="p1b", array_like=True):
     accepted: tuple[SlotValue, ...]
     commit_index: int
     snapshot_slot: int
+    first_slot: int = 0
+    """The ``first_slot`` of the Prepare answered: a leader running phase 1 again for a
+    new configuration tells its answers from those of its election."""
 
 
 class Propose(msgspec.Struct, frozen=True, tag="p2a", array_like=True):
@@ -197,6 +200,9 @@ class InstallSnapshot(msgspec.Struct, frozen=True, tag="snap", array_like=True):
     members: tuple[int, ...]
     data: bytes
     ballot: Ballot = ZERO
+    membership: bytes = b""
+    """The sender's membership history (:mod:`pyxos.core.membership`), encoded: the
+    configurations of the slots after the snapshot may depend on compacted changes."""
 
 
 class SnapshotChunk(msgspec.Struct, frozen=True, tag="snc", array_like=True):
@@ -215,6 +221,8 @@ class SnapshotChunk(msgspec.Struct, frozen=True, tag="snc", array_like=True):
     data: bytes
     ballot: Ballot = ZERO
     """The snapshot's promise floor (see :class:`InstallSnapshot`)."""
+    membership: bytes = b""
+    """As in :class:`InstallSnapshot`."""
 
 
 class SnapshotChunkAck(msgspec.Struct, frozen=True, tag="snca", array_like=True):
@@ -240,6 +248,10 @@ class Join(msgspec.Struct, frozen=True, tag="join", array_like=True):
 
     src: int
     incarnation: int
+    since: int = 0
+    """The slot that added the asker to the cluster (0: a founding member). A peer
+    answers only once it knows that membership, so that it has forgotten the
+    registration of any earlier member of that id."""
 
 
 class JoinReply(msgspec.Struct, frozen=True, tag="joinr", array_like=True):
@@ -250,6 +262,38 @@ class JoinReply(msgspec.Struct, frozen=True, tag="joinr", array_like=True):
     incarnation: int
     granted: bool
     known: int
+
+
+class TimeoutNow(msgspec.Struct, frozen=True, tag="tnow", array_like=True):
+    """Leader transfer: the leader saw the receiver caught up; it campaigns at once."""
+
+    src: int
+    ballot: Ballot
+
+
+class ChangeRequest(msgspec.Struct, frozen=True, tag="chq", array_like=True):
+    """A membership change (encoded :class:`~pyxos.core.membership.Change`) for the
+    leader to propose; also a leader transfer when ``transfer_to`` is set."""
+
+    src: int
+    change: bytes
+    transfer_to: int = 0
+    token: int = 0
+
+
+class ChangeReply(msgspec.Struct, frozen=True, tag="chr", array_like=True):
+    """The leader refused request ``token`` at once, for ``error``."""
+
+    src: int
+    token: int
+    error: str
+
+
+class NotMember(msgspec.Struct, frozen=True, tag="nmem", array_like=True):
+    """The receiver is not a member of the sender's membership ``version``: removed."""
+
+    src: int
+    version: int
 
 
 Message = (
@@ -272,6 +316,10 @@ Message = (
     | SnapshotChunkAck
     | Join
     | JoinReply
+    | TimeoutNow
+    | ChangeRequest
+    | ChangeReply
+    | NotMember
 )
 """The tagged union the transport encodes and decodes."""
 

@@ -47,6 +47,12 @@ class Options:
     """Most slots in one catch-up message."""
     max_promise_entries: int = 4096
     """A promise omits chosen slots beyond this many; the candidate catches up instead."""
+    change_delay: int = 32
+    """A membership change chosen in slot ``i`` governs slots from ``i + change_delay``
+    (and a leader keeps at most this many slots open). Recorded when the cluster is
+    founded: every node of a cluster uses the founding value, whatever it is given later."""
+    transfer_ticks: int = 30
+    """How long a leader transfer may take before the leader gives up and goes on."""
 
     def __post_init__(self) -> None:
         if self.election_ticks < 2 or self.heartbeat_ticks < 1:
@@ -57,6 +63,8 @@ class Options:
             raise ValueError("window, max_batch_commands and catchup_batch must be >= 1")
         if self.busy_batch < 1:
             raise ValueError("busy_batch must be >= 1")
+        if self.change_delay < 1:
+            raise ValueError("change_delay must be >= 1")
 
 
 COVERAGE_POINTS = (

@@ -10,21 +10,12 @@ and serve locally once they applied through it (etcd's ``read_only.go``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from pyxos.core.base import ReplicaBase
 from pyxos.core.messages import ReadIndexReply, ReadIndexRequest
 from pyxos.core.options import Role
+from pyxos.core.progress import ReadRound
 
-
-@dataclass(slots=True)
-class ReadRound:
-    """Reads waiting for a quorum to confirm heartbeat round ``seq``."""
-
-    seq: int
-    index: int
-    local: list[int] = field(default_factory=list)
-    remote: dict[int, list[int]] = field(default_factory=dict)
+__all__ = ["ReadRound", "ReadsMixin"]
 
 
 class ReadsMixin(ReplicaBase):
@@ -60,7 +51,7 @@ class ReadsMixin(ReplicaBase):
             confirmed = {self.id} | {
                 p for p, pr in self._progress.items() if pr.read_seq >= round_.seq
             }
-            if not self.config.is_phase2_quorum(confirmed):
+            if not self._votes_in_all(confirmed, 2):
                 return
             # A new leader serves no read until everything phase 1 found is chosen:
             # otherwise a value chosen by its predecessor could be missing (a stale read).

@@ -29,6 +29,7 @@ import enum
 from dataclasses import dataclass, field
 
 from pyxos.core.ballot import ZERO, Ballot
+from pyxos.core.membership import Change
 from pyxos.core.messages import InstallSnapshot, Message, SlotValue, Value
 
 
@@ -136,6 +137,12 @@ class Ready:
     """The core's own: slots this node accepted in the batch, counted at ``persisted``."""
     self_promise: Ballot | None = None
     """The core's own: this candidate's promise to itself, counted at ``persisted``."""
+    changes: list[tuple[int, Change, str | None]] = field(default_factory=list)
+    """Membership changes learned chosen: (slot, change, why it did not apply or None)."""
+    change_errors: list[tuple[int, str]] = field(default_factory=list)
+    """(token, error): a membership change or leader transfer asked for here was refused."""
+    removed: str | None = None
+    """Set once: this node learned it is no longer a member (the driver stops it)."""
 
 
 @dataclass(slots=True)
