@@ -165,3 +165,37 @@ def test_sync_failure_is_sticky(harness: Harness, monkeypatch: pytest.MonkeyPatc
     assert store.failed
     with pytest.raises(StorageError, match="failed earlier"):
         store.load()
+
+
+def test_the_membership_history_is_kept_and_replaced_whole(harness: Harness) -> None:
+    store = harness.store
+    assert store.load()[0].membership is None  # never written: the founding one
+    store.write(Persist(entries=[entry(1)], membership=b"history one", must_sync=True))
+    state, _ = harness.restart().load()
+    assert (state.membership, [e.slot for e in state.entries]) == (b"history one", [1])
+    harness.store.write(Persist(promised=Ballot(3, 1), must_sync=True))  # None: kept
+    assert harness.restart().load()[0].membership == b"history one"
+    harness.store.write(Persist(membership=b"two", must_sync=True))  # shorter: no leftovers
+    assert harness.restart().load()[0].membership == b"two"
+    harness.store.write(Persist(membership=b"", must_sync=True))  # empty is a value, not None
+    assert harness.restart().load()[0].membership == b""
+
+
+def test_a_membership_alone_is_a_write_of_its_own(harness: Harness) -> None:
+    store = harness.store
+    store.write(Persist(membership=b"m"))  # no sync asked: committed, synced at close
+    assert store.load()[0].membership == b"m"
+    assert harness.restart().load()[0].membership == b"m"
+
+
+def test_a_registration_overwrites_and_zero_forgets(harness: Harness) -> None:
+    store = harness.store
+    store.write(Persist(registry={2: 22, 3: 33, 4: 44}, must_sync=True))
+    store.write(Persist(registry={2: 99, 3: 0, 5: 0}, must_sync=True))  # 5: nothing to forget
+    assert store.load()[0].registry == {2: 99, 4: 44}
+    state, _ = harness.restart().load()
+    assert state.registry == {2: 99, 4: 44}
+    harness.store.write(Persist(registry={3: 77, 2: 0, 4: 0}, must_sync=True))
+    assert harness.restart().load()[0].registry == {3: 77}
+    harness.store.write(Persist(registry={3: 0}, must_sync=True))
+    assert harness.restart().load()[0].registry == {}

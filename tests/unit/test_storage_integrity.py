@@ -21,6 +21,7 @@ from pyxos.storage import (
     Storage,
     open_storage,
 )
+from pyxos.storage.datadir import K_MEMBERSHIP, K_REGISTRY, Transaction
 
 MEMBERS = (1, 2, 3)
 MARKER = b"integrity-marker-0123456789"
@@ -104,12 +105,54 @@ def test_standing_and_registry_survive_a_restart(engine: str, tmp_path: Path) ->
     with open_(engine, tmp_path / "d") as store:
         state, _ = store.load()
     assert state.standing is Standing.VOTER
-    assert state.registry == {2: 22, 3: 33, 4: 44}  # the first registration stands
+    assert state.registry == {2: 99, 3: 33, 4: 44}  # a later registration overwrites
+    with open_(engine, tmp_path / "d") as store:
+        store.write(Persist(registry={3: 0}, must_sync=True))  # forgotten
+    with open_(engine, tmp_path / "d") as store:
+        assert store.load()[0].registry == {2: 99, 4: 44}
     with open_(engine, tmp_path / "d") as store:
         store.write(Persist(standing=Standing.LEARNER, superseded=0xABC, must_sync=True))
     with open_(engine, tmp_path / "d") as store:
         state, _ = store.load()
     assert (state.standing, state.superseded) == (Standing.LEARNER, 0xABC)
+
+
+def test_a_flipped_byte_in_the_membership_history_is_found(engine: str, tmp_path: Path) -> None:
+    history = b"membership-history-" + MARKER
+    with open_(engine, tmp_path / "d") as store:
+        _write_some(store)
+        store.write(Persist(membership=history, must_sync=True))
+        data_file = store.data_file
+    with open_(engine, tmp_path / "d") as store:
+        assert store.load()[0].membership == history  # as written, before the flip
+    _flip(data_file, b"membership-history-")
+    with open_(engine, tmp_path / "d") as store:
+        with pytest.raises(CorruptStorageError) as caught:
+            store.load()
+        assert store.failed  # sticky: the node must not go on with this state
+    message = str(caught.value)
+    assert str(data_file) in message and "membership" in message and "checksum" in message
+
+
+def test_the_membership_history_is_in_the_batchs_transaction(
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_(engine, tmp_path / "d") as store:
+        committed: list[Transaction] = []
+        commit = store._engine_commit
+
+        def recording(txn: Transaction) -> None:
+            committed.append(txn)
+            commit(txn)
+
+        monkeypatch.setattr(store, "_engine_commit", recording)
+        entries = [SlotValue(1, Ballot(2, 1), (b"a",))]
+        store.write(Persist(entries=entries, registry={2: 5}, membership=b"m", must_sync=True))
+        (txn,) = committed
+        assert [slot for slot, _ in txn.rows] == [1]
+        assert {K_MEMBERSHIP, K_REGISTRY} <= {key for key, _ in txn.meta}
+        store.write(Persist(promised=Ballot(3, 1), must_sync=True))
+        assert K_MEMBERSHIP not in {key for key, _ in committed[-1].meta}  # None: untouched
 
 
 def test_a_snapshot_raises_the_recovered_promise_to_its_floor(engine: str, tmp_path: Path) -> None:

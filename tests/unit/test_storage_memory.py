@@ -130,3 +130,15 @@ def test_prefix_crash_state_is_one_of_the_prefixes(
     commit = store.load()[0].commit_index
     # The survivor is the last write of some prefix: synced, or some unsynced one.
     assert commit in possible
+
+
+def test_a_crash_keeps_the_membership_history_with_its_batch_or_loses_both() -> None:
+    outcomes = set()
+    for seed in range(100):
+        store = MemoryStorage()
+        store.write(Persist(entries=[entry(1)], registry={3: 7}, membership=b"old", must_sync=True))
+        store.write(Persist(entries=[entry(2)], registry={3: 0}, membership=b"new"))
+        store.crash(random.Random(seed))
+        state, _ = store.load()
+        outcomes.add((state.membership, len(state.entries), tuple(state.registry.items())))
+    assert outcomes == {(b"old", 1, ((3, 7),)), (b"new", 2, ())}

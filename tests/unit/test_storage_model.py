@@ -31,6 +31,8 @@ class Model:
     log: dict[int, SlotValue] = field(default_factory=dict)
     commit_index: int = 0
     snapshot: tuple[int, tuple[int, ...], bytes] | None = None
+    registry: dict[int, int] = field(default_factory=dict)
+    membership: bytes | None = None
 
     @property
     def floor(self) -> int:
@@ -55,6 +57,13 @@ class Model:
             self.install(p.snapshot.last_slot, p.snapshot.members, p.snapshot.data)
         if p.compact_through is not None:
             self.compact(p.compact_through)
+        for node, incarnation in p.registry.items():
+            if incarnation:
+                self.registry[node] = incarnation
+            else:
+                self.registry.pop(node, None)
+        if p.membership is not None:
+            self.membership = p.membership
 
     def contiguous(self) -> int:
         """The highest commit index a correct core could write now."""
@@ -71,6 +80,8 @@ class Model:
             self.commit_index,
             floor,
             self.snapshot[1] if self.snapshot else None,
+            registry=dict(self.registry),
+            membership=self.membership,
         )
 
 
@@ -98,6 +109,8 @@ def persist_for(draw: st.DrawFn, model: Model) -> Persist:
         promised=draw(st.none() | ballots),
         entries=entries,
         snapshot=snapshot,
+        registry=draw(st.dictionaries(st.integers(2, 4), st.integers(0, 3), max_size=2)),
+        membership=draw(st.none() | st.binary(max_size=16)),
         must_sync=draw(st.booleans()),
     )
     # What the model would hold after this batch, to pick a commit index that is valid.

@@ -8,8 +8,10 @@ Layout of a data dir::
 
 The meta records are the identity (cluster id, node id, members, format, incarnation),
 ``promised``, the commit index, the current snapshot's record, this node's standing
-(voter, joining or learner) and the registry of its peers' incarnations. Every record is
-sealed with a checksum (:func:`pyxos.storage.records.seal`), checked at load.
+(voter, joining or learner), the registry of its peers' incarnations and the cluster's
+membership history (opaque bytes the core encodes, replaced whole by the batch that
+carries a new one). Every record is sealed with a checksum
+(:func:`pyxos.storage.records.seal`), checked at load.
 
 :class:`Storage` is everything engine-neutral, in three layers of one class: the data dir,
 its lock, identity, engine hooks and sticky failures (:mod:`pyxos.storage.datadir`); snapshot
@@ -36,9 +38,10 @@ from pyxos.core.ballot import ZERO
 from pyxos.core.messages import SlotValue
 from pyxos.core.ready import HardState, Persist, Standing
 from pyxos.storage import snapshots as files
-from pyxos.storage.batch import WritePlan, plan_write
+from pyxos.storage.batch import WritePlan, plan_write, update_registry
 from pyxos.storage.datadir import (
     K_COMMIT,
+    K_MEMBERSHIP,
     K_PROMISED,
     K_REGISTRY,
     K_SNAPSHOT,
@@ -105,8 +108,10 @@ class Storage(SnapshotStore):
         """Write one batch of the core's state changes in ONE transaction, then sync once.
 
         In order: ``promised``; the entries (upserted, except those the snapshot covers);
-        the commit index; the snapshot's meta record; deletion of every log record at or
-        below ``compact_through`` (and below a newly installed snapshot). Then exactly one
+        the commit index; the snapshot's meta record; the standing, the registry (a node's
+        later incarnation overwrites its entry, ``0`` deletes it) and the membership history
+        (replaced whole, if given); deletion of every log record at or below
+        ``compact_through`` (and below a newly installed snapshot). Then exactly one
         ``env.sync`` if ``persist.must_sync``, so the driver may send the messages that
         depend on the batch as soon as this returns.
 
@@ -177,11 +182,12 @@ class Storage(SnapshotStore):
             out.append((K_STANDING, seal(K_STANDING, encode(record))))
         if plan.registry:
             merged = dict(self._registry)
-            for node, incarnation in plan.registry.items():
-                merged.setdefault(node, incarnation)
+            update_registry(merged, plan.registry)
             if merged != self._registry:
                 self._registry = merged
                 out.append((K_REGISTRY, seal(K_REGISTRY, encode(merged))))
+        if plan.membership is not None:
+            out.append((K_MEMBERSHIP, seal(K_MEMBERSHIP, plan.membership)))
         return out
 
     # ------------------------------------------------------------------ reading
@@ -210,6 +216,7 @@ class Storage(SnapshotStore):
                     commit_index = decode_u64(raw) if raw is not None else 0
                     raw = self._record(K_STANDING)
                     standing = STANDING_DECODER.decode(raw) if raw is not None else None
+                    membership = self._record(K_MEMBERSHIP)
                     decode = ENTRY_DECODER.decode
                     entries: list[SlotValue] = [
                         decode(unseal(slot_key(slot), v, where))
@@ -245,5 +252,6 @@ class Storage(SnapshotStore):
             incarnation=self.incarnation,
             registry=dict(self._registry),
             superseded=standing.superseded if standing else None,
+            membership=membership,
         )
         return state, snapshot

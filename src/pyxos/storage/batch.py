@@ -4,7 +4,9 @@
 in one transaction, by the rules every store shares: a snapshot counts only if it is
 newer than the current one; entries at or below the (new) snapshot are moot; compaction
 may not reach past the snapshot (the log below would be lost with nothing covering it);
-a newer snapshot compacts everything it covers; registrations only add.
+a newer snapshot compacts everything it covers; a registration overwrites the node's
+entry and incarnation ``0`` deletes it; a membership history, when given, replaces the
+stored one whole.
 
 The real engines carry a plan out in one transaction; :class:`DurableImage`, a plain
 in-memory picture of a data dir, applies it to dictionaries, for the model store, the
@@ -36,11 +38,25 @@ class WritePlan:
     """Delete every log record at or below this slot (0: none)."""
     standing: tuple[Standing, int | None] | None
     registry: dict[int, int]
+    """Node -> incarnation to record, overwriting; ``0`` deletes the node's entry."""
+    membership: bytes | None
+    """The membership history to store in place of the old one (``None``: keep it)."""
 
     @property
     def floor(self) -> int:
         """The snapshot slot after this batch (``None`` snapshot: unchanged, so 0 here)."""
         return self.snapshot.last_slot if self.snapshot is not None else 0
+
+
+def update_registry(registry: dict[int, int], changes: dict[int, int]) -> None:
+    """Apply a batch's registrations to ``registry`` in place: a later incarnation
+    overwrites the node's entry, ``0`` forgets it (the node was added to the cluster
+    again, and registers anew)."""
+    for node, incarnation in changes.items():
+        if incarnation == 0:
+            registry.pop(node, None)
+        else:
+            registry[node] = incarnation
 
 
 def plan_write(persist: Persist, snapshot_slot: int) -> WritePlan:
@@ -64,6 +80,7 @@ def plan_write(persist: Persist, snapshot_slot: int) -> WritePlan:
         delete_through=max(through or 0, snap.last_slot if snap is not None else 0),
         standing=(standing, persist.superseded) if standing is not None else None,
         registry=dict(persist.registry),
+        membership=persist.membership,
     )
 
 
@@ -79,6 +96,8 @@ class DurableImage:
     """The current snapshot (its ``data`` and promise floor ``ballot``)."""
     standing: tuple[Standing, int | None] = (Standing.JOINING, None)
     registry: dict[int, int] = field(default_factory=dict)
+    membership: bytes | None = None
+    """The membership history last written (``None``: never written)."""
 
     @property
     def snapshot_slot(self) -> int:
@@ -91,8 +110,9 @@ class DurableImage:
     def apply(self, plan: WritePlan) -> None:
         if plan.standing is not None:
             self.standing = plan.standing
-        for node, incarnation in plan.registry.items():
-            self.registry.setdefault(node, incarnation)
+        update_registry(self.registry, plan.registry)
+        if plan.membership is not None:
+            self.membership = plan.membership
         if plan.promised is not None:
             self.promised = plan.promised
         for entry in plan.entries:
@@ -119,6 +139,7 @@ class DurableImage:
             self.snapshot,
             self.standing,
             dict(self.registry),
+            self.membership,
         )
 
     def recover(self) -> HardState:
@@ -143,4 +164,5 @@ class DurableImage:
             incarnation=self.incarnation,
             registry=dict(self.registry),
             superseded=self.standing[1],
+            membership=self.membership,
         )

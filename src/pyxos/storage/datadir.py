@@ -45,6 +45,7 @@ from pyxos.storage.records import (
 __all__ = [
     "K_COMMIT",
     "K_IDENTITY",
+    "K_MEMBERSHIP",
     "K_PROMISED",
     "K_REGISTRY",
     "K_SNAPSHOT",
@@ -67,6 +68,8 @@ K_COMMIT = b"commit_index"
 K_SNAPSHOT = b"snapshot"
 K_STANDING = b"standing"
 K_REGISTRY = b"registry"
+K_MEMBERSHIP = b"membership"
+"""The core's membership history, as the core encoded it (the payload is those bytes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,7 @@ class DataDir(ClosesOnExit):
         self._lock_fd: int | None = None
         self._meta_records: dict[bytes, bytes] = {}
         self._registry: dict[int, int] = {}
-        """Peers' incarnations recorded here (merged, rewritten whole: it is tiny)."""
+        """Peers' incarnations recorded here (updated, rewritten whole: it is tiny)."""
         self.incarnation = 0
         """This data dir's random identity (``Identity.incarnation``)."""
         wanted = normalize_members(members) if members is not None else None
