@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.base import ReplicaBase
+from pyxos.core.membership import History
 from pyxos.core.messages import (
     Accepted,
     Chosen,
@@ -58,7 +59,9 @@ class AcceptorMixin(ReplicaBase):
             # do not hold. Say nothing: it never gathers a quorum with our vote.
             self.coverage["propose_conflicts_chosen"] += 1
         elif self.voter:
-            self._send_persisted(m.src, Accepted(self.id, m.ballot, m.first_slot, last))
+            first = max(m.first_slot, self.member_since)
+            if first <= last:
+                self._send_persisted(m.src, Accepted(self.id, m.ballot, first, last))
         self._learn_commit(m.ballot, m.commit_index)
 
     def _reject(self, dst: int, ballot: Ballot) -> None:
@@ -78,10 +81,12 @@ class AcceptorMixin(ReplicaBase):
             # A bare commit notice (same heartbeat round, nothing missing here) needs no
             # answer; a new round (reads, liveness) or a gap to fill does.
             self._acked_read_seq = m.read_seq
-            self._send(m.src, self._commit_ack(m.ballot, m.read_seq))
+            self._send(m.src, self._commit_ack(m.ballot, m.read_seq, m.commit_index))
 
-    def _commit_ack(self, ballot: Ballot, read_seq: int) -> CommitAck:
-        return CommitAck(self.id, ballot, self.commit_index, read_seq, self.voter)
+    def _commit_ack(self, ballot: Ballot, read_seq: int, leader_commit: int = -1) -> CommitAck:
+        # Our promise vouches for a leader only in slots where this id is us.
+        voter = self.voter and leader_commit + 1 >= self.member_since
+        return CommitAck(self.id, ballot, self.commit_index, read_seq, voter)
 
     def _follow(self, leader: int, ballot: Ballot) -> None:
         """A leader with a ballot at least our promise is alive: follow it."""
@@ -158,7 +163,7 @@ class AcceptorMixin(ReplicaBase):
             self._leader_contact = 0
             # Acknowledge at once so the leader streams the next batch without waiting
             # for a heartbeat.
-            self._send(m.src, self._commit_ack(m.ballot, 0))
+            self._send(m.src, self._commit_ack(m.ballot, 0, m.commit_index))
 
     def _trust_chosen(self, m: Chosen) -> None:
         """The planted bug: learn ``m`` whoever sent it and whatever our role, under the
@@ -202,4 +207,9 @@ class AcceptorMixin(ReplicaBase):
         self._out.persist.compact_through = m.last_slot
         # Entries already queued for writing at or below the snapshot are now moot.
         self._out.persist.entries = [e for e in self._out.persist.entries if e.slot > m.last_slot]
+        if m.membership:
+            # The changes the snapshot covers are compacted away: its history carries them.
+            self._adopt_history(History.decode(m.membership))
+        elif len(self.history.epochs) > 1:
+            self._refresh_membership()
         self._advance_commit()

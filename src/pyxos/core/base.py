@@ -11,7 +11,6 @@ slot, advancing the commit index, falling back to follower. The role modules
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import TYPE_CHECKING
 
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.bugs import NO_BUGS, ProtocolBugs
@@ -79,11 +78,18 @@ class ReplicaBase:
         self._peers: tuple[int, ...] = ()
         """Every other member of a configuration in force: whom to send the log to."""
         self._members: frozenset[int] = frozenset()
+        self._refused: frozenset[int] = frozenset()
+        """Removed nodes no configuration in force lists: their messages are refused."""
         self._epoch_configs: dict[int, Config] = {}
         self._ahead: list[Config] = []
         """The configuration of every epoch from the next slot on (a quorum of each)."""
         self.removed: str | None = None
-        """Why this node no longer belongs to the cluster, once it knows it."""
+        """Why this node no longer belongs to the cluster, once a member told it so."""
+        self.leaving = False
+        """Its own log says a change removed it: it campaigns no more, but goes on
+        answering as an acceptor of the slots before the change, until a member of the
+        new configuration says it is no member (peers that have not learned the change
+        may still need its vote to learn it)."""
         if state is not None:
             self._restore(state)
         self.max_seen: Ballot = self.promised
@@ -132,8 +138,9 @@ class ReplicaBase:
         self._extend_tick = 0
         self._queued_change: tuple[Value, int, int] | None = None
         """A change for this leader to propose next: (value, token, node that asked)."""
-        self._transfer: tuple[int, int, bool] | None = None
-        """Leader transfer under way: (target, deadline tick, TimeoutNow sent)."""
+        self._transfer: tuple[int, int, bool, int, int] | None = None
+        """Leader transfer under way: (target, deadline tick, TimeoutNow sent, token,
+        node that asked)."""
 
         self._self_accepts: list[tuple[Ballot, int]] = []
         self._self_promise: Ballot | None = None
@@ -244,6 +251,8 @@ class ReplicaBase:
             self._found = {s: v for s, v in self._found.items() if s < start}
             self._found_top = min(self._found_top, start - 1)
         self._refresh_membership()
+        if self.role is Role.LEADER:
+            self._start_extensions()
 
     def _refresh_membership(self) -> None:
         """The configuration of the next slot, and whom to talk to, after the commit index
@@ -259,15 +268,13 @@ class ReplicaBase:
         self._ahead = [e.config() for e in history.governing(nxt, 1 << 62)]
         everyone = history.everyone(nxt)
         self._members = frozenset(everyone)
+        self._refused = frozenset(history.gone) - self._members
         self._peers = tuple(p for p in everyone if p != self.id)
-        if self.id not in everyone and self.removed is None:
-            self.removed = (
-                f"node {self.id} was removed from the cluster (membership version "
-                f"{history.version}); start it again only with an empty data dir, once "
-                f"it has been added back"
-            )
-            self._out.removed = self.removed
-            if self.role is not Role.FOLLOWER:
+        self.leaving = self.id not in everyone
+        if self.role is not Role.FOLLOWER and self.id not in self.config.members:
+            if self.role is Role.LEADER:
+                self._step_aside()
+            else:
                 self._become_follower(None)
         if self.role is Role.LEADER:
             for p in self._peers:
@@ -293,9 +300,17 @@ class ReplicaBase:
         return all(c.is_phase2_quorum(voters) for c in self._ahead)
 
     @property
+    def member_since(self) -> int:
+        """The slot that added this node (0: founding). Below it, this id belonged to an
+        earlier member whose promises this data dir never held: it votes in no slot
+        there."""
+        me = self.history.latest.member(self.id)
+        return me.since if me is not None else 0
+
+    @property
     def votes_here(self) -> bool:
         """Whether this node is a voter of the next slot's configuration (may campaign)."""
-        return self.id in self.config.members and self.removed is None
+        return self.id in self.config.members and not self.leaving and self.removed is None
 
     def _send(self, dst: int, message: Message) -> None:
         self._out.messages.append((dst, message))
@@ -323,9 +338,37 @@ class ReplicaBase:
         self._timeout = self._draw_timeout()
         if was_leader:
             self._fail_reads()
+            self._found.clear()
+            self._found_top = 0
+            self._covered.clear()
+            self._extending.clear()
+            queued, self._queued_change = self._queued_change, None
+            if queued is not None:
+                self._refuse(queued[2], queued[1], "leadership changed; retry")
+            transfer, self._transfer = self._transfer, None
+            if transfer is not None and transfer[0] != leader:
+                self._refuse(transfer[4], transfer[3], "leadership changed; retry")
             # Commands proposed in slots stay in the log; a later leader decides them.
             self._inflight.clear()
             self._progress.clear()
+
+    def _phase1_values_from(self, first: int, promises: list[Promise]) -> dict[int, SlotValue]:
+        """Per slot from ``first``: the value known chosen, else the one accepted at the
+        highest ballot, among our own log and ``promises`` (an election's, or a leader's
+        phase 1 again for a new configuration)."""
+        merged: dict[int, SlotValue] = {}
+        for slot in range(first, self.max_slot + 1):
+            own = self.log.get(slot)
+            if own is not None:
+                merged[slot] = own
+        for promise in promises:
+            for sv in promise.accepted:
+                if sv.slot < first:
+                    continue
+                best = merged.get(sv.slot)
+                if best is None or (not best.chosen and (sv.chosen or sv.ballot > best.ballot)):
+                    merged[sv.slot] = sv
+        return merged
 
     # ------------------------------------------------------------------ across roles
     # Each is defined by the role module named; declared here so every module can call
@@ -344,4 +387,28 @@ class ReplicaBase:
         raise NotImplementedError
 
     def _propose_run(self, values: list[Value]) -> None:  # leader
+        raise NotImplementedError
+
+    def _start_campaign(self) -> None:  # election
+        raise NotImplementedError
+
+    def _step_aside(self) -> None:  # reconfig
+        raise NotImplementedError
+
+    def _check_proposable(self, first: int, count: int) -> None:  # reconfig
+        raise NotImplementedError
+
+    def _tick_membership(self) -> None:  # reconfig
+        raise NotImplementedError
+
+    def _proposable_until(self) -> int:  # reconfig
+        raise NotImplementedError
+
+    def _propose_found(self) -> None:  # reconfig
+        raise NotImplementedError
+
+    def _start_extensions(self) -> None:  # reconfig
+        raise NotImplementedError
+
+    def _refuse(self, origin: int, token: int, error: str) -> None:  # reconfig
         raise NotImplementedError

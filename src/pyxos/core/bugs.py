@@ -28,6 +28,9 @@ class ProtocolBugs:
     """Hand chosen slots to the state machine in reverse order."""
     ack_before_fsync: bool = False
     """The driver lets Promises and Accepteds leave before their write is durable."""
+    skip_config_prepare: bool = False
+    """A leader proposes in the slots of a configuration made while it leads without
+    first running phase 1 with a quorum of that configuration."""
 
     @property
     def any(self) -> bool:

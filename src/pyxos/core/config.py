@@ -40,9 +40,7 @@ class Config:
             raise ConfigError(f"quorum sizes must be between 1 and {n}")
         if q1 + q2 <= n:
             raise ConfigError(f"q1 + q2 must exceed {n} so that quorums intersect")
-        if set(self.learners) & set(self.members) or len(set(self.learners)) != len(
-            self.learners
-        ):
+        if set(self.learners) & set(self.members) or len(set(self.learners)) != len(self.learners):
             raise ConfigError("a learner must not also be a voter, nor be listed twice")
         # Frozen dataclass: store the resolved sizes through object.__setattr__.
         object.__setattr__(self, "members", tuple(sorted(self.members)))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyxos.core.ballot import Ballot
+from pyxos.core.membership import Change
 from pyxos.core.messages import InstallSnapshot, Message, Value
 from pyxos.core.ready import Persist, Ready
 from pyxos.core.replica import InvariantViolation, Replica
@@ -45,6 +46,11 @@ class Work:
     snapshots_to_send: list[int] = field(default_factory=list)
     self_accepts: list[tuple[Ballot, int]] = field(default_factory=list)
     """Our own acceptances that became durable (and now count): for observers."""
+    changes: list[tuple[int, Change, str | None]] = field(default_factory=list)
+    """Membership changes learned chosen (see :class:`~pyxos.core.ready.Ready`)."""
+    change_errors: list[tuple[int, str]] = field(default_factory=list)
+    removed: str | None = None
+    """This node is no longer a member: stop it, saying this."""
 
 
 class Driver:
@@ -82,6 +88,9 @@ class Driver:
             reads=ready.reads,
             failed_reads=ready.failed_reads,
             snapshots_to_send=ready.snapshots_to_send,
+            changes=ready.changes,
+            change_errors=ready.change_errors,
+            removed=ready.removed,
         )
         if replica.bugs.ack_before_fsync:
             # The planted bug: promise what is not yet on disk.

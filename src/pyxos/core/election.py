@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pyxos.core.base import ReplicaBase
 from pyxos.core.messages import (
-    NOOP,
     Prepare,
     PreVote,
     PreVoteReply,
@@ -47,7 +46,7 @@ class ElectionMixin(ReplicaBase):
         self._prevote = self.max_seen.successor(self.id)
         for peer in self._peers:
             self._send(peer, PreVote(self.id, self._prevote))
-        if self.config.is_phase1_quorum(self._votes):
+        if self._votes_in_all(self._votes, 1):
             self._start_campaign()
 
     def _start_campaign(self) -> None:
@@ -81,7 +80,7 @@ class ElectionMixin(ReplicaBase):
         if not m.granted or m.ballot != self._prevote:
             return
         self._votes.add(m.src)
-        if self.config.is_phase1_quorum(self._votes):
+        if self._votes_in_all(self._votes, 1):
             self._start_campaign()
 
     def _note_prevote_reply(self, m: PreVoteReply) -> None:
@@ -92,8 +91,10 @@ class ElectionMixin(ReplicaBase):
 
     def _on_prepare(self, m: Prepare) -> None:
         self._see(m.ballot)
-        if not self.voter:
-            return  # promises nothing: its state may be missing what it once promised
+        if not self.voter or m.first_slot < self.member_since:
+            # Promises nothing: its state may be missing what it once promised, or (below
+            # the slot that added it) what an earlier member of its id promised.
+            return
         if m.ballot < self.promised:
             self._send(m.src, Reject(self.id, m.ballot, self.promised))
             return
@@ -109,7 +110,7 @@ class ElectionMixin(ReplicaBase):
             self.coverage["promise_omits_chosen"] += 1
         first = max(m.first_slot, omitted + 1)
         accepted = tuple(self.log[s] for s in range(first, self.max_slot + 1) if s in self.log)
-        promise = Promise(self.id, m.ballot, accepted, self.commit_index, omitted)
+        promise = Promise(self.id, m.ballot, accepted, self.commit_index, omitted, m.first_slot)
         self._send_persisted(m.src, promise)
 
     def _on_promise(self, m: Promise) -> None:
@@ -120,7 +121,7 @@ class ElectionMixin(ReplicaBase):
         self._maybe_lead()
 
     def _maybe_lead(self) -> None:
-        if not self.config.is_phase1_quorum(self._votes) or self.id not in self._votes:
+        if not self._votes_in_all(self._votes, 1) or self.id not in self._votes:
             return
         first = self.commit_index + 1
         behind = [p for p in self._promises.values() if p.snapshot_slot >= first]
@@ -140,26 +141,18 @@ class ElectionMixin(ReplicaBase):
             self.coverage["holes_filled_with_noops"] += 1
         self._become_leader()
         self._phase1_end = top
-        values = [merged[s].value if s in merged else NOOP for s in range(first, top + 1)]
+        # The election covers the configurations known now; what it found above the
+        # slots this leader may propose in yet waits (``reconfig``).
+        self._covered = {e.version for e in self.history.governing(first, 1 << 62)}
+        self._found = {s: sv.value for s, sv in merged.items()}
+        self._found_top = top
         self.next_slot = first
-        self._propose_run(values)
+        self._propose_found()
 
     def _phase1_values(self, first: int) -> dict[int, SlotValue]:
         """Per slot from ``first``: the value known chosen, else the one accepted at the
         highest ballot, among our own log and the promises of our phase-1 quorum."""
-        merged: dict[int, SlotValue] = {}
-        for slot in range(first, self.max_slot + 1):
-            own = self.log.get(slot)
-            if own is not None:
-                merged[slot] = own
-        for promise in self._promises.values():
-            for sv in promise.accepted:
-                if sv.slot < first:
-                    continue
-                best = merged.get(sv.slot)
-                if best is None or (not best.chosen and (sv.chosen or sv.ballot > best.ballot)):
-                    merged[sv.slot] = sv
-        return merged
+        return self._phase1_values_from(first, list(self._promises.values()))
 
     def _become_leader(self) -> None:
         self.role = Role.LEADER
@@ -173,6 +166,11 @@ class ElectionMixin(ReplicaBase):
         self._quorum_elapsed = 0
         self._leader_contact = 0
         self._progress = {p: PeerProgress() for p in self._peers}
+        self._found.clear()
+        self._found_top = 0
+        self._covered.clear()
+        self._extending.clear()
+        self._transfer = None
         self._read_rounds.clear()
         self._read_queue = None
         self._broadcast_commit()

@@ -24,15 +24,34 @@ class JoiningMixin(ReplicaBase):
     def _ask_to_join(self) -> None:
         """Ask every peer that has not yet answered to register our data dir."""
         self._join_elapsed = 0
-        if len(self._join_acks) >= self.config.registration_quorum():
+        if len(self._join_acks) >= self._registration_need():
             self._become_voter()
             return
         self.coverage["join_sent"] += 1
-        for peer in self._peers:
+        me = self.history.latest.member(self.id)
+        join = Join(self.id, self.incarnation, me.since if me is not None else 0)
+        for peer in self._registrars():
             if peer not in self._join_acks:
-                self._send(peer, Join(self.id, self.incarnation))
+                self._send(peer, join)
+
+    def _registrars(self) -> tuple[int, ...]:
+        """Who registers this member's data dirs: the voters when it was added, but us."""
+        me = self.history.latest.member(self.id)
+        registrars = me.registrars if me is not None else self.config.members
+        return tuple(p for p in registrars if p != self.id)
+
+    def _registration_need(self) -> int:
+        """More than half of the registrars other than this node (see
+        :meth:`~pyxos.core.config.Config.registration_quorum`)."""
+        others = len(self._registrars())
+        return others // 2 + 1 if others else 0
 
     def _on_join(self, m: Join) -> None:
+        member = self.history.latest.member(m.src)
+        if member is None or member.since != m.since:
+            # We do not know that member (yet): an earlier one of that id may still be
+            # registered here. Say nothing; it asks again.
+            return
         known = self.registry.get(m.src)
         if known is None:
             # Recorded durably before the grant leaves (a persisted message).
@@ -57,8 +76,9 @@ class JoiningMixin(ReplicaBase):
             self._out.persist.standing = Standing.LEARNER
             self._out.persist.superseded = m.known
             return
-        self._join_acks.add(m.src)
-        if len(self._join_acks) >= self.config.registration_quorum():
+        if m.src in self._registrars():
+            self._join_acks.add(m.src)
+        if len(self._join_acks) >= self._registration_need():
             self._become_voter()
 
     def _become_voter(self) -> None:

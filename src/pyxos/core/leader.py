@@ -37,7 +37,7 @@ class LeaderMixin(ReplicaBase):
         if self._quorum_elapsed >= self.options.election_ticks:
             # Check quorum: a leader that has not heard from a quorum steps down, so that
             # clients on its side of a partition are not told it still leads.
-            if not self.config.is_phase2_quorum(self._heard):
+            if not self._votes_in_all(self._heard, 2):
                 self.coverage["check_quorum_steps_down"] += 1
                 self._become_follower(None)
                 return
@@ -46,6 +46,7 @@ class LeaderMixin(ReplicaBase):
         if self._heartbeat_elapsed >= self.options.heartbeat_ticks:
             self._broadcast_commit()
         self._retransmit()
+        self._tick_membership()
 
     def _broadcast_commit(self) -> None:
         self._heartbeat_elapsed = 0
@@ -70,6 +71,10 @@ class LeaderMixin(ReplicaBase):
 
     def _may_open_slot(self, in_flight: int) -> bool:
         """Whether the leader may propose pending commands in one more slot now."""
+        if self._transfer is not None or self.next_slot <= self._found_top:
+            return False  # handing off; or what phase 1 found goes first
+        if self.commit_index + in_flight + 1 > self._proposable_until():
+            return False  # the configuration of that slot is not known, or not prepared
         if in_flight == 0:
             return True
         return in_flight < self.options.window and len(self._pending) >= self.options.busy_batch
@@ -97,6 +102,7 @@ class LeaderMixin(ReplicaBase):
             return
         first = self.next_slot
         self._check_open_slot(first)
+        self._check_proposable(first, len(values))
         for i, value in enumerate(values):
             slot = first + i
             entry = SlotValue(slot, self.ballot, value)
@@ -173,7 +179,7 @@ class LeaderMixin(ReplicaBase):
         if flight is None:
             return False
         flight.acks.add(voter)
-        if not self.config.is_phase2_quorum(flight.acks):
+        if not self._config_of(slot).is_phase2_quorum(flight.acks):
             return False
         del self._inflight[slot]
         entry = self.log.get(slot)
@@ -206,6 +212,7 @@ class LeaderMixin(ReplicaBase):
         if progress is None:
             return
         progress.commit_index = m.commit_index
+        progress.voter = m.voter
         if m.voter:
             # Only a voter's ack says it still promises our ballot.
             self._heard.add(m.src)

@@ -42,6 +42,11 @@ class Member(msgspec.Struct, frozen=True, array_like=True):
     removed and added again is a new member: its old registrations do not count."""
     auto_promote: bool = False
     """Added to become a voter: the leader promotes it once it has caught up."""
+    registrars: tuple[int, ...] = ()
+    """The voters when it was added (the founding voters for a founding member): a data
+    dir of this member votes once more than half of them hold its incarnation. A fixed
+    set per member, so that any two such majorities share a peer, however the voters
+    change later."""
 
 
 class Change(msgspec.Struct, frozen=True, array_like=True):
@@ -94,6 +99,9 @@ class History(msgspec.Struct, frozen=True, array_like=True):
 
     delay: int
     epochs: tuple[Epoch, ...]
+    gone: tuple[int, ...] = ()
+    """Nodes removed (and not added back): their messages are refused. A node that is
+    simply unknown may belong to a change not learned here yet, and is heard."""
 
     @classmethod
     def founding(
@@ -103,8 +111,11 @@ class History(msgspec.Struct, frozen=True, array_like=True):
         if delay < 1:
             raise ValueError("the membership delay must be at least 1")
         addresses = addresses or {}
-        members = [Member(i, addresses.get(i, ""), True) for i in config.members]
-        members += [Member(i, addresses.get(i, ""), False) for i in config.learners]
+        voters = tuple(config.members)
+        members = [Member(i, addresses.get(i, ""), True, 0, False, voters) for i in voters]
+        members += [
+            Member(i, addresses.get(i, ""), False, 0, False, voters) for i in config.learners
+        ]
         explicit = config.q1 != config.members_majority() or config.q2 != config.members_majority()
         q1, q2 = (config.q1, config.q2) if explicit else (0, 0)
         return cls(delay, (Epoch(1, 0, tuple(sorted(members, key=lambda m: m.id)), q1, q2),))
@@ -177,20 +188,25 @@ class History(msgspec.Struct, frozen=True, array_like=True):
         latest = self.latest
         members = [m for m in latest.members if m.id != change.node]
         if change.kind == "add":
-            members.append(Member(change.node, change.address, False, slot, change.auto_promote))
+            members.append(
+                Member(change.node, change.address, False, slot, change.auto_promote, latest.voters)
+            )
         elif change.kind == "promote":
             old = latest.member(change.node)
             assert old is not None
-            members.append(Member(old.id, old.address, True, old.since, False))
+            members.append(Member(old.id, old.address, True, old.since, False, old.registrars))
         epoch = Epoch(slot + self.delay, slot, tuple(sorted(members, key=lambda m: m.id)))
-        return History(self.delay, (*self.epochs, epoch)), None
+        gone = tuple(sorted(g for g in self.gone if g != change.node))
+        if change.kind == "remove":
+            gone = tuple(sorted((*gone, change.node)))
+        return History(self.delay, (*self.epochs, epoch), gone), None
 
     def trim(self, floor: int) -> History:
         """Forget epochs that govern no slot above ``floor`` (chosen and applied)."""
         keep = [e for e in self.epochs if self._end(e) > floor]
         if len(keep) == len(self.epochs):
             return self
-        return History(self.delay, tuple(keep))
+        return History(self.delay, tuple(keep), self.gone)
 
     def encode(self) -> bytes:
         return _ENCODER.encode(self)

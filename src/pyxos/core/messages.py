@@ -290,10 +290,16 @@ class ChangeReply(msgspec.Struct, frozen=True, tag="chr", array_like=True):
 
 
 class NotMember(msgspec.Struct, frozen=True, tag="nmem", array_like=True):
-    """The receiver is not a member of the sender's membership ``version``: removed."""
+    """The receiver is not a member of the sender's membership ``version``: removed.
+
+    ``voter`` says the sender votes in that configuration: only then does the removed
+    node stop (a voter that knows the change can lead the others to it; a learner could
+    not, and they might still need the removed node's vote to learn it).
+    """
 
     src: int
     version: int
+    voter: bool = False
 
 
 Message = (

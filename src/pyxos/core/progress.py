@@ -20,6 +20,8 @@ class PeerProgress:
     written tail of its commit index and needs those slots again)."""
     read_seq: int = 0
     """The newest heartbeat round it confirmed (only a voter's counts)."""
+    voter: bool = False
+    """Whether its data dir may vote (registered): a learner is promoted only then."""
     catchup_sent_to: int = 0
     catchup_tick: int = -(10**9)
     snapshot_tick: int = -(10**9)

@@ -29,6 +29,7 @@ from pyxos.core.messages import (
     ChangeReply,
     ChangeRequest,
     Commit,
+    Join,
     NotMember,
     Prepare,
     Promise,
@@ -56,7 +57,9 @@ class ReconfigMixin(ReplicaBase):
         if self.role is Role.LEADER:
             self._take_change(change, self.id)
         elif self.leader is not None and self.leader != self.id:
-            self._send(self.leader, ChangeRequest(self.id, _ENCODER.encode(change), 0, change.token))
+            self._send(
+                self.leader, ChangeRequest(self.id, _ENCODER.encode(change), 0, change.token)
+            )
         else:
             self._out.change_errors.append((change.token, "no leader is known; retry"))
 
@@ -132,20 +135,36 @@ class ReconfigMixin(ReplicaBase):
         limit = self.commit_index + min(self.history.delay, self.options.window)
         for epoch in self.history.epochs:
             if epoch.version not in self._covered and epoch.start <= limit:
-                self._start_extension(epoch)
-                if not self.bugs.skip_config_prepare:
-                    return epoch.start - 1
-                self._covered.add(epoch.version)
+                return epoch.start - 1
         return limit
+
+    def _start_extensions(self) -> None:
+        """Phase 1 again for every configuration this leader's ballot has not covered."""
+        for epoch in self.history.epochs:
+            if epoch.version in self._covered:
+                continue
+            if self.bugs.skip_config_prepare:
+                self._covered.add(epoch.version)  # the planted bug: trust the election
+            else:
+                self._start_extension(epoch)
 
     def _propose_found(self) -> None:
         """Propose, in order, what phase 1 found, as far as the leader may."""
         if self.next_slot > self._found_top:
             return
+        found = self._found
+        if self.next_slot <= self.commit_index:
+            # Slots it found that are chosen since (its own log knew later slots chosen,
+            # and the gap below them filled): decided, nothing to propose there.
+            skip = min(self.commit_index, self._found_top)
+            for slot in range(self.next_slot, skip + 1):
+                found.pop(slot, None)
+            self.next_slot = skip + 1
+            if self.next_slot > self._found_top:
+                return
         last = min(self._found_top, self._proposable_until())
         if last < self.next_slot:
             return
-        found = self._found
         values = [found.pop(s, NOOP) for s in range(self.next_slot, last + 1)]
         self._propose_run(values)
 
@@ -166,7 +185,7 @@ class ReconfigMixin(ReplicaBase):
 
     def _check_proposable(self, first: int, count: int) -> None:
         last = first + count - 1
-        if last > self._proposable_until() and not self.bugs.skip_config_prepare:
+        if last > self._proposable_until():
             raise InvariantViolation(
                 f"node {self.id} would propose slot {last} beyond what it may (commit "
                 f"{self.commit_index}, membership version {self.history.version})"
@@ -294,8 +313,10 @@ class ReconfigMixin(ReplicaBase):
         if sent:
             return
         progress = self._progress.get(to)
-        if progress is not None and progress.commit_index >= self.commit_index and (
-            not self._inflight
+        if (
+            progress is not None
+            and progress.commit_index >= self.commit_index
+            and (not self._inflight)
         ):
             self._send(to, TimeoutNow(self.id, self.ballot))
             self._transfer = (to, deadline, True, token, origin)
@@ -325,22 +346,37 @@ class ReconfigMixin(ReplicaBase):
             return
         self._not_member_told[src] = self._ticks
         self.coverage["not_member_told"] += 1
-        self._send(src, NotMember(self.id, self.history.version))
+        voter = self.voter and self.id in self.config.members
+        self._send(src, NotMember(self.id, self.history.version, voter))
+
+    def _tick_leaving(self) -> None:
+        """A node its own log removed asks its peers, now and then, whether they know it
+        (a member that has applied the change answers ``NotMember``)."""
+        self._join_elapsed += 1
+        if self._join_elapsed >= self.options.election_ticks:
+            self._join_elapsed = 0
+            me = self.history.latest.member(self.id)
+            ping = Join(self.id, self.incarnation, me.since if me is not None else 0)
+            for peer in self.history.latest.ids:
+                self._send(peer, ping)
 
     def _on_not_member(self, m: NotMember) -> None:
+        if self.removed is not None or not m.voter:
+            return
         me = self.history.latest.member(self.id)
-        since = me.since if me is not None else 0
-        if m.version > since and m.version > self.history.version and self.removed is None:
-            # Its membership is newer than our own addition, and we are not in it.
-            self.coverage["learned_removed"] += 1
-            self.removed = (
-                f"node {self.id} was removed from the cluster (node {m.src} holds membership "
-                f"version {m.version} without it); start it again only with an empty data "
-                f"dir, once it has been added back"
-            )
-            self._out.removed = self.removed
-            if self.role is not Role.FOLLOWER:
-                self._become_follower(None)
+        if me is not None and m.version <= me.since:
+            return  # it has not heard of our addition yet
+        # Our own log removed us, or its membership is newer than our addition and we are
+        # not in it: we are out, and a member knows (it can lead and teach the others).
+        self.coverage["learned_removed"] += 1
+        self.removed = (
+            f"node {self.id} was removed from the cluster (node {m.src} holds membership "
+            f"version {m.version} without it); start it again only with an empty data dir, "
+            f"once it has been added back"
+        )
+        self._out.removed = self.removed
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(None)
 
     def _heartbeat_now(self) -> None:
         hb = Commit(self.id, self.ballot, self.commit_index, self._read_seq)

@@ -15,8 +15,9 @@ is in:
   for every slot above the commit index with a fresh ballot;
 * leader (``leader``): re-proposes what phase 1 found, fills holes with no-ops, then runs
   phase 2 for batches of commands over a window of slots in flight;
-* in every role, linearizable reads (``reads``) and the registration of new data dirs
-  (``joining``).
+* in every role, linearizable reads (``reads``), the registration of new data dirs
+  (``joining``), and membership changes and leader transfer (``reconfig``, with the
+  configurations themselves in ``membership``).
 
 Safety (one value per slot) rests only on ballots, promises and quorum intersection.
 Liveness rests on randomized election timeouts, randomized growing back-off after a
@@ -36,8 +37,11 @@ from pyxos.core.election import ElectionMixin
 from pyxos.core.errors import InvariantViolation, UsageError
 from pyxos.core.joining import JoiningMixin
 from pyxos.core.leader import LeaderMixin
+from pyxos.core.membership import Change
 from pyxos.core.messages import (
     Accepted,
+    ChangeReply,
+    ChangeRequest,
     Chosen,
     Commit,
     CommitAck,
@@ -46,6 +50,7 @@ from pyxos.core.messages import (
     Join,
     JoinReply,
     Message,
+    NotMember,
     Prepare,
     PreVote,
     PreVoteReply,
@@ -55,10 +60,12 @@ from pyxos.core.messages import (
     ReadIndexRequest,
     Reject,
     SnapshotRequest,
+    TimeoutNow,
 )
 from pyxos.core.options import COVERAGE_POINTS, Options, Rng, Role
 from pyxos.core.reads import ReadsMixin
 from pyxos.core.ready import HardState, Ready, Standing
+from pyxos.core.reconfig import ReconfigMixin
 
 __all__ = [
     "COVERAGE_POINTS",
@@ -84,6 +91,10 @@ _ANY_ROLE: dict[type, str] = {
     InstallSnapshot: "_on_install_snapshot",
     Join: "_on_join",
     JoinReply: "_on_join_reply",
+    TimeoutNow: "_on_timeout_now",
+    ChangeRequest: "_refuse_change_request",
+    ChangeReply: "_on_change_reply",
+    NotMember: "_on_not_member",
 }
 """What every role does with a message kind (some roles do more, below)."""
 
@@ -98,13 +109,15 @@ _STEPS: dict[Role, dict[type, str]] = {
         Reject: "_on_reject",
         Forward: "_on_forward",
         ReadIndexRequest: "_on_read_index_request",
+        Promise: "_on_leader_promise",
+        ChangeRequest: "_on_change_request",
     },
 }
 """The handler of each message kind in each role; a kind a role does not list is dropped
 (a follower drops a ``Forward``: two nodes with stale views could bounce it forever)."""
 
 
-class Replica(ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMixin, JoiningMixin):
+class Replica(ReconfigMixin, ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMixin, JoiningMixin):
     """A Multi-Paxos node. See the module docstring."""
 
     def __init__(
@@ -133,10 +146,12 @@ class Replica(ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMixin, JoiningMixi
         self._leader_contact += 1
         if self.role is Role.LEADER:
             self._tick_leader()
+        elif self.leaving:
+            self._tick_leaving()
         elif self.standing is Standing.JOINING:
             self._tick_joining()  # a non-voter never campaigns; one joining keeps asking
-        elif self.standing is Standing.VOTER:
-            self._tick_waiting()
+        elif self.standing is Standing.VOTER and self.votes_here:
+            self._tick_waiting()  # only a voter of the next slot campaigns
 
     def propose(self, command: bytes) -> bool:
         """Submit a client command.
@@ -175,6 +190,23 @@ class Replica(ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMixin, JoiningMixi
         if self.role is not Role.LEADER and self.voter:
             self._start_campaign()
 
+    def change_membership(self, change: Change) -> None:
+        """Ask for a membership change; proposed by the leader (forwarded there).
+
+        The outcome comes back in ``Ready``: ``changes`` once it is chosen (with the
+        reason if it did not apply), or ``change_errors`` with its ``token`` if the
+        leader refused it at once (a change in progress, a learner that lags...).
+        """
+        self._request_change(change)
+
+    def transfer_leadership(self, to: int, token: int = 0) -> None:
+        """Ask the leader to hand leadership to voter ``to`` once it has caught up.
+
+        Success shows as ``to`` leading; a refusal or a timeout comes back in
+        ``change_errors`` with ``token``.
+        """
+        self._request_transfer(to, token)
+
     def compact(self, through: int) -> None:
         """Forget log entries up to ``through``: the driver saved a snapshot covering them."""
         if through > self.applied:
@@ -189,7 +221,14 @@ class Replica(ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMixin, JoiningMixi
     def step(self, message: Message) -> None:
         """Handle one message from a peer. Unknown senders are ignored."""
         src = message.src
-        if src == self.id or src not in self.config.members:
+        if src == self.id:
+            return
+        if src in self._refused:
+            # Removed: it learns it, and takes no part. (A sender that is simply unknown
+            # may have been added by a change not learned here yet; it is heard, and
+            # counts in no quorum until the configuration lists it.)
+            if not isinstance(message, NotMember):
+                self._tell_not_member(src)
             return
         handler = self._steps[self.role].get(type(message))
         if handler is not None:
@@ -211,12 +250,16 @@ class Replica(ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMixin, JoiningMixi
             or self.commit_index > self.applied
             or self._forward_reads
             or (self._pending and self._can_flush())
+            or (self.role is Role.LEADER and self._leader_has_work())
         )
 
     def ready(self) -> Ready:
         """Collect the work accumulated since the last ``advance``. Call ``advance`` next."""
         if self._outstanding is not None:
             raise UsageError("ready() called again before advance()")
+        if self.role is Role.LEADER:
+            self._propose_found()
+            self._propose_queued_change()
         if self._pending:
             if self.role is Role.LEADER:
                 self._propose_pending()
@@ -242,6 +285,7 @@ class Replica(ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMixin, JoiningMixi
             or persist.standing is not None
             or persist.registry
             or persist.membership is not None
+            or any(v == 0 for v in persist.registry.values())
         ):
             persist.must_sync = True
         out.self_accepts, self._self_accepts = self._self_accepts, []
@@ -296,6 +340,9 @@ class Replica(ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMixin, JoiningMixi
             "pending": len(self._pending),
             "inflight": len(self._inflight),
             "standing": self.standing.value,
+            "membership_version": self.history.version,
+            "voters": list(self.config.members),
+            "learners": list(self.config.learners),
         }
 
     def _can_flush(self) -> bool:

@@ -26,6 +26,7 @@ from pyxos.core.ballot import Ballot
 from pyxos.core.bugs import NO_BUGS
 from pyxos.core.config import Config
 from pyxos.core.driver import Driver, Work, fresh_commits
+from pyxos.core.membership import History
 from pyxos.core.messages import (
     Accepted,
     Chosen,
@@ -132,10 +133,17 @@ class Cluster:
         self.deliveries = 0
         self.violation: str | None = None
         self.violation_tick = -1
-        self.oracle = Oracle(self.config, white_box=white_box)
+        self.oracle = Oracle(
+            History.founding(self.config, self.options.change_delay), white_box=white_box
+        )
         self.coverage: Counter[str] = Counter()
         """Paths the simulator itself took (faults); see :meth:`coverage_totals`."""
         self.lost_disks: set[int] = set()
+        self.events: list[tuple[int, str]] = []
+        """Membership events, for debugging a seed."""
+        self.gone: dict[int, int] = {}
+        """Removed nodes, stopped for good: id -> the membership version that removed it."""
+        self.founders = n
         if workload not in ("log", "kv-expiry"):
             raise ValueError(f"unknown workload {workload!r}")
         self.kv = workload == "kv-expiry"
@@ -159,6 +167,55 @@ class Cluster:
 
     # ------------------------------------------------------------------ nodes
 
+    @property
+    def members(self) -> tuple[int, ...]:
+        """Every node the simulator runs (crashed or not), removed ones excepted."""
+        return tuple(i for i in self.nodes if i not in self.gone)
+
+    def current_nodes(self) -> list[SimNode]:
+        """The nodes of the newest membership (a removed node that has not heard it was
+        removed, and stopped, is not one)."""
+        ids = self.latest_membership().latest.ids
+        return [n for i, n in self.nodes.items() if i in ids and i not in self.gone]
+
+    def latest_membership(self) -> History:
+        """The newest membership any running node knows."""
+        best = self.nodes[min(self.nodes)].replica.history
+        for n in self.nodes.values():
+            if n.up and n.replica.history.version > best.version:
+                best = n.replica.history
+        return best
+
+    def boot_added(self) -> None:
+        """Start every node a chosen change added that is not running yet, on a new data
+        dir holding the membership it learned from the cluster (``pyxos serve --join``)."""
+        history = self.latest_membership()
+        for m in history.latest.members:
+            running = self.nodes.get(m.id)
+            if running is not None and (m.id not in self.gone or self.gone[m.id] >= m.since):
+                continue
+            if m.id in self.nodes:
+                self.oracle.readded(m.id)
+                self.lost_disks.discard(m.id)
+                self.coverage["member_returned"] += 1
+            self.gone.pop(m.id, None)
+            self._node_seeds.setdefault(m.id, self.crash_rng.getrandbits(64))
+            storage = self._new_storage()
+            storage.durable.membership = history.encode()
+            self.nodes[m.id] = self._boot(m.id, storage, 0)
+            self.coverage["member_booted"] += 1
+            self._record(f"boot {m.id}")
+
+    def _stop_removed(self, node: SimNode) -> None:
+        """A node that learned it was removed stops, as the runtime stops it."""
+        self.coverage["member_stopped"] += 1
+        self.coverage.update(node.replica.coverage)
+        node.up = False
+        self.gone[node.id] = node.replica.history.version
+        self.lost_disks.discard(node.id)
+        self._record(f"removed {node.id}")
+        self.events.append((self.now, f"stopped {node.id}: {node.replica.removed}"))
+
     def _new_storage(self) -> SimStorage:
         """A brand-new data dir under a fresh random incarnation."""
         bug = self.bug
@@ -169,6 +226,13 @@ class Cluster:
         )
         if bug is not None and bug.new_disks_vote:
             storage.vote_at_once()
+        nodes = getattr(self, "nodes", None)
+        if nodes:
+            # Restarted on an empty disk as ``pyxos serve --join`` does: with the newest
+            # membership a running member holds.
+            history = self.latest_membership()
+            if history.version > 0:
+                storage.durable.membership = history.encode()
         return storage
 
     def _boot(self, node: int, storage: SimStorage, restarts: int) -> SimNode:
@@ -201,9 +265,16 @@ class Cluster:
         return Replica(node, self.config, rng, self.options, state, bugs)
 
     def may_lose_disk(self, node: int) -> bool:
-        """Disk loss is bounded to a minority (each such node stays a learner for good)."""
-        f = (len(self.config.members) - 1) // 2
-        return node in self.lost_disks or len(self.lost_disks) < f
+        """Disk loss is bounded to a minority of the voters (each such node stays a learner
+        until it is removed and added back)."""
+        if node in self.lost_disks:
+            return True
+        voters = set(self.config.members)
+        for n in self.nodes.values():
+            voters.update(n.replica.history.latest.voters)  # any configuration it may get
+        voters.update(self.oracle.history.latest.voters)
+        f = (min(len(self.config.members), len(self.latest_membership().latest.voters)) - 1) // 2
+        return len(self.lost_disks & voters) < f
 
     def crash(
         self, node: int, *, wipe: bool = False, rot: bool = False, tear: bool = False
@@ -238,9 +309,17 @@ class Cluster:
 
     def restart(self, node: int) -> None:
         n = self.nodes[node]
-        if n.up:
+        if n.up or node in self.gone:
             return
-        fresh = self._boot(node, n.storage, n.restarts + 1)
+        try:
+            fresh = self._boot(node, n.storage, n.restarts + 1)
+        except ValueError:
+            # Its data dir (or the membership it was given) says it is no member: the
+            # runtime refuses to start such a node, and so does the simulator.
+            self.gone[node] = self.oracle.history.version
+            self.coverage["member_stopped"] += 1
+            self.events.append((self.now, f"not restarted {node}: no member"))
+            return
         fresh.rate = n.rate
         self.nodes[node] = fresh
         self.coverage["restart"] += 1
@@ -307,13 +386,13 @@ class Cluster:
                     for src, data, message in held:
                         self._deliver(node, src, data, message)
         for src, dst, data, message in self.net.due(now):
-            node = self.nodes[dst]
-            if not node.up:
+            to = self.nodes.get(dst)
+            if to is None or not to.up:
                 continue
-            if now < node.paused_until:
-                node.inbox.append((src, data, message))
+            if now < to.paused_until:
+                to.inbox.append((src, data, message))
                 continue
-            self._deliver(node, src, data, message)
+            self._deliver(to, src, data, message)
         for node in running:
             if node.rate == 1.0:
                 node.replica.tick()
@@ -331,6 +410,9 @@ class Cluster:
                     # The node caught itself breaking a rule and stopped: a bug.
                     self._fail(f"node {node.id} stopped on a broken invariant: {exc}")
                     node.up = False
+                if node.up and node.replica.removed is not None:
+                    self._stop_removed(node)
+        self.boot_added()
         self.workload.run()
         self.workload.serve_reads()
         self._check_oracle()
@@ -385,7 +467,10 @@ class Cluster:
         snap = node.storage.durable.snapshot
         for peer in work.snapshots_to_send:
             if snap is not None:
-                msg = InstallSnapshot(node.id, snap.last_slot, snap.members, snap.data, snap.ballot)
+                membership = node.replica.history.encode()
+                msg = InstallSnapshot(
+                    node.id, snap.last_slot, snap.members, snap.data, snap.ballot, membership
+                )
                 self.net.send(self.now, node.id, peer, msg)
         last = node.app.last
         if self.compact_every and last - node.replica.snapshot_slot >= self.compact_every:

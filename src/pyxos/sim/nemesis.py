@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pyxos.core.replica import Role
+from pyxos.sim.reconfig import Reconfigurer
 
 if TYPE_CHECKING:
     from pyxos.sim.cluster import Cluster
@@ -39,6 +40,10 @@ class Nemesis:
     _heal_at: int | None = None
     _script: list[tuple[int, int, Callable[[], None]]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
+    reconfig: Reconfigurer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reconfig = Reconfigurer(self.cluster, self.rng)
 
     def at(self, tick: int, action: Callable[[], None]) -> None:
         heapq.heappush(self._script, (tick, next(self._seq), action))
@@ -53,7 +58,7 @@ class Nemesis:
             if now >= when:
                 c.restart(node)
                 del self._restart_at[node]
-        for node in c.config.members:
+        for node in c.members:
             if not c.nodes[node].up and node not in self._restart_at:
                 self._restart_at[node] = now + rng.randint(5, 100)  # it stopped by itself
         if w.crash and rng.random() < w.crash:
@@ -61,7 +66,11 @@ class Nemesis:
         if w.pause and rng.random() < w.pause:
             c.pause(self.victim(), rng.randint(5, 80))
             self.faults += 1
-        if w.stray_requests and rng.random() < w.stray_requests and len(c.config.members) > 1:
+        if w.membership and rng.random() < w.membership:
+            before = self.reconfig.operations
+            self.reconfig.tick()
+            self.faults += self.reconfig.operations - before
+        if w.stray_requests and rng.random() < w.stray_requests and len(c.members) > 1:
             asker, peer = self._stray_pair()
             c.stray_catch_up(asker, peer, rng.randint(0, 20))
         if self._heal_at is not None and now >= self._heal_at:
@@ -72,7 +81,7 @@ class Nemesis:
                 self._stale_leader()
             elif w.amnesia and rng.random() < w.amnesia:
                 self._amnesia()
-            elif w.partition and len(c.config.members) > 1 and rng.random() < w.partition:
+            elif w.partition and len(c.members) > 1 and rng.random() < w.partition:
                 self._partition()
                 self._heal_at = now + rng.randint(10, 150)
                 self.faults += 1
@@ -81,7 +90,7 @@ class Nemesis:
         leader = self.cluster.leader()
         if leader is not None and self.rng.random() < 0.4:
             return leader
-        return self.rng.choice(self.cluster.config.members)
+        return self.rng.choice(self.cluster.members)
 
     def crash(self, node: int, down_for: int, *, disk: bool = True) -> None:
         """Crash ``node`` (losing, rotting or tearing its disk at the weather's rate)."""
@@ -99,7 +108,7 @@ class Nemesis:
     def _stale_leader(self) -> None:
         c, rng = self.cluster, self.rng
         leader = c.leader()
-        members = c.config.members
+        members = c.members
         if leader is None or len(members) < 3:
             return
         e = c.options.election_ticks
@@ -127,7 +136,7 @@ class Nemesis:
 
     def _amnesia(self) -> None:
         c, rng = self.cluster, self.rng
-        members = list(c.config.members)
+        members = list(c.members)
         f = (len(members) - 1) // 2
         if f < 1:
             return
@@ -169,12 +178,12 @@ class Nemesis:
                 heard = [n for n in up if n.id != asker and (n.id, asker) not in c.net.cut]
                 if heard:
                     return asker, max(heard, key=lambda n: (n.replica.promised, n.id)).id
-        a, b = rng.sample(c.config.members, 2)
+        a, b = rng.sample(c.members, 2)
         return a, b
 
     def _partition(self) -> None:
         c, rng = self.cluster, self.rng
-        members = c.config.members
+        members = c.members
         kind = rng.choice(("isolate", "split", "oneway", "leader", "leader_one_in"))
         c.coverage["partition_" + kind] += 1
         if kind == "isolate":

@@ -9,7 +9,11 @@ beliefs against it.
 Two kinds of checks:
 
 * end to end (always on): no two values are ever chosen in one slot; every value a node
-  applies, or installs from a snapshot, is the chosen one of its slot;
+  applies, or installs from a snapshot, is the chosen one of its slot. Membership
+  changes count: the ghost replays them from what it knows is chosen, and a slot is
+  chosen only by a quorum of the configuration that slot really has, never by one a node
+  believed (so a leader that counted the wrong quorum is caught by a second value, or
+  by a node applying a value no real quorum accepted);
 * white box (``white_box=True``): the protocol's own rules, each of which would be broken
   on the way to a disagreement. No two proposals share a slot and ballot with different
   values; a proposal above the ballot a value was chosen at carries that value (Paxos's
@@ -17,7 +21,8 @@ Two kinds of checks:
   chosen one; every chosen claim (a catch-up run, a promise entry, a node's commit index)
   is the chosen value; an acceptor never promises or accepts below what it promised
   before, keeps its acceptances across restarts, and never votes again under a data dir
-  other than the one it first voted with.
+  other than the one it first voted with (until it is removed and added again); and no
+  proposal comes before the configuration of its slot is decided.
 
 The broken-replica tests turn the white-box checks off, to show that the end-to-end
 checks alone still catch every planted bug.
@@ -29,12 +34,14 @@ from dataclasses import dataclass, field
 
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.config import Config
+from pyxos.core.membership import History, as_change
 from pyxos.core.messages import SlotValue, Value
 
 
 @dataclass(slots=True)
 class Oracle:
-    config: Config
+    history: History
+    """The founding membership; the ghost replays every chosen change onto it."""
     white_box: bool = True
     violation: str | None = None
     proposals: dict[int, dict[Ballot, Value]] = field(default_factory=dict)
@@ -50,6 +57,26 @@ class Oracle:
     voted_with: dict[int, int] = field(default_factory=dict)
     """node -> the incarnation (data dir) it first voted with."""
     checks: int = 0
+    prefix: int = 0
+    """Every slot up to here is chosen, and its changes replayed into ``history``."""
+    undecided: set[tuple[int, Ballot]] = field(default_factory=set)
+    """Votes in slots whose configuration the ghost does not know yet: counted later."""
+    configs: dict[int, Config] = field(default_factory=dict)
+    """Epoch version -> its configuration (cache)."""
+
+    def config_of(self, slot: int) -> Config | None:
+        """The real configuration of ``slot``, once every slot it depends on is chosen."""
+        if slot - self.history.delay > self.prefix:
+            return None
+        epoch = self.history.at(slot)
+        config = self.configs.get(epoch.version)
+        if config is None:
+            config = self.configs[epoch.version] = epoch.config()
+        return config
+
+    def readded(self, node: int) -> None:
+        """``node`` was removed and added again: a new member, with a new data dir."""
+        self.voted_with.pop(node, None)
 
     def fail(self, what: str) -> None:
         if self.violation is None:
@@ -68,6 +95,11 @@ class Oracle:
             elif known != value and self.white_box:
                 self.fail(f"two proposals at slot {slot} ballot {ballot}: {known!r}, {value!r}")
             if self.white_box:
+                if slot - self.history.delay > self.prefix:
+                    self.fail(
+                        f"node {node} proposed slot {slot} at {ballot} before slot "
+                        f"{slot - self.history.delay} was chosen (its configuration unknown)"
+                    )
                 chosen = self.chosen.get(slot)
                 if chosen is not None and chosen[0] < ballot and chosen[1] != value:
                     self.fail(
@@ -92,12 +124,19 @@ class Oracle:
                 sent[slot] = ballot
             voters = self.votes.setdefault((slot, ballot), set())
             voters.add(node)
-            if self.config.is_phase2_quorum(voters):
-                value = self.proposals.get(slot, {}).get(ballot)
-                if value is None:
-                    self.fail(f"slot {slot}: a quorum accepted at {ballot}, which nobody proposed")
-                else:
-                    self._chosen(slot, ballot, value)
+            self._count(slot, ballot)
+
+    def _count(self, slot: int, ballot: Ballot) -> None:
+        config = self.config_of(slot)
+        if config is None:
+            self.undecided.add((slot, ballot))
+            return
+        if config.is_phase2_quorum(self.votes[(slot, ballot)]):
+            value = self.proposals.get(slot, {}).get(ballot)
+            if value is None:
+                self.fail(f"slot {slot}: a quorum accepted at {ballot}, which nobody proposed")
+            else:
+                self._chosen(slot, ballot, value)
 
     def promised(self, node: int, incarnation: int, ballot: Ballot) -> None:
         """``node``'s Promise at ``ballot`` left."""
@@ -130,12 +169,27 @@ class Oracle:
                 self.chosen[slot] = (ballot, value)
             return
         self.chosen[slot] = (ballot, value)
+        if slot == self.prefix + 1:
+            self._replay()
         if self.white_box:
             for b, proposal in self.proposals.get(slot, {}).items():
                 if b > ballot and proposal != value:
                     self.fail(
                         f"slot {slot}: proposal {proposal!r} at {b} above the chosen {value!r}"
                     )
+
+    def _replay(self) -> None:
+        """Extend the chosen prefix, replaying its changes; count the votes that waited."""
+        while self.prefix + 1 in self.chosen:
+            self.prefix += 1
+            change = as_change(self.chosen[self.prefix][1])
+            if change is not None:
+                self.history, _ = self.history.apply(self.prefix, change)
+        if self.undecided:
+            ready = sorted(v for v in self.undecided if v[0] - self.history.delay <= self.prefix)
+            for vote in ready:
+                self.undecided.discard(vote)
+                self._count(*vote)
 
     def commit_notice(self, node: int, ballot: Ballot, commit_index: int) -> None:
         """Leader ``node`` told its followers that slots up to ``commit_index`` are chosen

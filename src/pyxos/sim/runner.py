@@ -74,6 +74,8 @@ class _Weather:
     amnesia: float
     """Rate of the amnesia nemesis (see ``pyxos.sim.nemesis``)."""
     write_errors: float
+    membership: float
+    """Rate of membership operations (``pyxos.sim.reconfig``)."""
     rates: dict[int, float]
     faults: Faults
     compact_every: int
@@ -96,6 +98,7 @@ class _Weather:
             stale_leader=rng.choice((0.0, 0.005, 0.01)),
             amnesia=rng.choice((0.0, 0.003, 0.006)),
             write_errors=rng.choice((0.0, 0.0, 0.0, 0.002)),
+            membership=rng.choice((0.0, 0.0, 0.01, 0.03)),
             rates={
                 n: rng.choice((0.5, 0.8, 1.0, 1.25, 2.0)) if skewed else 1.0
                 for n in range(1, nodes + 1)
@@ -119,6 +122,7 @@ class _Weather:
                 catchup_batch=rng.choice((2, 16, 256)),
                 max_promise_entries=rng.choice((3, 64, 4096)),
                 window=rng.choice((4, 256)),
+                change_delay=rng.choice((1, 3, 8, 32)),
             ),
         )
 
@@ -134,6 +138,7 @@ class _Weather:
             stale_leader=0.0,
             amnesia=0.0,
             write_errors=0.0,
+            membership=0.0,
             rates={},
             faults=Faults(drop=0.0, max_delay=3),
             compact_every=0,
@@ -175,6 +180,8 @@ def run_seed(
     busy_batch = (1, 4, 64)[seed % 3]
     if scenario == "random":
         weather = _Weather.draw(rng, nodes, busy_batch)
+        if workload != "log":
+            weather.membership = 0.0  # the key-value clocks are per founding node
     else:
         weather = _Weather.calm(busy_batch)
     cluster = Cluster(
@@ -244,7 +251,7 @@ def _liveness(cluster: Cluster, budget: int, result: SeedResult) -> None:
     cluster.net.heal()
     cluster.net.faults = Faults(max_delay=2)
     cluster.write_errors = 0.0
-    for node in cluster.nodes.values():
+    for node in list(cluster.nodes.values()):
         node.paused_until = 0
         if not node.up:
             cluster.restart(node.id)
@@ -256,7 +263,7 @@ def _liveness(cluster: Cluster, budget: int, result: SeedResult) -> None:
             cluster.check_final()
             return
     if cluster.violation is None:
-        roles = {n.id: n.replica.describe() for n in cluster.nodes.values()}
+        roles = {n.id: n.replica.describe() for n in cluster.current_nodes()}
         result.livelock = (
             f"{cluster.workload.pending()} commands still pending after {budget} healed "
             f"ticks; nodes: {roles}"
@@ -267,7 +274,7 @@ def _converged(cluster: Cluster) -> bool:
     top = cluster.top_chosen()
     if cluster.leader() is None:
         return False
-    return all(n.app.last >= top for n in cluster.nodes.values())
+    return all(n.app.last >= top for n in cluster.current_nodes())
 
 
 def percentile(values: list[int], q: float) -> int:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pyxos.core.membership import as_change
+
 if TYPE_CHECKING:
     from pyxos.sim.cluster import Cluster, SimNode
 
@@ -75,6 +77,8 @@ class Workload:
     ) -> None:
         """``node`` applied ``slot``: record first applications, answer waiting clients."""
         now = self.cluster.now
+        if as_change(value) is not None:
+            return  # a membership change: the simulator's operator asked for it
         for cmd in value:
             if cmd not in self.submitted:
                 self._fail(f"slot {slot} chose {cmd!r}, which no client proposed")
@@ -121,7 +125,7 @@ class Workload:
                 self.submitted.add(c.command)
                 self._latency_start[c.command] = now
                 c.first_submitted_at = now
-                self._submit(c, self.rng.choice(self.cluster.config.members))
+                self._submit(c, self.rng.choice(self.cluster.members))
             elif now - c.submitted_at > self.timeout:
                 # Unknown outcome: retry the same command elsewhere.
                 self._submit(c, self._pick_target(c.target))
@@ -159,7 +163,7 @@ class Workload:
 
     def check_final(self, top: int) -> None:
         """Every live node applied through ``top``, holding every acknowledged command."""
-        for node in self.cluster.nodes.values():
+        for node in self.cluster.current_nodes():
             if not node.up:
                 continue
             if node.app.last < top:
@@ -177,7 +181,7 @@ class Workload:
         hint = nodes[previous].replica.leader if nodes[previous].up else None
         if hint is not None and nodes[hint].up:
             return hint
-        return self.rng.choice(self.cluster.config.members)
+        return self.rng.choice(self.cluster.members)
 
     def _submit(self, c: _Client, target: int) -> None:
         assert c.command is not None
@@ -215,6 +219,6 @@ class Workload:
         c.read_token = token
         c.read_started = self.cluster.now
         self._read_clients[token] = c.id
-        node = self.cluster.nodes[self.rng.choice(self.cluster.config.members)]
+        node = self.cluster.nodes[self.rng.choice(self.cluster.members)]
         if node.up and not node.paused:
             node.replica.read_index(token)
