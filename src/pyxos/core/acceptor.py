@@ -210,6 +210,5 @@ class AcceptorMixin(ReplicaBase):
         if m.membership:
             # The changes the snapshot covers are compacted away: its history carries them.
             self._adopt_history(History.decode(m.membership))
-        elif len(self.history.epochs) > 1:
-            self._refresh_membership()
+        self._refresh_membership()  # the commit index jumped
         self._advance_commit()

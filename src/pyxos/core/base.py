@@ -71,7 +71,9 @@ class ReplicaBase:
             self.history = History.founding(config, self.options.change_delay)
             self._out.persist.membership = self.history.encode()
         """Every configuration still in force (:mod:`pyxos.core.membership`)."""
-        if node_id not in self.history.everyone(1):
+        if node_id not in self.history.everyone(1) and node_id not in self.history.gone:
+            # (A node its own log removed starts, to answer for the slots before that,
+            # until a member tells it it is out: see ``leaving``.)
             raise ValueError(f"node {node_id} is not a member of {self.history.latest.ids}")
         self.config: Config = self.history.at(1).config()
         """The configuration of the next slot to be chosen (``commit_index + 1``)."""

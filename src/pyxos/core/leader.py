@@ -213,6 +213,7 @@ class LeaderMixin(ReplicaBase):
             return
         progress.commit_index = m.commit_index
         progress.voter = m.voter
+        progress.heard_tick = self._ticks
         if m.voter:
             # Only a voter's ack says it still promises our ballot.
             self._heard.add(m.src)

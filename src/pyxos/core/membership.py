@@ -140,6 +140,10 @@ class History(msgspec.Struct, frozen=True, array_like=True):
         """The epochs that govern some slot of ``first .. last``."""
         return [e for e in self.epochs if e.start <= last and self._end(e) >= first]
 
+    def end_of(self, epoch: Epoch) -> int:
+        """The last slot ``epoch`` governs (a huge number for the latest)."""
+        return self._end(epoch)
+
     def _end(self, epoch: Epoch) -> int:
         later = [e.start for e in self.epochs if e.start > epoch.start]
         return min(later) - 1 if later else 1 << 62

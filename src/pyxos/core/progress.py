@@ -22,6 +22,8 @@ class PeerProgress:
     """The newest heartbeat round it confirmed (only a voter's counts)."""
     voter: bool = False
     """Whether its data dir may vote (registered): a learner is promoted only then."""
+    heard_tick: int = -(10**9)
+    """When it last answered: a change must leave a quorum of voters heard lately."""
     catchup_sent_to: int = 0
     catchup_tick: int = -(10**9)
     snapshot_tick: int = -(10**9)

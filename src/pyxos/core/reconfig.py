@@ -115,6 +115,8 @@ class ReconfigMixin(ReplicaBase):
         error = self._change_busy() or self.history.check(change)
         if error is None and change.kind == "promote":
             error = self._lag_error(change.node)
+        if error is None and change.kind in ("promote", "remove"):
+            error = self._quorum_error(change)
         if error is not None:
             self.coverage["change_refused"] += 1
             self._refuse(origin, change.token, error)
@@ -130,12 +132,37 @@ class ReconfigMixin(ReplicaBase):
             return f"node {node} is catching up ({behind} slots behind); promote it later"
         return None
 
+    def _quorum_error(self, change: Change) -> str | None:
+        """A change that would leave no quorum of voters this leader hears from is refused
+        (etcd's strict reconfiguration check): it would stop the cluster."""
+        voters = set(self.history.latest.voters)
+        if change.kind == "remove":
+            voters.discard(change.node)
+        else:
+            voters.add(change.node)
+        recent = self._ticks - self.options.election_ticks
+        live = {self.id} if self.voter else set()
+        live |= {
+            p
+            for p, pr in self._progress.items()
+            if pr.voter and pr.heard_tick >= recent and p in voters
+        }
+        if len(live & voters) * 2 > len(voters):
+            return None
+        return (
+            f"the change would leave {len(voters)} voters of which only {len(live & voters)} "
+            f"answer: no quorum"
+        )
+
     def _proposable_until(self) -> int:
         """The last slot this leader may propose in now (see the module docstring)."""
         limit = self.commit_index + min(self.history.delay, self.options.window)
-        for epoch in self.history.epochs:
-            if epoch.version not in self._covered and epoch.start <= limit:
-                return epoch.start - 1
+        history = self.history
+        for epoch in history.epochs:
+            if epoch.version in self._covered or epoch.start > limit:
+                continue
+            if history.end_of(epoch) > self.commit_index:
+                return max(self.commit_index, epoch.start - 1)
         return limit
 
     def _start_extensions(self) -> None:

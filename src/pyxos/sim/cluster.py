@@ -144,6 +144,8 @@ class Cluster:
         self.gone: dict[int, int] = {}
         """Removed nodes, stopped for good: id -> the membership version that removed it."""
         self.founders = n
+        self.shrink_hold = 0
+        """Until this tick a removal may be under way (it bounds disk loss tighter)."""
         if workload not in ("log", "kv-expiry"):
             raise ValueError(f"unknown workload {workload!r}")
         self.kv = workload == "kv-expiry"
@@ -179,10 +181,10 @@ class Cluster:
         return [n for i, n in self.nodes.items() if i in ids and i not in self.gone]
 
     def latest_membership(self) -> History:
-        """The newest membership any running node knows."""
+        """The newest membership any node knows (a crashed one's is still a true one)."""
         best = self.nodes[min(self.nodes)].replica.history
         for n in self.nodes.values():
-            if n.up and n.replica.history.version > best.version:
+            if n.replica.history.version > best.version:
                 best = n.replica.history
         return best
 
@@ -195,7 +197,6 @@ class Cluster:
             if running is not None and (m.id not in self.gone or self.gone[m.id] >= m.since):
                 continue
             if m.id in self.nodes:
-                self.oracle.readded(m.id)
                 self.lost_disks.discard(m.id)
                 self.coverage["member_returned"] += 1
             self.gone.pop(m.id, None)
@@ -270,11 +271,17 @@ class Cluster:
         if node in self.lost_disks:
             return True
         voters = set(self.config.members)
+        size = len(self.config.members)
         for n in self.nodes.values():
-            voters.update(n.replica.history.latest.voters)  # any configuration it may get
-        voters.update(self.oracle.history.latest.voters)
-        f = (min(len(self.config.members), len(self.latest_membership().latest.voters)) - 1) // 2
-        return len(self.lost_disks & voters) < f
+            # Any configuration still in force somewhere, the smallest counting.
+            for epoch in n.replica.history.epochs:
+                voters.update(epoch.voters)
+                if n.id not in self.gone:
+                    size = min(size, len(epoch.voters))
+        size = min(size, len(self.latest_membership().latest.voters))
+        if self.now < self.shrink_hold:
+            size -= 1  # a removal may be under way: count the smaller configuration
+        return len(self.lost_disks & voters) < (size - 1) // 2
 
     def crash(
         self, node: int, *, wipe: bool = False, rot: bool = False, tear: bool = False
@@ -297,6 +304,7 @@ class Cluster:
         n.storage.crash(self.crash_rng, tear=tear and damage)
         if damage:
             self.lost_disks.add(node)
+            self.events.append((self.now, f"disk of {node} lost (wipe={wipe} rot={rot})"))
             if wipe:
                 self.coverage["disk_wiped"] += 1
                 n.storage = self._new_storage()
@@ -490,16 +498,17 @@ class Cluster:
             return
         oracle = self.oracle
         incarnation = node.replica.incarnation
+        since = node.replica.member_since
         if isinstance(message, Propose):
             oracle.proposed(node.id, message.ballot, message.first_slot, message.values)
             oracle.commit_notice(node.id, message.ballot, message.commit_index)
         elif isinstance(message, Accepted):
             slots = range(message.first_slot, message.last_slot + 1)
-            oracle.voted(node.id, incarnation, message.ballot, slots)
+            oracle.voted(node.id, incarnation, message.ballot, slots, since=since)
         elif isinstance(message, Commit):
             oracle.commit_notice(node.id, message.ballot, message.commit_index)
         elif isinstance(message, Promise):
-            oracle.promised(node.id, incarnation, message.ballot)
+            oracle.promised(node.id, incarnation, message.ballot, since)
             for sv in message.accepted:
                 if sv.chosen:
                     oracle.claimed(node.id, sv.slot, sv.value, "promise")

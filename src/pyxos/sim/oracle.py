@@ -54,8 +54,9 @@ class Oracle:
     max_promised_sent: dict[tuple[int, int], Ballot] = field(default_factory=dict)
     """(node, incarnation) -> the highest ballot it promised or accepted at."""
     accepted_sent: dict[tuple[int, int], dict[int, Ballot]] = field(default_factory=dict)
-    voted_with: dict[int, int] = field(default_factory=dict)
-    """node -> the incarnation (data dir) it first voted with."""
+    voted_with: dict[tuple[int, int], int] = field(default_factory=dict)
+    """(node, the slot that added it) -> the incarnation (data dir) it first voted with:
+    a node removed and added again is a new member, which may vote with a new one."""
     checks: int = 0
     prefix: int = 0
     """Every slot up to here is chosen, and its changes replayed into ``history``."""
@@ -73,10 +74,6 @@ class Oracle:
         if config is None:
             config = self.configs[epoch.version] = epoch.config()
         return config
-
-    def readded(self, node: int) -> None:
-        """``node`` was removed and added again: a new member, with a new data dir."""
-        self.voted_with.pop(node, None)
 
     def fail(self, what: str) -> None:
         if self.violation is None:
@@ -110,14 +107,21 @@ class Oracle:
                     self.fail(f"node {node} proposed slot {slot} below its own commit notice")
 
     def voted(
-        self, node: int, incarnation: int, ballot: Ballot, slots: range, *, own: bool = False
+        self,
+        node: int,
+        incarnation: int,
+        ballot: Ballot,
+        slots: range,
+        *,
+        own: bool = False,
+        since: int = 0,
     ) -> None:
         """``node`` durably accepted ``slots`` at ``ballot``: its Accepted left, or (``own``)
         a leader's acceptance of its own proposal became durable. The latter was made when
         it proposed, before any higher promise it may have sent since, so it raises no
         floor."""
         if not own:
-            self._vote_floor(node, incarnation, ballot, "Accepted")
+            self._vote_floor(node, incarnation, ballot, "Accepted", since)
         sent = self.accepted_sent.setdefault((node, incarnation), {})
         for slot in slots:
             if sent.get(slot, ZERO) < ballot:
@@ -138,14 +142,16 @@ class Oracle:
             else:
                 self._chosen(slot, ballot, value)
 
-    def promised(self, node: int, incarnation: int, ballot: Ballot) -> None:
+    def promised(self, node: int, incarnation: int, ballot: Ballot, since: int = 0) -> None:
         """``node``'s Promise at ``ballot`` left."""
-        self._vote_floor(node, incarnation, ballot, "Promise")
+        self._vote_floor(node, incarnation, ballot, "Promise", since)
 
-    def _vote_floor(self, node: int, incarnation: int, ballot: Ballot, kind: str) -> None:
+    def _vote_floor(
+        self, node: int, incarnation: int, ballot: Ballot, kind: str, since: int = 0
+    ) -> None:
         if not self.white_box:
             return
-        first = self.voted_with.setdefault(node, incarnation)
+        first = self.voted_with.setdefault((node, since), incarnation)
         if first != incarnation:
             self.fail(
                 f"node {node} sent {kind} from data dir {incarnation:x}, after voting with "

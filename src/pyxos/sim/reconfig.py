@@ -54,6 +54,7 @@ class Reconfigurer:
         op = rng.choice(("add", "add", "promote", "remove", "remove", "transfer", "return"))
         if op == "return" and wiped and len(voters) - (wiped[0] in voters) >= MIN_VOTERS - 1:
             # A wiped disk: remove the node, then add it back as a new member.
+            c.shrink_hold = c.now + 400
             self._ask(leader, Change("remove", wiped[0], token=self.token))
             self.returning.append(wiped[0])
             c.coverage["member_op_return"] += 1
@@ -87,6 +88,14 @@ class Reconfigurer:
     def _ask(self, leader: int, change: Change) -> None:
         """Ask the leader, or now and then another node (which forwards it)."""
         c, rng = self.cluster, self.rng
+        if change.kind == "remove":
+            voters = set(c.latest_membership().latest.voters)
+            rest = voters - {change.node}
+            if rest != voters:
+                if not rest or len(c.lost_disks & rest) > 0:
+                    return  # an operator shrinks only a healthy set of voters
+                c.shrink_hold = c.now + 400
         up = [n for n in c.members if c.nodes[n].up and not c.nodes[n].paused]
         asked = rng.choice(up) if up and rng.random() < 0.3 else leader
+        c.events.append((c.now, f"asked {asked}: {change}"))
         c.nodes[asked].replica.change_membership(change)
