@@ -303,11 +303,14 @@ class ReplicaBase:
 
     @property
     def member_since(self) -> int:
-        """The slot that added this node (0: founding). Below it, this id belonged to an
-        earlier member whose promises this data dir never held: it votes in no slot
-        there."""
-        me = self.history.latest.member(self.id)
-        return me.since if me is not None else 0
+        """The slot that added this node (0: founding), in the newest configuration in
+        force that lists it. Below it, this id belonged to an earlier member whose
+        promises this data dir never held: it votes in no slot there."""
+        for epoch in reversed(self.history.epochs):
+            me = epoch.member(self.id)
+            if me is not None:
+                return me.since
+        return 1 << 62  # in no configuration in force: it votes nowhere
 
     @property
     def votes_here(self) -> bool:
