@@ -91,6 +91,11 @@ BUGS: dict[str, Bug] = {
             local_expiry=True,
         ),
         Bug(
+            "skips-config-prepare",
+            "a leader proposes in a new configuration's slots without its quorum's promises",
+            ProtocolBugs(skip_config_prepare=True),
+        ),
+        Bug(
             "ack-before-fsync",
             "Promises and Accepteds leave before their write is durable",
             ProtocolBugs(ack_before_fsync=True),

@@ -231,6 +231,8 @@ class ReconfigMixin(ReplicaBase):
             return
         latest = self.history.latest
         if latest.start > self.commit_index + 1 and self._may_fill():
+            # Nothing in flight: slots at or below the commit index are decided.
+            self.next_slot = max(self.next_slot, self.commit_index + 1)
             last = min(latest.start - 1, self._proposable_until())
             if last >= self.next_slot:
                 self.coverage["change_filled_with_noops"] += 1
