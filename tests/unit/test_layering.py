@@ -61,7 +61,6 @@ KNOWN_CYCLES: list[frozenset[str]] = [
     frozenset({"pyxos.core.base", "pyxos.core.reads"}),
     frozenset({"pyxos.sim.cluster", "pyxos.sim.workload", "pyxos.sim.kv_workload"}),
     frozenset({"pyxos.sim.nemesis", "pyxos.sim.runner"}),
-    frozenset({"pyxos.kv.keyspace", "pyxos.kv.values"}),
     frozenset(
         {
             "pyxos.server.acl_commands",

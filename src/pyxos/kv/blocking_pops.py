@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from pyxos.kv.longdouble import parse_ld
-from pyxos.kv.values import NULL_ARRAY, ListValue, TypedKeyspace, ZSet
+from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.values import NULL_ARRAY, ListValue, ZSet
 from pyxos.resp.integers import LLONG_MAX
 from pyxos.resp.replies import ErrorReply, Reply
 

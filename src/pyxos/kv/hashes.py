@@ -11,7 +11,8 @@ from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_OVERFLOW, E
 from pyxos.kv.keys import parse_cursor
 from pyxos.kv.longdouble import add_ld, format_ld, parse_ld
 from pyxos.kv.subscan import scan_container
-from pyxos.kv.values import ERR_NOT_FLOAT, Hash, TypedKeyspace, encoding_name
+from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.values import ERR_NOT_FLOAT, Hash, encoding_name
 from pyxos.resp.integers import LLONG_MAX, LLONG_MIN, string2ll
 from pyxos.resp.replies import OK, ErrorReply, Reply
 
@@ -26,7 +27,7 @@ _LONG_MAX = LLONG_MAX
 
 
 class HashCommands(TypedKeyspace):
-    """The hash commands, as a mixin over :class:`~pyxos.kv.values.TypedKeyspace`."""
+    """The hash commands, as a mixin over :class:`~pyxos.kv.typed_keyspace.TypedKeyspace`."""
 
     def _hash_for_write(self, key: bytes) -> Hash:
         h = self.value_of(key, Hash)

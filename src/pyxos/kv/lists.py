@@ -1,7 +1,7 @@
 """List commands (LPUSH, LPOP with a count, LRANGE, LSET, LREM, LTRIM, LINSERT, LPOS,
 LMOVE, RPOPLPUSH, and BLMOVE's non-blocking half), with the checks and replies of Redis's
 ``t_list.c``. A list is a :class:`~pyxos.kv.values.ListValue` (a deque). A push tells the
-blocked clients of this node (:meth:`~pyxos.kv.values.TypedKeyspace.ready`)."""
+blocked clients of this node (:meth:`~pyxos.kv.typed_keyspace.TypedKeyspace.ready`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pyxos.kv.blocking_pops import parse_timeout
 from pyxos.kv.errors import ERR_NO_SUCH_KEY, ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.sets import ERR_POSITIVE
-from pyxos.kv.values import NULL_ARRAY, ListValue, TypedKeyspace
+from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.values import NULL_ARRAY, ListValue
 from pyxos.resp.integers import LLONG_MIN, string2ll
 from pyxos.resp.replies import OK, ErrorReply, Reply
 
@@ -28,7 +29,7 @@ _ENDS = {b"left": True, b"right": False}
 
 
 class ListCommands(TypedKeyspace):
-    """The list commands, as a mixin over :class:`~pyxos.kv.values.TypedKeyspace`."""
+    """The list commands, as a mixin over :class:`~pyxos.kv.typed_keyspace.TypedKeyspace`."""
 
     def _push(self, argv: Sequence[bytes], left: bool, only_existing: bool) -> Reply:
         key = argv[1]

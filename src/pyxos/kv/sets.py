@@ -4,7 +4,7 @@ Redis's ``t_set.c``. A set is a :class:`~pyxos.kv.values.SetValue` (a dict of me
 Order. A set Redis keeps as an intset (integers only, at most 512) lists its members in
 numeric order, and pyxos does the same; any other set lists them in insertion order (Redis
 in its hash table's order, which no client can rely on). SPOP and SRANDMEMBER draw from the
-log-seeded generator (:meth:`~pyxos.kv.values.TypedKeyspace.rng`).
+log-seeded generator (:meth:`~pyxos.kv.typed_keyspace.TypedKeyspace.rng`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.keys import parse_cursor
 from pyxos.kv.subscan import scan_container
-from pyxos.kv.values import SetValue, TypedKeyspace, encoding_name, is_intset
+from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.values import SetValue, encoding_name, is_intset
 from pyxos.resp.integers import LLONG_MAX, string2ll
 from pyxos.resp.replies import ErrorReply, Reply
 
@@ -37,7 +38,7 @@ def ordered_members(members: SetValue | dict[bytes, None]) -> list[bytes]:
 
 
 class SetCommands(TypedKeyspace):
-    """The set commands, as a mixin over :class:`~pyxos.kv.values.TypedKeyspace`."""
+    """The set commands, as a mixin over :class:`~pyxos.kv.typed_keyspace.TypedKeyspace`."""
 
     def c_sadd(self, argv: Sequence[bytes]) -> Reply:
         s = self.value_of(argv[1], SetValue)

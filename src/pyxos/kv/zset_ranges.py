@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 
 from pyxos.kv.commands import string2ll
 from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
-from pyxos.kv.values import TypedKeyspace, ZSet, format_score, strtod
+from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.values import ZSet, format_score, strtod
 from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["ZRangeCommands", "lex_slice", "parse_lex_range", "parse_score_range", "score_slice"]
@@ -159,7 +160,7 @@ class _Query:
 
 
 class ZRangeCommands(TypedKeyspace):
-    """The range commands, as a mixin over :class:`~pyxos.kv.values.TypedKeyspace`."""
+    """The range commands, as a mixin over :class:`~pyxos.kv.typed_keyspace.TypedKeyspace`."""
 
     def _select(
         self, argv: Sequence[bytes], first: int, by: str | None, rev: bool | None, store: bool

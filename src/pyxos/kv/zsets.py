@@ -15,11 +15,11 @@ from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.keys import parse_cursor
 from pyxos.kv.sets import ERR_POSITIVE, ERR_RAND_RANGE
 from pyxos.kv.subscan import scan_container
+from pyxos.kv.typed_keyspace import TypedKeyspace
 from pyxos.kv.values import (
     ERR_NOT_FLOAT,
     WRONGTYPE,
     SetValue,
-    TypedKeyspace,
     ZSet,
     encoding_name,
     format_score,
@@ -41,7 +41,7 @@ _ZADD_FLAGS = (b"nx", b"xx", b"ch", b"incr", b"gt", b"lt")
 
 
 class ZSetCommands(ZRangeCommands, TypedKeyspace):
-    """The sorted set commands, as a mixin over :class:`~pyxos.kv.values.TypedKeyspace`."""
+    """The sorted set commands, as a mixin over :class:`~pyxos.kv.typed_keyspace.TypedKeyspace`."""
 
     def c_zadd(self, argv: Sequence[bytes]) -> Reply:
         flags: set[bytes] = set()

@@ -1,0 +1,64 @@
+"""The typed access every container command goes through, on top of the keyspace.
+
+A container is changed in place, so a command does not store it again: it tells
+:meth:`TypedKeyspace.changed`, which deletes the key once the container is empty (Redis never
+keeps an empty one) and tells WATCHers. Kept apart from :mod:`pyxos.kv.values` so that the
+value model sits below the keyspace that holds it.
+
+Randomness (SPOP, SRANDMEMBER, HRANDFIELD, ZRANDMEMBER) comes from a generator seeded by
+the log position and the draws made since the current EXEC or script began, as RANDOMKEY's
+does: every replica draws the same numbers for the same entry.
+"""
+
+from __future__ import annotations
+
+import random
+
+from pyxos.kv.keyspace import Keyspace
+from pyxos.kv.values import Container, Value, WrongTypeError
+
+__all__ = ["TypedKeyspace"]
+
+
+class TypedKeyspace(Keyspace):
+    """The accessors and change notifications the container commands share."""
+
+    _applied: int
+
+    def value_of(self, key: bytes, kind: type[Container]) -> Container | None:
+        """The key's container of ``kind``, None if the key is absent; WRONGTYPE otherwise."""
+        value = self.db.data.get(key)
+        if value is None or type(value) is kind:
+            return value
+        raise WrongTypeError
+
+    def string_of(self, key: bytes) -> bytes | None:
+        """The key's string, None if absent; WRONGTYPE if it holds a container."""
+        value = self.db.data.get(key)
+        if value is None or type(value) is bytes:
+            return value
+        raise WrongTypeError
+
+    def create(self, key: bytes, value: Container) -> Container:
+        """Store a new container at a key that does not exist."""
+        self.put(key, value)
+        return value
+
+    def changed(self, key: bytes, value: Value) -> None:
+        """A container was changed in place: delete it if now empty, tell WATCHers."""
+        db = self.db
+        if not value:
+            self.delete(key)
+        elif db.watched:
+            self.touch(db, key)
+
+    def ready(self, key: bytes) -> None:
+        """A list or sorted set got elements (for blocked pops on this node)."""
+        if self.on_ready is not None:
+            self.on_ready(self.db_index, key)
+
+    def rng(self) -> random.Random:
+        """A generator seeded by the log position and the draws made in this entry."""
+        rng = random.Random(self._applied * 1_000_003 + self.random_draws)
+        self.random_draws += 1
+        return rng
