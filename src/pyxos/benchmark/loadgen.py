@@ -16,45 +16,14 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from pyxos.benchmark.plan import (
-    KEY_FORMAT,
-    MAX_KEYS,
-    PHASE_DONE,
-    PHASE_DRAINING,
-    PHASE_MEASURING,
-    PHASE_READY,
-    PHASE_STARTING,
-    PHASE_WARMUP,
-    SHARED_HEADER,
-    WRITE_HEADS,
-    Endpoint,
-    WorkerPlan,
-    encode,
-    make_value,
-)
+from pyxos.benchmark import plan
+from pyxos.benchmark.plan import *  # noqa: F403 (re-exported, see __all__)
+from pyxos.benchmark.plan import PHASE_DONE, SHARED_HEADER, WorkerPlan
 from pyxos.benchmark.preload import preload
 from pyxos.benchmark.worker import Worker
 
-__all__ = [
-    "KEY_FORMAT",
-    "MAX_KEYS",
-    "PHASE_DONE",
-    "PHASE_DRAINING",
-    "PHASE_MEASURING",
-    "PHASE_READY",
-    "PHASE_STARTING",
-    "PHASE_WARMUP",
-    "SHARED_HEADER",
-    "WRITE_HEADS",
-    "Endpoint",
-    "Worker",
-    "WorkerPlan",
-    "encode",
-    "make_value",
-    "preload",
-    "run_worker",
-    "worker_process",
-]
+__all__ = ["Worker", "preload", "run_worker", "worker_process"]
+__all__ += plan.__all__
 
 
 def run_worker(
