@@ -14,11 +14,19 @@ from collections.abc import Callable, Sequence
 
 from pyxos.kv.commands import string2ll
 from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
+from pyxos.kv.ranks import rank_slice
 from pyxos.kv.typed_keyspace import TypedKeyspace
 from pyxos.kv.values import ZSet, format_score, strtod
 from pyxos.resp.replies import ErrorReply, Reply
 
-__all__ = ["ZRangeCommands", "lex_slice", "parse_lex_range", "parse_score_range", "score_slice"]
+__all__ = [
+    "ZRangeCommands",
+    "lex_slice",
+    "parse_lex_range",
+    "parse_score_range",
+    "score_slice",
+    "with_scores",
+]
 
 ERR_MINMAX_FLOAT = ErrorReply("ERR min or max is not a float")
 ERR_MINMAX_LEX = ErrorReply("ERR min or max not valid string range item")
@@ -125,18 +133,6 @@ def lex_slice(z: ZSet, lo: LexBound, hi: LexBound) -> tuple[int, int]:
     start = _first(n, ge_min)
     end = _first(n, gt_max)
     return start, max(start, end)
-
-
-def rank_slice(n: int, start: int, end: int) -> tuple[int, int]:
-    """Redis's rank arithmetic (negative from the end, clamped) as ``[start, end)``."""
-    if start < 0:
-        start += n
-    if end < 0:
-        end += n
-    start = max(start, 0)
-    if start > end or start >= n:
-        return 0, 0
-    return start, min(end, n - 1) + 1
 
 
 def with_scores(items: Sequence[tuple[float, bytes]], scores: bool) -> list[Reply]:
