@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_SYNTAX
-from pyxos.kv.keys import parse_cursor
-from pyxos.kv.subscan import scan_container
+from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
+from pyxos.kv.subscan import ScanView, scan_container
 from pyxos.kv.typed_keyspace import TypedKeyspace
 from pyxos.kv.values import SetValue, encoding_name, is_intset
 from pyxos.resp.integers import LLONG_MAX, string2ll
@@ -35,6 +34,10 @@ def ordered_members(members: SetValue | dict[bytes, None]) -> list[bytes]:
     if is_intset(members, len(members)):
         return sorted(members, key=int)
     return list(members)
+
+
+def _scan_view(s: SetValue) -> ScanView:
+    return ordered_members(s), None, encoding_name(s) == "intset"
 
 
 class SetCommands(TypedKeyspace):
@@ -86,7 +89,7 @@ class SetCommands(TypedKeyspace):
             s = self.value_of(argv[1], SetValue)
             if s is None:
                 return None
-            member = list(s)[self.rng().randrange(len(s))]
+            member = self.random_one(list(s))
             del s[member]
             self.changed(argv[1], s)
             return member
@@ -97,10 +100,8 @@ class SetCommands(TypedKeyspace):
         if s is None or count == 0:
             return []
         members = ordered_members(s)
-        if count >= len(members):
-            picked = members
-        else:
-            picked = [members[i] for i in sorted(self.rng().sample(range(len(members)), count))]
+        # Drawn only when some are left: a count that takes them all uses no randomness.
+        picked = members if count >= len(members) else self.random_picks(members, count)
         for m in picked:
             del s[m]
         self.changed(argv[1], s)
@@ -113,7 +114,7 @@ class SetCommands(TypedKeyspace):
             s = self.value_of(argv[1], SetValue)
             if s is None:
                 return None
-            return list(s)[self.rng().randrange(len(s))]
+            return self.random_one(list(s))
         count = string2ll(argv[2])
         if count is None:
             return ERR_NOT_INTEGER
@@ -122,13 +123,7 @@ class SetCommands(TypedKeyspace):
         s = self.value_of(argv[1], SetValue)
         if s is None or count == 0:
             return []
-        members = ordered_members(s)
-        rng = self.rng()
-        if count < 0:
-            return [members[rng.randrange(len(members))] for _ in range(-count)]
-        if count >= len(members):
-            return list(members)
-        return [members[i] for i in sorted(rng.sample(range(len(members)), count))]
+        return list(self.random_picks(ordered_members(s), count))
 
     def c_smove(self, argv: Sequence[bytes]) -> Reply:
         src_key, dst_key, member = argv[1], argv[2], argv[3]
@@ -223,12 +218,4 @@ class SetCommands(TypedKeyspace):
         return min(count, limit) if limit else count
 
     def c_sscan(self, argv: Sequence[bytes]) -> Reply:
-        cursor = parse_cursor(argv[2])
-        if cursor is None:
-            return ERR_INVALID_CURSOR
-        s = self.value_of(argv[1], SetValue)
-        if s is None:
-            return [b"0", []]
-        small = encoding_name(s) == "intset"
-        members = ordered_members(s)
-        return scan_container(argv, cursor, members, lambda m, out: out.append(m), small)
+        return scan_container(argv, lambda key: self.value_of(key, SetValue), _scan_view)

@@ -13,11 +13,15 @@ does: every replica draws the same numbers for the same entry.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from typing import TypeVar
 
 from pyxos.kv.keyspace import Keyspace
 from pyxos.kv.values import Container, Value, WrongTypeError
 
 __all__ = ["TypedKeyspace"]
+
+T = TypeVar("T")
 
 
 class TypedKeyspace(Keyspace):
@@ -62,3 +66,19 @@ class TypedKeyspace(Keyspace):
         rng = random.Random(self._applied * 1_000_003 + self.random_draws)
         self.random_draws += 1
         return rng
+
+    def random_one(self, items: Sequence[T]) -> T:
+        """One of ``items`` (not empty), drawn as HRANDFIELD, SRANDMEMBER, SPOP and
+        ZRANDMEMBER draw it without a count."""
+        return items[self.rng().randrange(len(items))]
+
+    def random_picks(self, items: Sequence[T], count: int) -> list[T]:
+        """What the count of HRANDFIELD, SRANDMEMBER and ZRANDMEMBER picks from ``items``
+        (not empty; ``count`` not 0): a negative count, that many draws with repeats; a
+        positive one, that many distinct items in their order (all when there are fewer)."""
+        rng = self.rng()
+        if count < 0:
+            return [items[rng.randrange(len(items))] for _ in range(-count)]
+        if count >= len(items):
+            return list(items)
+        return [items[i] for i in sorted(rng.sample(range(len(items)), count))]

@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_SYNTAX
-from pyxos.kv.keys import parse_cursor
+from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.sets import ERR_POSITIVE, ERR_RAND_RANGE
-from pyxos.kv.subscan import scan_container
+from pyxos.kv.subscan import ScanView, scan_container
 from pyxos.kv.typed_keyspace import TypedKeyspace
 from pyxos.kv.values import (
     ERR_NOT_FLOAT,
@@ -25,7 +24,7 @@ from pyxos.kv.values import (
     format_score,
     parse_double,
 )
-from pyxos.kv.zset_ranges import ZRangeCommands
+from pyxos.kv.zset_ranges import ZRangeCommands, with_scores
 from pyxos.resp.integers import LLONG_MAX, string2ll
 from pyxos.resp.replies import ErrorReply, Reply
 
@@ -38,6 +37,12 @@ ERR_INCR_PAIR = ErrorReply("ERR INCR option supports a single increment-element 
 ERR_WEIGHT = ErrorReply("ERR weight value is not a float")
 ERR_OUT_OF_RANGE = ErrorReply("ERR value is out of range")
 _ZADD_FLAGS = (b"nx", b"xx", b"ch", b"incr", b"gt", b"lt")
+
+
+def _scan_view(z: ZSet) -> ScanView:
+    scores = z.scores
+    members = [m for _, m in z.index]
+    return members, lambda m: format_score(scores[m]), encoding_name(z) == "listpack"
 
 
 class ZSetCommands(ZRangeCommands, TypedKeyspace):
@@ -202,7 +207,8 @@ class ZSetCommands(ZRangeCommands, TypedKeyspace):
             z = self.value_of(argv[1], ZSet)
             if z is None:
                 return None
-            return z.index[self.rng().randrange(len(z))][1]  # type: ignore[no-any-return]
+            member: bytes = self.random_one(z.index)[1]
+            return member
         count = string2ll(argv[2])
         if count is None:
             return ERR_NOT_INTEGER
@@ -213,36 +219,11 @@ class ZSetCommands(ZRangeCommands, TypedKeyspace):
         z = self.value_of(argv[1], ZSet)
         if z is None or count == 0:
             return []
-        items = list(z.index)
-        rng = self.rng()
-        if count < 0:
-            picked = [items[rng.randrange(len(items))] for _ in range(-count)]
-        elif count >= len(items):
-            picked = items
-        else:
-            picked = [items[i] for i in sorted(rng.sample(range(len(items)), count))]
-        out: list[Reply] = []
-        for score, member in picked:
-            out.append(member)
-            if withscores:
-                out.append(format_score(score))
-        return out
+        items: list[tuple[float, bytes]] = list(z.index)
+        return with_scores(self.random_picks(items, count), withscores)
 
     def c_zscan(self, argv: Sequence[bytes]) -> Reply:
-        cursor = parse_cursor(argv[2])
-        if cursor is None:
-            return ERR_INVALID_CURSOR
-        z = self.value_of(argv[1], ZSet)
-        if z is None:
-            return [b"0", []]
-        scores = z.scores
-
-        def emit(member: bytes, out: list[Reply]) -> None:
-            out.append(member)
-            out.append(format_score(scores[member]))
-
-        members = [m for _, m in z.index]
-        return scan_container(argv, cursor, members, emit, encoding_name(z) == "listpack")
+        return scan_container(argv, lambda key: self.value_of(key, ZSet), _scan_view)
 
     # --- algebra -------------------------------------------------------------------------------
 
