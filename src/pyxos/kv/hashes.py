@@ -11,7 +11,7 @@ from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.longdouble import add_ld, format_ld, parse_ld
 from pyxos.kv.strings import incremented
 from pyxos.kv.subscan import ScanView, scan_container
-from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.typed_keyspace import TypedKeyspace, with_flag
 from pyxos.kv.values import ERR_NOT_FLOAT, Hash, encoding_name
 from pyxos.resp.integers import LLONG_MAX, string2ll
 from pyxos.resp.replies import OK, ErrorReply, Reply
@@ -141,16 +141,11 @@ class HashCommands(TypedKeyspace):
         return new
 
     def c_hrandfield(self, argv: Sequence[bytes]) -> Reply:
-        withvalues = False
-        if len(argv) >= 4:
-            if len(argv) > 4 or argv[3].lower() != b"withvalues":
-                return ERR_SYNTAX
-            withvalues = True
+        withvalues = with_flag(argv, b"withvalues")
+        if withvalues is None:
+            return ERR_SYNTAX
         if len(argv) == 2:
-            h = self.value_of(argv[1], Hash)
-            if h is None:
-                return None
-            return self.random_one(list(h))
+            return self.random_element(argv[1], Hash)
         count = string2ll(argv[2])
         if count is None:
             return ERR_NOT_INTEGER

@@ -86,12 +86,9 @@ class SetCommands(TypedKeyspace):
         if len(argv) > 3:
             return ERR_SYNTAX
         if len(argv) == 2:
-            s = self.value_of(argv[1], SetValue)
-            if s is None:
-                return None
-            member = self.random_one(list(s))
-            del s[member]
-            self.changed(argv[1], s)
+            member = self.random_element(argv[1], SetValue)
+            if member is not None:  # a draw, then an SREM (what Redis replicates SPOP as)
+                self.c_srem([b"srem", argv[1], member])
             return member
         count = string2ll(argv[2])
         if count is None or count < 0:
@@ -111,10 +108,7 @@ class SetCommands(TypedKeyspace):
         if len(argv) > 3:
             return ERR_SYNTAX
         if len(argv) == 2:
-            s = self.value_of(argv[1], SetValue)
-            if s is None:
-                return None
-            return self.random_one(list(s))
+            return self.random_element(argv[1], SetValue)
         count = string2ll(argv[2])
         if count is None:
             return ERR_NOT_INTEGER

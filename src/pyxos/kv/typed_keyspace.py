@@ -17,11 +17,21 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from pyxos.kv.keyspace import Keyspace
-from pyxos.kv.values import Container, Value, WrongTypeError
+from pyxos.kv.values import Container, Value, WrongTypeError, ZSet
 
-__all__ = ["TypedKeyspace"]
+__all__ = ["TypedKeyspace", "with_flag"]
 
 T = TypeVar("T")
+
+
+def with_flag(argv: Sequence[bytes], flag: bytes) -> bool | None:
+    """HRANDFIELD's WITHVALUES, ZRANDMEMBER's WITHSCORES: whether ``flag`` (any case) is
+    the fourth argument; None (a syntax error) for anything else there or after it."""
+    if len(argv) < 4:
+        return False
+    if len(argv) > 4 or argv[3].lower() != flag:
+        return None
+    return True
 
 
 class TypedKeyspace(Keyspace):
@@ -66,6 +76,17 @@ class TypedKeyspace(Keyspace):
         rng = random.Random(self._applied * 1_000_003 + self.random_draws)
         self.random_draws += 1
         return rng
+
+    def random_element(self, key: bytes, kind: type[Container]) -> bytes | None:
+        """The form without a count of HRANDFIELD, SRANDMEMBER, SPOP and ZRANDMEMBER: a
+        field or member of the key's container drawn at random; None if the key is absent."""
+        value = self.value_of(key, kind)
+        if value is None:
+            return None
+        if isinstance(value, ZSet):
+            member: bytes = self.random_one(value.index)[1]  # by rank: O(log n), no copy
+            return member
+        return self.random_one(list(value))
 
     def random_one(self, items: Sequence[T]) -> T:
         """One of ``items`` (not empty), drawn as HRANDFIELD, SRANDMEMBER, SPOP and

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.kv.sets import ERR_POSITIVE, ERR_RAND_RANGE
 from pyxos.kv.subscan import ScanView, scan_container
-from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.typed_keyspace import TypedKeyspace, with_flag
 from pyxos.kv.values import (
     ERR_NOT_FLOAT,
     WRONGTYPE,
@@ -198,17 +198,11 @@ class ZSetCommands(ZRangeCommands, TypedKeyspace):
     # --- random members and scanning ---------------------------------------------------------
 
     def c_zrandmember(self, argv: Sequence[bytes]) -> Reply:
-        withscores = False
-        if len(argv) >= 4:
-            if len(argv) > 4 or argv[3].lower() != b"withscores":
-                return ERR_SYNTAX
-            withscores = True
+        withscores = with_flag(argv, b"withscores")
+        if withscores is None:
+            return ERR_SYNTAX
         if len(argv) == 2:
-            z = self.value_of(argv[1], ZSet)
-            if z is None:
-                return None
-            member: bytes = self.random_one(z.index)[1]
-            return member
+            return self.random_element(argv[1], ZSet)
         count = string2ll(argv[2])
         if count is None:
             return ERR_NOT_INTEGER
