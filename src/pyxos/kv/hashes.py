@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from pyxos.kv.commands import arity_error
-from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
+from pyxos.kv.errors import ERR_NOT_INTEGER
 from pyxos.kv.longdouble import add_ld, format_ld, parse_ld
 from pyxos.kv.strings import incremented
 from pyxos.kv.subscan import ScanView, scan_container
-from pyxos.kv.typed_keyspace import TypedKeyspace, with_flag
+from pyxos.kv.typed_keyspace import TypedKeyspace
 from pyxos.kv.values import ERR_NOT_FLOAT, Hash, encoding_name
 from pyxos.resp.integers import LLONG_MAX, string2ll
 from pyxos.resp.replies import OK, ErrorReply, Reply
@@ -22,12 +22,21 @@ ERR_HASH_NOT_INTEGER = ErrorReply("ERR hash value is not an integer")
 ERR_HASH_NOT_FLOAT = ErrorReply("ERR hash value is not a float")
 ERR_NAN_OR_INF = ErrorReply("ERR increment would produce NaN or Infinity")
 ERR_INCR_NAN_OR_INF = ErrorReply("ERR value is NaN or Infinity")
-ERR_OUT_OF_RANGE = ErrorReply("ERR value is out of range")
 _LONG_MAX = LLONG_MAX
 
 
 def _scan_view(h: Hash) -> ScanView:
     return list(h), h.__getitem__, encoding_name(h) == "listpack"
+
+
+def _with_values(h: Hash, fields: list[bytes], withvalues: bool) -> Reply:
+    """HRANDFIELD's reply: the fields drawn, each followed by its value WITHVALUES."""
+    if not withvalues:
+        return list(fields)
+    out: list[Reply] = []
+    for f in fields:
+        out += [f, h[f]]
+    return out
 
 
 class HashCommands(TypedKeyspace):
@@ -141,26 +150,7 @@ class HashCommands(TypedKeyspace):
         return new
 
     def c_hrandfield(self, argv: Sequence[bytes]) -> Reply:
-        withvalues = with_flag(argv, b"withvalues")
-        if withvalues is None:
-            return ERR_SYNTAX
-        if len(argv) == 2:
-            return self.random_element(argv[1], Hash)
-        count = string2ll(argv[2])
-        if count is None:
-            return ERR_NOT_INTEGER
-        if withvalues and count < -_LONG_MAX // 2:
-            return ERR_OUT_OF_RANGE
-        h = self.value_of(argv[1], Hash)
-        if h is None or count == 0:
-            return []
-        picked = self.random_picks(list(h), count)
-        if not withvalues:
-            return list(picked)
-        out: list[Reply] = []
-        for f in picked:
-            out += [f, h[f]]
-        return out
+        return self.random_members(argv, Hash, b"withvalues", list, _with_values)
 
     def c_hscan(self, argv: Sequence[bytes]) -> Reply:
         return scan_container(argv, lambda key: self.value_of(key, Hash), _scan_view)

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
+from pyxos.kv.errors import ERR_SYNTAX
 from pyxos.kv.subscan import ScanView, scan_container
 from pyxos.kv.typed_keyspace import TypedKeyspace
 from pyxos.kv.values import SetValue, encoding_name, is_intset
-from pyxos.resp.integers import LLONG_MAX, string2ll
+from pyxos.resp.integers import string2ll
 from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["SetCommands", "ordered_members"]
 
 ERR_POSITIVE = ErrorReply("ERR value is out of range, must be positive")
-ERR_RAND_RANGE = ErrorReply(
-    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
-)
 ERR_NUMKEYS = ErrorReply("ERR numkeys should be greater than 0")
 ERR_TOO_MANY_KEYS = ErrorReply("ERR Number of keys can't be greater than number of args")
 ERR_LIMIT = ErrorReply("ERR LIMIT can't be negative")
@@ -38,6 +35,10 @@ def ordered_members(members: SetValue | dict[bytes, None]) -> list[bytes]:
 
 def _scan_view(s: SetValue) -> ScanView:
     return ordered_members(s), None, encoding_name(s) == "intset"
+
+
+def _members(s: SetValue, picked: list[bytes], flagged: bool) -> Reply:
+    return list(picked)
 
 
 class SetCommands(TypedKeyspace):
@@ -105,19 +106,7 @@ class SetCommands(TypedKeyspace):
         return list(picked)
 
     def c_srandmember(self, argv: Sequence[bytes]) -> Reply:
-        if len(argv) > 3:
-            return ERR_SYNTAX
-        if len(argv) == 2:
-            return self.random_element(argv[1], SetValue)
-        count = string2ll(argv[2])
-        if count is None:
-            return ERR_NOT_INTEGER
-        if count < -LLONG_MAX:
-            return ERR_RAND_RANGE
-        s = self.value_of(argv[1], SetValue)
-        if s is None or count == 0:
-            return []
-        return list(self.random_picks(ordered_members(s), count))
+        return self.random_members(argv, SetValue, None, ordered_members, _members)
 
     def c_smove(self, argv: Sequence[bytes]) -> Reply:
         src_key, dst_key, member = argv[1], argv[2], argv[3]

@@ -13,25 +13,35 @@ does: every replica draws the same numbers for the same entry.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_OUT_OF_RANGE, ERR_RAND_RANGE, ERR_SYNTAX
 from pyxos.kv.keyspace import Keyspace
 from pyxos.kv.values import Container, Value, WrongTypeError, ZSet
+from pyxos.resp.integers import LLONG_MAX, string2ll
+from pyxos.resp.replies import ErrorReply, Reply
 
-__all__ = ["TypedKeyspace", "with_flag"]
+__all__ = ["TypedKeyspace", "random_args"]
 
 T = TypeVar("T")
 
 
-def with_flag(argv: Sequence[bytes], flag: bytes) -> bool | None:
-    """HRANDFIELD's WITHVALUES, ZRANDMEMBER's WITHSCORES: whether ``flag`` (any case) is
-    the fourth argument; None (a syntax error) for anything else there or after it."""
-    if len(argv) < 4:
-        return False
-    if len(argv) > 4 or argv[3].lower() != flag:
-        return None
-    return True
+def random_args(argv: Sequence[bytes], flag: bytes | None) -> tuple[int | None, bool] | ErrorReply:
+    """``key [count [flag]]`` of HRANDFIELD (WITHVALUES), ZRANDMEMBER (WITHSCORES) and
+    SRANDMEMBER (no flag): the count, None without one, and whether the flag was given.
+    Errors in Redis's order: anything else after the count, then a count that is not an
+    integer, or is LLONG_MIN (as many draws as its negation cannot be counted)."""
+    if len(argv) > (3 if flag is None else 4) or (len(argv) == 4 and argv[3].lower() != flag):
+        return ERR_SYNTAX
+    if len(argv) == 2:
+        return None, False
+    count = string2ll(argv[2])
+    if count is None:
+        return ERR_NOT_INTEGER
+    if count < -LLONG_MAX:
+        return ERR_RAND_RANGE
+    return count, len(argv) == 4
 
 
 class TypedKeyspace(Keyspace):
@@ -76,6 +86,30 @@ class TypedKeyspace(Keyspace):
         rng = random.Random(self._applied * 1_000_003 + self.random_draws)
         self.random_draws += 1
         return rng
+
+    def random_members(
+        self,
+        argv: Sequence[bytes],
+        kind: type[Container],
+        flag: bytes | None,
+        elements: Callable[[Container], Sequence[T]],
+        answer: Callable[[Container, list[T], bool], Reply],
+    ) -> Reply:
+        """HRANDFIELD, SRANDMEMBER and ZRANDMEMBER: parse ``key [count [flag]]``
+        (:func:`random_args`), draw from the container's ``elements`` as the count says,
+        and ``answer(container, picked, flag given)``."""
+        parsed = random_args(argv, flag)
+        if isinstance(parsed, ErrorReply):
+            return parsed
+        count, flagged = parsed
+        if count is None:
+            return self.random_element(argv[1], kind)
+        if flagged and count < -LLONG_MAX // 2:
+            return ERR_OUT_OF_RANGE  # twice as many replies as draws would not fit
+        value = self.value_of(argv[1], kind)
+        if value is None or count == 0:
+            return []
+        return answer(value, self.random_picks(elements(value), count), flagged)
 
     def random_element(self, key: bytes, kind: type[Container]) -> bytes | None:
         """The form without a count of HRANDFIELD, SRANDMEMBER, SPOP and ZRANDMEMBER: a

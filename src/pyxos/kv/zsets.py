@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 
 from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
-from pyxos.kv.sets import ERR_POSITIVE, ERR_RAND_RANGE
+from pyxos.kv.sets import ERR_POSITIVE
 from pyxos.kv.subscan import ScanView, scan_container
-from pyxos.kv.typed_keyspace import TypedKeyspace, with_flag
+from pyxos.kv.typed_keyspace import TypedKeyspace
 from pyxos.kv.values import (
     ERR_NOT_FLOAT,
     WRONGTYPE,
@@ -25,7 +25,7 @@ from pyxos.kv.values import (
     parse_double,
 )
 from pyxos.kv.zset_ranges import ZRangeCommands, with_scores
-from pyxos.resp.integers import LLONG_MAX, string2ll
+from pyxos.resp.integers import string2ll
 from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["ZSetCommands"]
@@ -35,7 +35,6 @@ ERR_NX_XX = ErrorReply("ERR XX and NX options at the same time are not compatibl
 ERR_GT_LT_NX = ErrorReply("ERR GT, LT, and/or NX options at the same time are not compatible")
 ERR_INCR_PAIR = ErrorReply("ERR INCR option supports a single increment-element pair")
 ERR_WEIGHT = ErrorReply("ERR weight value is not a float")
-ERR_OUT_OF_RANGE = ErrorReply("ERR value is out of range")
 _ZADD_FLAGS = (b"nx", b"xx", b"ch", b"incr", b"gt", b"lt")
 
 
@@ -43,6 +42,14 @@ def _scan_view(z: ZSet) -> ScanView:
     scores = z.scores
     members = [m for _, m in z.index]
     return members, lambda m: format_score(scores[m]), encoding_name(z) == "listpack"
+
+
+def _by_rank(z: ZSet) -> list[tuple[float, bytes]]:
+    return list(z.index)
+
+
+def _with_scores(z: ZSet, picked: list[tuple[float, bytes]], withscores: bool) -> Reply:
+    return with_scores(picked, withscores)
 
 
 class ZSetCommands(ZRangeCommands, TypedKeyspace):
@@ -198,23 +205,7 @@ class ZSetCommands(ZRangeCommands, TypedKeyspace):
     # --- random members and scanning ---------------------------------------------------------
 
     def c_zrandmember(self, argv: Sequence[bytes]) -> Reply:
-        withscores = with_flag(argv, b"withscores")
-        if withscores is None:
-            return ERR_SYNTAX
-        if len(argv) == 2:
-            return self.random_element(argv[1], ZSet)
-        count = string2ll(argv[2])
-        if count is None:
-            return ERR_NOT_INTEGER
-        if count < -LLONG_MAX:
-            return ERR_RAND_RANGE
-        if withscores and count < -LLONG_MAX // 2:
-            return ERR_OUT_OF_RANGE
-        z = self.value_of(argv[1], ZSet)
-        if z is None or count == 0:
-            return []
-        items: list[tuple[float, bytes]] = list(z.index)
-        return with_scores(self.random_picks(items, count), withscores)
+        return self.random_members(argv, ZSet, b"withscores", _by_rank, _with_scores)
 
     def c_zscan(self, argv: Sequence[bytes]) -> Reply:
         return scan_container(argv, lambda key: self.value_of(key, ZSet), _scan_view)
