@@ -59,7 +59,6 @@ KNOWN_CYCLES: list[frozenset[str]] = [
     # split from. Each should give way to a protocol of what it uses (as ClientPort did
     # for INFO and CONFIG, and ServerPort for the connection's mixins); the test fails once
     # one is gone, so that it leaves this list.
-    frozenset({"pyxos.core.base", "pyxos.core.reads"}),
     frozenset({"pyxos.sim.cluster", "pyxos.sim.workload", "pyxos.sim.kv_workload"}),
     frozenset({"pyxos.sim.nemesis", "pyxos.sim.runner"}),
 ]

@@ -11,18 +11,14 @@ slot, advancing the commit index, falling back to follower. The role modules
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import TYPE_CHECKING
 
 from pyxos.core.ballot import ZERO, Ballot
 from pyxos.core.bugs import NO_BUGS, ProtocolBugs
 from pyxos.core.config import Config
 from pyxos.core.messages import Message, Promise, SlotValue, Value
 from pyxos.core.options import Options, Rng, Role
-from pyxos.core.progress import Inflight, PeerProgress
+from pyxos.core.progress import Inflight, PeerProgress, ReadRound
 from pyxos.core.ready import HardState, Ready, Standing
-
-if TYPE_CHECKING:
-    from pyxos.core.reads import ReadRound
 
 
 class ReplicaBase:

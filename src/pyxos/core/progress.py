@@ -6,7 +6,7 @@ the leader's handlers update, kept apart so the leader's logic reads as logic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyxos.core.messages import Value
 
@@ -32,3 +32,13 @@ class Inflight:
     value: Value
     acks: set[int]
     sent_tick: int
+
+
+@dataclass(slots=True)
+class ReadRound:
+    """Reads waiting for a quorum to confirm heartbeat round ``seq`` (``reads``)."""
+
+    seq: int
+    index: int
+    local: list[int] = field(default_factory=list)
+    remote: dict[int, list[int]] = field(default_factory=dict)

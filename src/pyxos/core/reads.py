@@ -10,21 +10,12 @@ and serve locally once they applied through it (etcd's ``read_only.go``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from pyxos.core.base import ReplicaBase
 from pyxos.core.messages import ReadIndexReply, ReadIndexRequest
 from pyxos.core.options import Role
+from pyxos.core.progress import ReadRound
 
-
-@dataclass(slots=True)
-class ReadRound:
-    """Reads waiting for a quorum to confirm heartbeat round ``seq``."""
-
-    seq: int
-    index: int
-    local: list[int] = field(default_factory=list)
-    remote: dict[int, list[int]] = field(default_factory=dict)
+__all__ = ["ReadRound", "ReadsMixin"]
 
 
 class ReadsMixin(ReplicaBase):
