@@ -60,7 +60,6 @@ KNOWN_CYCLES: list[frozenset[str]] = [
     # for INFO and CONFIG, and ServerPort for the connection's mixins); the test fails once
     # one is gone, so that it leaves this list.
     frozenset({"pyxos.sim.cluster", "pyxos.sim.workload", "pyxos.sim.kv_workload"}),
-    frozenset({"pyxos.sim.nemesis", "pyxos.sim.runner"}),
 ]
 
 
