@@ -12,10 +12,8 @@ import bisect
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pyxos.sim.cluster import Cluster, SimNode
+from pyxos.sim.sim_node import ClusterView, SimNode
 
 
 @dataclass(slots=True)
@@ -43,7 +41,7 @@ class Workload:
 
     def __init__(
         self,
-        cluster: Cluster,
+        cluster: ClusterView,
         rng: random.Random,
         clients: int,
         read_ratio: float,
