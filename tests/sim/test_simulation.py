@@ -130,7 +130,7 @@ def test_white_box_checks_catch_acceptor_bugs_at_once(bug: str) -> None:
 
 
 def test_the_oracle_refuses_two_values_chosen_in_one_slot() -> None:
-    oracle = Oracle(Cluster(1, 3).config, white_box=False)
+    oracle = Oracle(Cluster(1, 3).oracle.history, white_box=False)
     b1, b2 = Ballot(1, 1), Ballot(2, 2)
     oracle.proposed(1, b1, 5, ((b"v",),))
     oracle.voted(1, 11, b1, range(5, 6))
@@ -144,13 +144,13 @@ def test_the_oracle_refuses_two_values_chosen_in_one_slot() -> None:
 
 
 def test_the_oracle_refuses_an_applied_value_that_was_never_chosen() -> None:
-    oracle = Oracle(Cluster(1, 3).config)
+    oracle = Oracle(Cluster(1, 3).oracle.history)
     oracle.applied(2, 1, (b"x",))
     assert oracle.violation == "node 2 applied slot 1, which no quorum accepted"
 
 
 def test_the_white_box_oracle_refuses_a_vote_from_a_replaced_data_dir() -> None:
-    oracle = Oracle(Cluster(1, 3).config)
+    oracle = Oracle(Cluster(1, 3).oracle.history)
     oracle.promised(2, 0xAA, Ballot(1, 1))
     assert oracle.violation is None
     oracle.voted(2, 0xBB, Ballot(2, 1), range(1, 2))

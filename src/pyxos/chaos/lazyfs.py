@@ -143,10 +143,6 @@ class LazyOperations:
         return out
 
     @_locked
-    def releasedir(self, path: str | None, fh: int) -> int:
-        return self._release(fh)
-
-    @_locked
     def fsyncdir(self, path: str | None, datasync: int, fh: int) -> int:
         self.state.fsyncdir(self._node(path, fh))
         return 0
@@ -209,17 +205,16 @@ class LazyOperations:
 
     @_locked
     def release(self, path: str | None, fh: int) -> int:
-        return self._release(fh)
+        entry = self._handles.pop(fh, None)
+        if entry is not None:
+            self.state.released(entry[0])
+        return 0
+
+    releasedir = release  # a directory's handle is closed as a file's is
 
     @_locked
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
         self.state.fsync(self._node(path, fh))
-        return 0
-
-    def _release(self, fh: int) -> int:
-        entry = self._handles.pop(fh, None)
-        if entry is not None:
-            self.state.released(entry[0])
         return 0
 
     # ------------------------------------------------------------------ control

@@ -12,7 +12,7 @@ matching model:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 from pyxos.check.history import Event, EventType, HistoryError
@@ -33,6 +33,20 @@ _PORCUPINE_LINE = re.compile(
 _EDN_ESCAPE = re.compile(r"\\(.)")
 
 
+def _matching_lines(
+    lines: Iterable[str], pattern: re.Pattern[str], what: str
+) -> Iterator[tuple[int, re.Match[str]]]:
+    """Each non-blank line's number (from 1) and its match; a line that does not match is
+    an error naming it."""
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        match = pattern.match(text)
+        if match is None:
+            raise HistoryError(f"not {what}: {text.strip()!r}", number)
+        yield number, match
+
+
 def parse_jepsen_etcd(lines: Iterable[str]) -> list[Event]:
     """Parse a Jepsen etcd log (``INFO  jepsen.util - 3\\t:invoke\\t:write\\t4``).
 
@@ -45,12 +59,7 @@ def parse_jepsen_etcd(lines: Iterable[str]) -> list[Event]:
     - ``:ok :cas`` is ``ok`` with ``True``; ``:info`` stays ``info`` (unknown outcome).
     """
     events: list[Event] = []
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        match = _ETCD_LINE.match(text)
-        if match is None:
-            raise HistoryError(f"not a Jepsen etcd log line: {text.strip()!r}", number)
+    for number, match in _matching_lines(lines, _ETCD_LINE, "a Jepsen etcd log line"):
         process, etype, f, raw = match.groups()
         value: object
         event_type: EventType
@@ -102,12 +111,7 @@ def parse_porcupine_kv(lines: Iterable[str]) -> list[Event]:
     value (a get's invocation) becomes ``None``.
     """
     events: list[Event] = []
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        match = _PORCUPINE_LINE.match(text)
-        if match is None:
-            raise HistoryError(f"not a Porcupine key-value log line: {text.strip()!r}", number)
+    for number, match in _matching_lines(lines, _PORCUPINE_LINE, "a Porcupine key-value log line"):
         process, etype, f, key, raw, string = match.groups()
         value = None if raw == "nil" else _EDN_ESCAPE.sub(r"\1", string)
         event_type: EventType = "invoke"

@@ -192,33 +192,23 @@ class User:
             self._apply_selector(rule, op, catalog)
 
     def _apply_selector(self, rule: bytes, op: bytes, catalog: AclCatalog) -> None:
-        if op in (b"allkeys", b"~*"):
-            self.allkeys = True
-            self.patterns.clear()
-        elif op == b"resetkeys":
-            self.allkeys = False
+        if op in (b"allkeys", b"~*", b"resetkeys"):  # all or none: either way no patterns
+            self.allkeys = op != b"resetkeys"
             self.patterns.clear()
         elif rule[:1] in (b"~", b"%"):
             self._add_key_pattern(rule)
-        elif op in (b"allchannels", b"&*"):
-            self.allchannels = True
-            self.channels.clear()
-        elif op == b"resetchannels":
-            self.allchannels = False
+        elif op in (b"allchannels", b"&*", b"resetchannels"):
+            self.allchannels = op != b"resetchannels"
             self.channels.clear()
         elif rule[:1] == b"&":
             if self.allchannels:
                 raise AclRuleError(_CHANNELS_AFTER_ALL)
             if rule[1:] not in self.channels:
                 self.channels.append(rule[1:])
-        elif op in (b"allcommands", b"+@all"):
-            self.allowed = set(catalog.all_names)
-            self.future = True
-            self.firstargs.clear()
-            self.rules.clear()
-        elif op in (b"nocommands", b"-@all"):
-            self.allowed = set()
-            self.future = False
+        elif op in (b"allcommands", b"+@all", b"nocommands", b"-@all"):
+            everything = op in (b"allcommands", b"+@all")
+            self.allowed = set(catalog.all_names) if everything else set()
+            self.future = everything  # commands added later follow
             self.firstargs.clear()
             self.rules.clear()
         elif rule[:2] in (b"+@", b"-@"):
@@ -231,11 +221,7 @@ class User:
         elif rule[:1] == b"+":
             self._allow(rule[1:], catalog)
         elif rule[:1] == b"-":
-            cmd = catalog.lookup(rule[1:].decode("utf-8", "replace"))
-            if cmd is None:
-                raise AclRuleError(_UNKNOWN)
-            self._change(cmd, False)
-            self._record(cmd.name, False)
+            self._set_command(rule[1:].decode("utf-8", "replace"), catalog, False)
         else:
             raise AclRuleError(_SYNTAX)
 
@@ -272,11 +258,7 @@ class User:
     def _allow(self, name: bytes, catalog: AclCatalog) -> None:
         text = name.decode("utf-8", "replace")
         if "|" not in text:
-            cmd = catalog.lookup(text)
-            if cmd is None:
-                raise AclRuleError(_UNKNOWN)
-            self._change(cmd, True)
-            self._record(cmd.name, True)
+            self._set_command(text, catalog, True)
             return
         head, _, sub = text.rpartition("|")
         cmd = catalog.lookup(head) if head.count("|") == 0 else None
@@ -287,17 +269,21 @@ class User:
         if not sub:
             raise AclRuleError(_SYNTAX)
         if cmd.subcommands:
-            found = catalog.lookup(text)
-            if found is None:
-                raise AclRuleError(_UNKNOWN)
-            self._change(found, True)
-            self._record(found.name, True)
+            self._set_command(text, catalog, True)
             return
         args = self.firstargs.setdefault(cmd.name, [])
         wanted = name[name.rindex(b"|") + 1 :]
         if all(a.lower() != wanted.lower() for a in args):
             args.append(wanted)
             self._record(text.lower(), True)  # (a repeat keeps its place, as in the list)
+
+    def _set_command(self, name: str, catalog: AclCatalog, allow: bool) -> None:
+        """``+name`` or ``-name`` for a command or a subcommand (``config|get``)."""
+        cmd = catalog.lookup(name)
+        if cmd is None:
+            raise AclRuleError(_UNKNOWN)
+        self._change(cmd, allow)
+        self._record(cmd.name, allow)
 
     def _record(self, rule: str, allow: bool) -> None:
         """Redis 7.2's ACLUpdateCommandRules: drop earlier rules for the same command (and

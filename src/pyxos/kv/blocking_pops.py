@@ -15,11 +15,12 @@ same way on every path.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 from pyxos.kv.longdouble import parse_ld
-from pyxos.kv.values import NULL_ARRAY, ListValue, TypedKeyspace, ZSet
+from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.values import NULL_ARRAY, Container, ListValue, ZSet
 from pyxos.resp.integers import LLONG_MAX
 from pyxos.resp.replies import ErrorReply, Reply
 
@@ -55,15 +56,26 @@ class BlockingPops(TypedKeyspace):
     def list_move(self, src: bytes, dst: bytes, left_from: bool, left_to: bool) -> Reply:
         raise NotImplementedError  # ListCommands'
 
-    def _bzpop(self, argv: Sequence[bytes], highest: bool) -> Reply:
+    def _pop_first(
+        self, argv: Sequence[bytes], kind: type[Container], pop: Callable[[bytes], list[Reply]]
+    ) -> Reply:
+        """BLPOP, BRPOP, BZPOPMIN, BZPOPMAX: check the timeout, then ``[key, *pop(key)]``
+        for the first key holding a ``kind`` (WRONGTYPE for a key holding another kind
+        before it), null when none does."""
         timeout = parse_timeout(argv[-1])
         if isinstance(timeout, ErrorReply):
             return timeout
+        key: bytes
         for key in argv[1:-1]:
-            z = self.value_of(key, ZSet)
-            if z is not None:
-                return [key, *self.pop_extreme(key, 1, highest)]
+            if self.value_of(key, kind) is not None:
+                return [key, *pop(key)]
         return NULL_ARRAY
+
+    def _bzpop(self, argv: Sequence[bytes], highest: bool) -> Reply:
+        def pop(key: bytes) -> list[Reply]:
+            return self.pop_extreme(key, 1, highest)
+
+        return self._pop_first(argv, ZSet, pop)
 
     def c_bzpopmin(self, argv: Sequence[bytes]) -> Reply:
         return self._bzpop(argv, highest=False)
@@ -72,14 +84,10 @@ class BlockingPops(TypedKeyspace):
         return self._bzpop(argv, highest=True)
 
     def _blpop(self, argv: Sequence[bytes], left: bool) -> Reply:
-        timeout = parse_timeout(argv[-1])
-        if isinstance(timeout, ErrorReply):
-            return timeout
-        for key in argv[1:-1]:
-            lst = self.value_of(key, ListValue)
-            if lst is not None:
-                return [key, self.list_pop(key, left)]
-        return NULL_ARRAY
+        def pop(key: bytes) -> list[Reply]:
+            return [self.list_pop(key, left)]
+
+        return self._pop_first(argv, ListValue, pop)
 
     def c_blpop(self, argv: Sequence[bytes]) -> Reply:
         return self._blpop(argv, left=True)

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from pyxos.kv.commands import arity_error
-from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_OVERFLOW, ERR_SYNTAX
-from pyxos.kv.keys import parse_cursor
+from pyxos.kv.errors import ERR_NOT_INTEGER
 from pyxos.kv.longdouble import add_ld, format_ld, parse_ld
-from pyxos.kv.subscan import scan_container
-from pyxos.kv.values import ERR_NOT_FLOAT, Hash, TypedKeyspace, encoding_name
-from pyxos.resp.integers import LLONG_MAX, LLONG_MIN, string2ll
+from pyxos.kv.strings import incremented
+from pyxos.kv.subscan import ScanView, scan_container
+from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.values import ERR_NOT_FLOAT, Hash, encoding_name
+from pyxos.resp.integers import LLONG_MAX, string2ll
 from pyxos.resp.replies import OK, ErrorReply, Reply
 
 __all__ = ["HashCommands"]
@@ -21,12 +22,25 @@ ERR_HASH_NOT_INTEGER = ErrorReply("ERR hash value is not an integer")
 ERR_HASH_NOT_FLOAT = ErrorReply("ERR hash value is not a float")
 ERR_NAN_OR_INF = ErrorReply("ERR increment would produce NaN or Infinity")
 ERR_INCR_NAN_OR_INF = ErrorReply("ERR value is NaN or Infinity")
-ERR_OUT_OF_RANGE = ErrorReply("ERR value is out of range")
 _LONG_MAX = LLONG_MAX
 
 
+def _scan_view(h: Hash) -> ScanView:
+    return list(h), h.__getitem__, encoding_name(h) == "listpack"
+
+
+def _with_values(h: Hash, fields: list[bytes], withvalues: bool) -> Reply:
+    """HRANDFIELD's reply: the fields drawn, each followed by its value WITHVALUES."""
+    if not withvalues:
+        return list(fields)
+    out: list[Reply] = []
+    for f in fields:
+        out += [f, h[f]]
+    return out
+
+
 class HashCommands(TypedKeyspace):
-    """The hash commands, as a mixin over :class:`~pyxos.kv.values.TypedKeyspace`."""
+    """The hash commands, as a mixin over :class:`~pyxos.kv.typed_keyspace.TypedKeyspace`."""
 
     def _hash_for_write(self, key: bytes) -> Hash:
         h = self.value_of(key, Hash)
@@ -105,18 +119,9 @@ class HashCommands(TypedKeyspace):
         if incr is None:
             return ERR_NOT_INTEGER
         h = self.value_of(argv[1], Hash)
-        old = None if h is None else h.get(argv[2])
-        value = 0
-        if old is not None:
-            parsed = string2ll(old)
-            if parsed is None:
-                return ERR_HASH_NOT_INTEGER
-            value = parsed
-        if (incr < 0 and value < 0 and incr < LLONG_MIN - value) or (
-            incr > 0 and value > 0 and incr > LLONG_MAX - value
-        ):
-            return ERR_OVERFLOW
-        value += incr
+        value = incremented(None if h is None else h.get(argv[2]), incr, ERR_HASH_NOT_INTEGER)
+        if isinstance(value, ErrorReply):
+            return value
         if h is None:
             h = self.create(argv[1], Hash())
         h[argv[2]] = b"%d" % value
@@ -145,49 +150,7 @@ class HashCommands(TypedKeyspace):
         return new
 
     def c_hrandfield(self, argv: Sequence[bytes]) -> Reply:
-        withvalues = False
-        if len(argv) >= 4:
-            if len(argv) > 4 or argv[3].lower() != b"withvalues":
-                return ERR_SYNTAX
-            withvalues = True
-        if len(argv) == 2:
-            h = self.value_of(argv[1], Hash)
-            if h is None:
-                return None
-            return list(h)[self.rng().randrange(len(h))]
-        count = string2ll(argv[2])
-        if count is None:
-            return ERR_NOT_INTEGER
-        if withvalues and count < -_LONG_MAX // 2:
-            return ERR_OUT_OF_RANGE
-        h = self.value_of(argv[1], Hash)
-        if h is None or count == 0:
-            return []
-        fields = list(h)
-        rng = self.rng()
-        if count < 0:
-            picked = [fields[rng.randrange(len(fields))] for _ in range(-count)]
-        elif count >= len(fields):
-            picked = fields
-        else:
-            picked = [fields[i] for i in sorted(rng.sample(range(len(fields)), count))]
-        if not withvalues:
-            return list(picked)
-        out: list[Reply] = []
-        for f in picked:
-            out += [f, h[f]]
-        return out
+        return self.random_members(argv, Hash, b"withvalues", list, _with_values)
 
     def c_hscan(self, argv: Sequence[bytes]) -> Reply:
-        cursor = parse_cursor(argv[2])
-        if cursor is None:
-            return ERR_INVALID_CURSOR
-        h = self.value_of(argv[1], Hash)
-        if h is None:
-            return [b"0", []]
-
-        def emit(field: bytes, out: list[Reply]) -> None:
-            out.append(field)
-            out.append(h[field])
-
-        return scan_container(argv, cursor, list(h), emit, encoding_name(h) == "listpack")
+        return scan_container(argv, lambda key: self.value_of(key, Hash), _scan_view)

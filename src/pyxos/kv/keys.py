@@ -24,7 +24,7 @@ from pyxos.kv.errors import (
 )
 from pyxos.kv.glob import compile_pattern
 from pyxos.kv.keyspace import NUM_DBS, Keyspace
-from pyxos.kv.scan import ScanIndex, scan_options
+from pyxos.kv.scan import ScanIndex, parse_cursor, scan_options
 from pyxos.kv.values import (
     Hash,
     ListValue,
@@ -64,24 +64,6 @@ def _int_arg(arg: bytes) -> int | None:
     """A C ``int`` argument (getIntFromObjectOrReply), or None."""
     value = string2ll(arg)
     return value if value is not None and INT_MIN <= value <= INT_MAX else None
-
-
-def parse_cursor(arg: bytes) -> int | None:
-    """C's ``strtoul`` as Redis's parseScanCursorOrReply uses it: optional sign, digits,
-    nothing after them, no leading space, no overflow (``-1`` wraps around)."""
-    body = arg
-    negative = False
-    if body[:1] in (b"+", b"-"):
-        negative = body[:1] == b"-"
-        body = body[1:]
-    if not body:
-        return 0 if not arg else None
-    if not body.isdigit():
-        return None
-    value = int(body)
-    if value >= 2**64:
-        return None
-    return (-value) % 2**64 if negative else value
 
 
 class KeyCommands(Keyspace):

@@ -26,12 +26,9 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from pyxos.kv.scan import ScanIndex
-
-if TYPE_CHECKING:
-    from pyxos.kv.values import Value
+from pyxos.kv.values import Value
 
 __all__ = ["NUM_DBS", "Db", "Keyspace", "Watch"]
 

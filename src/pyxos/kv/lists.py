@@ -1,7 +1,7 @@
 """List commands (LPUSH, LPOP with a count, LRANGE, LSET, LREM, LTRIM, LINSERT, LPOS,
 LMOVE, RPOPLPUSH, and BLMOVE's non-blocking half), with the checks and replies of Redis's
 ``t_list.c``. A list is a :class:`~pyxos.kv.values.ListValue` (a deque). A push tells the
-blocked clients of this node (:meth:`~pyxos.kv.values.TypedKeyspace.ready`)."""
+blocked clients of this node (:meth:`~pyxos.kv.typed_keyspace.TypedKeyspace.ready`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from collections.abc import Sequence
 
 from pyxos.kv.blocking_pops import parse_timeout
 from pyxos.kv.errors import ERR_NO_SUCH_KEY, ERR_NOT_INTEGER, ERR_SYNTAX
+from pyxos.kv.ranks import position, rank_slice
 from pyxos.kv.sets import ERR_POSITIVE
-from pyxos.kv.values import NULL_ARRAY, ListValue, TypedKeyspace
+from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.values import NULL_ARRAY, ListValue
 from pyxos.resp.integers import LLONG_MIN, string2ll
 from pyxos.resp.replies import OK, ErrorReply, Reply
 
@@ -28,7 +30,7 @@ _ENDS = {b"left": True, b"right": False}
 
 
 class ListCommands(TypedKeyspace):
-    """The list commands, as a mixin over :class:`~pyxos.kv.values.TypedKeyspace`."""
+    """The list commands, as a mixin over :class:`~pyxos.kv.typed_keyspace.TypedKeyspace`."""
 
     def _push(self, argv: Sequence[bytes], left: bool, only_existing: bool) -> Reply:
         key = argv[1]
@@ -99,11 +101,9 @@ class ListCommands(TypedKeyspace):
         lst = self.value_of(argv[1], ListValue)
         if lst is None:
             return None
-        index = string2ll(argv[2])
+        index = position(argv[2], len(lst))
         if index is None:
             return ERR_NOT_INTEGER
-        if index < 0:
-            index += len(lst)
         return lst[index] if 0 <= index < len(lst) else None
 
     def c_lrange(self, argv: Sequence[bytes]) -> Reply:
@@ -113,18 +113,16 @@ class ListCommands(TypedKeyspace):
         lst = self.value_of(argv[1], ListValue)
         if lst is None:
             return []
-        s, e = _span(len(lst), start, end)
+        s, e = rank_slice(len(lst), start, end)
         return list(itertools.islice(lst, s, e))
 
     def c_lset(self, argv: Sequence[bytes]) -> Reply:
         lst = self.value_of(argv[1], ListValue)
         if lst is None:
             return ERR_NO_SUCH_KEY
-        index = string2ll(argv[2])
+        index = position(argv[2], len(lst))
         if index is None:
             return ERR_NOT_INTEGER
-        if index < 0:
-            index += len(lst)
         if not 0 <= index < len(lst):
             return ERR_INDEX
         lst[index] = argv[3]
@@ -161,7 +159,7 @@ class ListCommands(TypedKeyspace):
         lst = self.value_of(argv[1], ListValue)
         if lst is None:
             return OK
-        s, e = _span(len(lst), start, end)
+        s, e = rank_slice(len(lst), start, end)
         kept = list(itertools.islice(lst, s, e))
         if len(kept) != len(lst):
             lst.clear()
@@ -266,15 +264,3 @@ class ListCommands(TypedKeyspace):
         if isinstance(timeout, ErrorReply):
             return timeout
         return self.list_move(argv[1], argv[2], a, b)
-
-
-def _span(n: int, start: int, end: int) -> tuple[int, int]:
-    """LRANGE / LTRIM indexes (negative from the end, clamped) as ``[start, end)``."""
-    if start < 0:
-        start += n
-    if end < 0:
-        end += n
-    start = max(start, 0)
-    if start > end or start >= n:
-        return 0, 0
-    return start, min(end, n - 1) + 1

@@ -29,7 +29,25 @@ from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
 from pyxos.resp.integers import string2ll
 from pyxos.resp.replies import ErrorReply
 
-__all__ = ["ScanIndex", "scan_hash", "scan_options"]
+__all__ = ["ScanIndex", "parse_cursor", "scan_hash", "scan_options"]
+
+
+def parse_cursor(arg: bytes) -> int | None:
+    """C's ``strtoul`` as Redis's parseScanCursorOrReply uses it: optional sign, digits,
+    nothing after them, no leading space, no overflow (``-1`` wraps around)."""
+    body = arg
+    negative = False
+    if body[:1] in (b"+", b"-"):
+        negative = body[:1] == b"-"
+        body = body[1:]
+    if not body:
+        return 0 if not arg else None
+    if not body.isdigit():
+        return None
+    value = int(body)
+    if value >= 2**64:
+        return None
+    return (-value) % 2**64 if negative else value
 
 
 def scan_options(

@@ -4,26 +4,23 @@ Redis's ``t_set.c``. A set is a :class:`~pyxos.kv.values.SetValue` (a dict of me
 Order. A set Redis keeps as an intset (integers only, at most 512) lists its members in
 numeric order, and pyxos does the same; any other set lists them in insertion order (Redis
 in its hash table's order, which no client can rely on). SPOP and SRANDMEMBER draw from the
-log-seeded generator (:meth:`~pyxos.kv.values.TypedKeyspace.rng`).
+log-seeded generator (:meth:`~pyxos.kv.typed_keyspace.TypedKeyspace.rng`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_SYNTAX
-from pyxos.kv.keys import parse_cursor
-from pyxos.kv.subscan import scan_container
-from pyxos.kv.values import SetValue, TypedKeyspace, encoding_name, is_intset
-from pyxos.resp.integers import LLONG_MAX, string2ll
+from pyxos.kv.errors import ERR_SYNTAX
+from pyxos.kv.subscan import ScanView, scan_container
+from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.values import SetValue, encoding_name, is_intset
+from pyxos.resp.integers import string2ll
 from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["SetCommands", "ordered_members"]
 
 ERR_POSITIVE = ErrorReply("ERR value is out of range, must be positive")
-ERR_RAND_RANGE = ErrorReply(
-    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
-)
 ERR_NUMKEYS = ErrorReply("ERR numkeys should be greater than 0")
 ERR_TOO_MANY_KEYS = ErrorReply("ERR Number of keys can't be greater than number of args")
 ERR_LIMIT = ErrorReply("ERR LIMIT can't be negative")
@@ -36,8 +33,16 @@ def ordered_members(members: SetValue | dict[bytes, None]) -> list[bytes]:
     return list(members)
 
 
+def _scan_view(s: SetValue) -> ScanView:
+    return ordered_members(s), None, encoding_name(s) == "intset"
+
+
+def _members(s: SetValue, picked: list[bytes], flagged: bool) -> Reply:
+    return list(picked)
+
+
 class SetCommands(TypedKeyspace):
-    """The set commands, as a mixin over :class:`~pyxos.kv.values.TypedKeyspace`."""
+    """The set commands, as a mixin over :class:`~pyxos.kv.typed_keyspace.TypedKeyspace`."""
 
     def c_sadd(self, argv: Sequence[bytes]) -> Reply:
         s = self.value_of(argv[1], SetValue)
@@ -82,12 +87,9 @@ class SetCommands(TypedKeyspace):
         if len(argv) > 3:
             return ERR_SYNTAX
         if len(argv) == 2:
-            s = self.value_of(argv[1], SetValue)
-            if s is None:
-                return None
-            member = list(s)[self.rng().randrange(len(s))]
-            del s[member]
-            self.changed(argv[1], s)
+            member = self.random_element(argv[1], SetValue)
+            if member is not None:  # a draw, then an SREM (what Redis replicates SPOP as)
+                self.c_srem([b"srem", argv[1], member])
             return member
         count = string2ll(argv[2])
         if count is None or count < 0:
@@ -96,38 +98,15 @@ class SetCommands(TypedKeyspace):
         if s is None or count == 0:
             return []
         members = ordered_members(s)
-        if count >= len(members):
-            picked = members
-        else:
-            picked = [members[i] for i in sorted(self.rng().sample(range(len(members)), count))]
+        # Drawn only when some are left: a count that takes them all uses no randomness.
+        picked = members if count >= len(members) else self.random_picks(members, count)
         for m in picked:
             del s[m]
         self.changed(argv[1], s)
         return list(picked)
 
     def c_srandmember(self, argv: Sequence[bytes]) -> Reply:
-        if len(argv) > 3:
-            return ERR_SYNTAX
-        if len(argv) == 2:
-            s = self.value_of(argv[1], SetValue)
-            if s is None:
-                return None
-            return list(s)[self.rng().randrange(len(s))]
-        count = string2ll(argv[2])
-        if count is None:
-            return ERR_NOT_INTEGER
-        if count < -LLONG_MAX:
-            return ERR_RAND_RANGE
-        s = self.value_of(argv[1], SetValue)
-        if s is None or count == 0:
-            return []
-        members = ordered_members(s)
-        rng = self.rng()
-        if count < 0:
-            return [members[rng.randrange(len(members))] for _ in range(-count)]
-        if count >= len(members):
-            return list(members)
-        return [members[i] for i in sorted(rng.sample(range(len(members)), count))]
+        return self.random_members(argv, SetValue, None, ordered_members, _members)
 
     def c_smove(self, argv: Sequence[bytes]) -> Reply:
         src_key, dst_key, member = argv[1], argv[2], argv[3]
@@ -222,12 +201,4 @@ class SetCommands(TypedKeyspace):
         return min(count, limit) if limit else count
 
     def c_sscan(self, argv: Sequence[bytes]) -> Reply:
-        cursor = parse_cursor(argv[2])
-        if cursor is None:
-            return ERR_INVALID_CURSOR
-        s = self.value_of(argv[1], SetValue)
-        if s is None:
-            return [b"0", []]
-        small = encoding_name(s) == "intset"
-        members = ordered_members(s)
-        return scan_container(argv, cursor, members, lambda m, out: out.append(m), small)
+        return scan_container(argv, lambda key: self.value_of(key, SetValue), _scan_view)

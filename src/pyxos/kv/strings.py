@@ -30,7 +30,7 @@ from pyxos.kv.values import WrongTypeError, as_string
 from pyxos.resp.integers import LLONG_MAX, LLONG_MIN, string2ll
 from pyxos.resp.replies import OK, ErrorReply, Reply
 
-__all__ = ["StringCommands", "parse_expire_option"]
+__all__ = ["StringCommands", "incremented", "parse_expire_option"]
 
 _EX, _PX, _EXAT, _PXAT = b"ex", b"px", b"exat", b"pxat"
 _EXPIRY_OPTIONS = (_EX, _PX, _EXAT, _PXAT)
@@ -98,6 +98,24 @@ def parse_expire_option(now: int, option: bytes, arg: bytes, command: str) -> in
         if value > LLONG_MAX:  # C's signed addition wraps negative, which Redis refuses
             return expire_time_error(command)
     return value
+
+
+def incremented(old: bytes | None, incr: int, not_integer: ErrorReply) -> int | ErrorReply:
+    """INCRBY's (and HINCRBY's) new value: ``old`` (0 when absent) plus ``incr``;
+    ``not_integer`` when ``old`` is not an integer, an overflow error when the sum does not
+    fit a signed 64-bit integer (both operands do, so only a sum of like signs can leave)."""
+    if old is None:
+        value = 0
+    else:
+        parsed = string2ll(old)
+        if parsed is None:
+            return not_integer
+        value = parsed
+    if (incr < 0 and value < 0 and incr < LLONG_MIN - value) or (
+        incr > 0 and value > 0 and incr > LLONG_MAX - value
+    ):
+        return ERR_OVERFLOW
+    return value + incr
 
 
 class StringCommands(Keyspace):
@@ -212,19 +230,9 @@ class StringCommands(Keyspace):
     # --- counters ----------------------------------------------------------------------------
 
     def _incr_by(self, key: bytes, incr: int) -> Reply:
-        old = as_string(self.db.data.get(key))
-        if old is None:
-            value = 0
-        else:
-            parsed = string2ll(old)
-            if parsed is None:
-                return ERR_NOT_INTEGER
-            value = parsed
-        if (incr < 0 and value < 0 and incr < LLONG_MIN - value) or (
-            incr > 0 and value > 0 and incr > LLONG_MAX - value
-        ):
-            return ERR_OVERFLOW
-        value += incr
+        value = incremented(as_string(self.db.data.get(key)), incr, ERR_NOT_INTEGER)
+        if isinstance(value, ErrorReply):
+            return value
         self.update(key, b"%d" % value)
         return value
 

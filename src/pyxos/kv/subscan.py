@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
+from typing import TypeAlias, TypeVar
 
+from pyxos.kv.errors import ERR_INVALID_CURSOR
 from pyxos.kv.glob import compile_pattern
-from pyxos.kv.scan import scan_options
+from pyxos.kv.scan import parse_cursor, scan_options
 from pyxos.resp.replies import ErrorReply, Reply
 
-__all__ = ["SMALL", "scan_container"]
+__all__ = ["SMALL", "ScanView", "scan_container"]
+
+C = TypeVar("C")
+ScanView: TypeAlias = tuple[Sequence[bytes], Callable[[bytes], Reply] | None, bool]
+"""A container as its scan sees it: its elements in order, what is answered after each
+(a field's value, a member's score; None for a set, whose members stand alone), and whether
+it is small enough to be returned whole."""
 
 _HASH_SPACE = 1 << 32
 SMALL = 128
@@ -26,14 +34,19 @@ SMALL = 128
 
 def scan_container(
     argv: Sequence[bytes],
-    cursor: int,
-    elements: Sequence[bytes],
-    emit: Callable[[bytes, list[Reply]], None],
-    small: bool,
+    lookup: Callable[[bytes], C | None],
+    view: Callable[[C], ScanView],
 ) -> Reply:
-    """One call of a container scan: parse ``MATCH``/``COUNT`` (from argv[3]) and return
-    ``[next cursor, items]``. ``emit(element, out)`` appends an element's reply items (the
-    field and value, the member and score, or the member)."""
+    """One HSCAN, SSCAN or ZSCAN: ``[next cursor, items]``. In Redis's order: the cursor
+    (argv[2]), then the key (``lookup``: None when absent, WRONGTYPE raised for another
+    kind), then ``MATCH``/``COUNT`` (from argv[3])."""
+    cursor = parse_cursor(argv[2])
+    if cursor is None:
+        return ERR_INVALID_CURSOR
+    container = lookup(argv[1])
+    if container is None:
+        return [b"0", []]
+    elements, paired, small = view(container)
     options = scan_options(argv, 3, with_type=False)
     if isinstance(options, ErrorReply):
         return options
@@ -51,5 +64,7 @@ def scan_container(
         next_cursor = 0 if end >= _HASH_SPACE else end
     for element in chosen:
         if match is None or match(element):
-            emit(element, out)
+            out.append(element)
+            if paired is not None:
+                out.append(paired(element))
     return [b"%d" % next_cursor, out]

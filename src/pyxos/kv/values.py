@@ -12,20 +12,15 @@ check (Redis's ``checkType``):
 - :class:`ZSet`: a dict of member to score plus a ``SortedList`` of ``(score, member)``,
   Redis's order (score, then the member's bytes), with O(log n) rank and range lookups.
 
-Containers are changed in place, so every change goes through :class:`TypedKeyspace`,
-which tells WATCHers and blocked clients about it, and a snapshot copies them
-(:meth:`TypedKeyspace.copied_data`). An empty container is never stored: the command that
-empties it deletes the key, as Redis does.
-
-Randomness (SPOP, SRANDMEMBER, HRANDFIELD, ZRANDMEMBER) comes from a generator seeded by
-the log position and the draws made since the current EXEC or script began, as RANDOMKEY's
-does: every replica draws the same numbers for the same entry.
+Containers are changed in place, so every change goes through
+:class:`~pyxos.kv.typed_keyspace.TypedKeyspace`, which tells WATCHers and blocked clients
+about it, and a snapshot copies them (:func:`snapshot_copy`). An empty container is never
+stored: the command that empties it deletes the key, as Redis does.
 """
 
 from __future__ import annotations
 
 import math
-import random
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -34,17 +29,16 @@ from typing import TypeAlias, TypeVar
 from sortedcontainers import SortedList
 
 from pyxos.kv.commands import string2ll
-from pyxos.kv.keyspace import Keyspace
 from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = [
     "ERR_NOT_FLOAT",
     "NULL_ARRAY",
     "WRONGTYPE",
+    "Container",
     "Hash",
     "ListValue",
     "SetValue",
-    "TypedKeyspace",
     "Value",
     "WrongTypeError",
     "ZSet",
@@ -144,7 +138,9 @@ class ZSet:
 
 
 Value: TypeAlias = "bytes | Hash | SetValue | ListValue | ZSet"
-_Container = TypeVar("_Container", Hash, SetValue, ListValue, ZSet)
+Container = TypeVar("Container", Hash, SetValue, ListValue, ZSet)
+"""One of the four container types (an accessor returns the kind it is asked for)."""
+"""One of the four container types (for accessors that return the kind they are asked for)."""
 
 _TYPE_NAMES: dict[type, str] = {
     bytes: "string",
@@ -269,50 +265,3 @@ def as_string(value: Value | None) -> bytes | None:
     if value is None or type(value) is bytes:
         return value
     raise WrongTypeError
-
-
-# --- typed access ------------------------------------------------------------------------------
-
-
-class TypedKeyspace(Keyspace):
-    """The accessors and change notifications the container commands share."""
-
-    _applied: int
-
-    def value_of(self, key: bytes, kind: type[_Container]) -> _Container | None:
-        """The key's container of ``kind``, None if the key is absent; WRONGTYPE otherwise."""
-        value = self.db.data.get(key)
-        if value is None or type(value) is kind:
-            return value
-        raise WrongTypeError
-
-    def string_of(self, key: bytes) -> bytes | None:
-        """The key's string, None if absent; WRONGTYPE if it holds a container."""
-        value = self.db.data.get(key)
-        if value is None or type(value) is bytes:
-            return value
-        raise WrongTypeError
-
-    def create(self, key: bytes, value: _Container) -> _Container:
-        """Store a new container at a key that does not exist."""
-        self.put(key, value)
-        return value
-
-    def changed(self, key: bytes, value: Value) -> None:
-        """A container was changed in place: delete it if now empty, tell WATCHers."""
-        db = self.db
-        if not value:
-            self.delete(key)
-        elif db.watched:
-            self.touch(db, key)
-
-    def ready(self, key: bytes) -> None:
-        """A list or sorted set got elements (for blocked pops on this node)."""
-        if self.on_ready is not None:
-            self.on_ready(self.db_index, key)
-
-    def rng(self) -> random.Random:
-        """A generator seeded by the log position and the draws made in this entry."""
-        rng = random.Random(self._applied * 1_000_003 + self.random_draws)
-        self.random_draws += 1
-        return rng

@@ -14,10 +14,19 @@ from collections.abc import Callable, Sequence
 
 from pyxos.kv.commands import string2ll
 from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
-from pyxos.kv.values import TypedKeyspace, ZSet, format_score, strtod
+from pyxos.kv.ranks import rank_slice
+from pyxos.kv.typed_keyspace import TypedKeyspace
+from pyxos.kv.values import ZSet, format_score, strtod
 from pyxos.resp.replies import ErrorReply, Reply
 
-__all__ = ["ZRangeCommands", "lex_slice", "parse_lex_range", "parse_score_range", "score_slice"]
+__all__ = [
+    "ZRangeCommands",
+    "lex_slice",
+    "parse_lex_range",
+    "parse_score_range",
+    "score_slice",
+    "with_scores",
+]
 
 ERR_MINMAX_FLOAT = ErrorReply("ERR min or max is not a float")
 ERR_MINMAX_LEX = ErrorReply("ERR min or max not valid string range item")
@@ -126,18 +135,6 @@ def lex_slice(z: ZSet, lo: LexBound, hi: LexBound) -> tuple[int, int]:
     return start, max(start, end)
 
 
-def rank_slice(n: int, start: int, end: int) -> tuple[int, int]:
-    """Redis's rank arithmetic (negative from the end, clamped) as ``[start, end)``."""
-    if start < 0:
-        start += n
-    if end < 0:
-        end += n
-    start = max(start, 0)
-    if start > end or start >= n:
-        return 0, 0
-    return start, min(end, n - 1) + 1
-
-
 def with_scores(items: Sequence[tuple[float, bytes]], scores: bool) -> list[Reply]:
     out: list[Reply] = []
     for score, member in items:
@@ -158,8 +155,36 @@ class _Query:
         self.limit = -1
 
 
+Span = Callable[[ZSet], tuple[int, int]]
+"""A range of a sorted set's members, found in a given set as ``[start, end)`` ranks."""
+
+
+def _rank_span(argv: Sequence[bytes]) -> Span | ErrorReply:
+    """``start stop`` (argv[2:4]) as ranks, or the error ZREMRANGEBYRANK answers."""
+    a, b = string2ll(argv[2]), string2ll(argv[3])
+    if a is None or b is None:
+        return ERR_NOT_INTEGER
+    return lambda z: rank_slice(len(z), a, b)
+
+
+def _score_span(argv: Sequence[bytes]) -> Span | ErrorReply:
+    """``min max`` (argv[2:4]) as scores, or the error ZCOUNT and ZREMRANGEBYSCORE answer."""
+    r = parse_score_range(argv[2], argv[3])
+    if r is None:
+        return ERR_MINMAX_FLOAT
+    return lambda z: score_slice(z, r)
+
+
+def _lex_span(argv: Sequence[bytes]) -> Span | ErrorReply:
+    """``min max`` (argv[2:4]) as members, or the error ZLEXCOUNT and ZREMRANGEBYLEX answer."""
+    lex = parse_lex_range(argv[2], argv[3])
+    if lex is None:
+        return ERR_MINMAX_LEX
+    return lambda z: lex_slice(z, lex[0], lex[1])
+
+
 class ZRangeCommands(TypedKeyspace):
-    """The range commands, as a mixin over :class:`~pyxos.kv.values.TypedKeyspace`."""
+    """The range commands, as a mixin over :class:`~pyxos.kv.typed_keyspace.TypedKeyspace`."""
 
     def _select(
         self, argv: Sequence[bytes], first: int, by: str | None, rev: bool | None, store: bool
@@ -286,26 +311,32 @@ class ZRangeCommands(TypedKeyspace):
         return len(items)
 
     def c_zcount(self, argv: Sequence[bytes]) -> Reply:
-        r = parse_score_range(argv[2], argv[3])
-        if r is None:
-            return ERR_MINMAX_FLOAT
-        z = self.value_of(argv[1], ZSet)
-        if z is None:
-            return 0
-        s, e = score_slice(z, r)
-        return e - s
+        return self._count_in(argv[1], _score_span(argv))
 
     def c_zlexcount(self, argv: Sequence[bytes]) -> Reply:
-        r = parse_lex_range(argv[2], argv[3])
-        if r is None:
-            return ERR_MINMAX_LEX
-        z = self.value_of(argv[1], ZSet)
-        if z is None:
-            return 0
-        s, e = lex_slice(z, r[0], r[1])
+        return self._count_in(argv[1], _lex_span(argv))
+
+    def c_zremrangebyrank(self, argv: Sequence[bytes]) -> Reply:
+        return self._remove_in(argv[1], _rank_span(argv))
+
+    def c_zremrangebyscore(self, argv: Sequence[bytes]) -> Reply:
+        return self._remove_in(argv[1], _score_span(argv))
+
+    def c_zremrangebylex(self, argv: Sequence[bytes]) -> Reply:
+        return self._remove_in(argv[1], _lex_span(argv))
+
+    def _count_in(self, key: bytes, span: Span | ErrorReply) -> Reply:
+        """ZCOUNT, ZLEXCOUNT: how many members the range finds (0 without a key)."""
+        if isinstance(span, ErrorReply):
+            return span
+        _, s, e = self._find(key, span)
         return e - s
 
-    def _remove_slice(self, key: bytes, z: ZSet | None, s: int, e: int) -> Reply:
+    def _remove_in(self, key: bytes, span: Span | ErrorReply) -> Reply:
+        """ZREMRANGEBYRANK/SCORE/LEX: remove the members the range finds; how many."""
+        if isinstance(span, ErrorReply):
+            return span
+        z, s, e = self._find(key, span)
         if z is None or e <= s:
             return 0
         for _, member in list(z.index.islice(s, e)):
@@ -314,26 +345,10 @@ class ZRangeCommands(TypedKeyspace):
         self.changed(key, z)
         return e - s
 
-    def c_zremrangebyrank(self, argv: Sequence[bytes]) -> Reply:
-        a, b = string2ll(argv[2]), string2ll(argv[3])
-        if a is None or b is None:
-            return ERR_NOT_INTEGER
-        z = self.value_of(argv[1], ZSet)
-        s, e = rank_slice(len(z), a, b) if z is not None else (0, 0)
-        return self._remove_slice(argv[1], z, s, e)
-
-    def c_zremrangebyscore(self, argv: Sequence[bytes]) -> Reply:
-        r = parse_score_range(argv[2], argv[3])
-        if r is None:
-            return ERR_MINMAX_FLOAT
-        z = self.value_of(argv[1], ZSet)
-        s, e = score_slice(z, r) if z is not None else (0, 0)
-        return self._remove_slice(argv[1], z, s, e)
-
-    def c_zremrangebylex(self, argv: Sequence[bytes]) -> Reply:
-        r = parse_lex_range(argv[2], argv[3])
-        if r is None:
-            return ERR_MINMAX_LEX
-        z = self.value_of(argv[1], ZSet)
-        s, e = lex_slice(z, r[0], r[1]) if z is not None else (0, 0)
-        return self._remove_slice(argv[1], z, s, e)
+    def _find(self, key: bytes, span: Span) -> tuple[ZSet | None, int, int]:
+        """The key's sorted set (None if absent) and the ranks ``[s, e)`` the range finds."""
+        z = self.value_of(key, ZSet)
+        if z is None:
+            return None, 0, 0
+        s, e = span(z)
+        return z, s, e

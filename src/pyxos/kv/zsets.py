@@ -11,22 +11,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pyxos.kv.errors import ERR_INVALID_CURSOR, ERR_NOT_INTEGER, ERR_SYNTAX
-from pyxos.kv.keys import parse_cursor
-from pyxos.kv.sets import ERR_POSITIVE, ERR_RAND_RANGE
-from pyxos.kv.subscan import scan_container
+from pyxos.kv.errors import ERR_NOT_INTEGER, ERR_SYNTAX
+from pyxos.kv.sets import ERR_POSITIVE
+from pyxos.kv.subscan import ScanView, scan_container
+from pyxos.kv.typed_keyspace import TypedKeyspace
 from pyxos.kv.values import (
     ERR_NOT_FLOAT,
     WRONGTYPE,
     SetValue,
-    TypedKeyspace,
     ZSet,
     encoding_name,
     format_score,
     parse_double,
 )
-from pyxos.kv.zset_ranges import ZRangeCommands
-from pyxos.resp.integers import LLONG_MAX, string2ll
+from pyxos.kv.zset_ranges import ZRangeCommands, with_scores
+from pyxos.resp.integers import string2ll
 from pyxos.resp.replies import ErrorReply, Reply
 
 __all__ = ["ZSetCommands"]
@@ -36,12 +35,25 @@ ERR_NX_XX = ErrorReply("ERR XX and NX options at the same time are not compatibl
 ERR_GT_LT_NX = ErrorReply("ERR GT, LT, and/or NX options at the same time are not compatible")
 ERR_INCR_PAIR = ErrorReply("ERR INCR option supports a single increment-element pair")
 ERR_WEIGHT = ErrorReply("ERR weight value is not a float")
-ERR_OUT_OF_RANGE = ErrorReply("ERR value is out of range")
 _ZADD_FLAGS = (b"nx", b"xx", b"ch", b"incr", b"gt", b"lt")
 
 
+def _scan_view(z: ZSet) -> ScanView:
+    scores = z.scores
+    members = [m for _, m in z.index]
+    return members, lambda m: format_score(scores[m]), encoding_name(z) == "listpack"
+
+
+def _by_rank(z: ZSet) -> list[tuple[float, bytes]]:
+    return list(z.index)
+
+
+def _with_scores(z: ZSet, picked: list[tuple[float, bytes]], withscores: bool) -> Reply:
+    return with_scores(picked, withscores)
+
+
 class ZSetCommands(ZRangeCommands, TypedKeyspace):
-    """The sorted set commands, as a mixin over :class:`~pyxos.kv.values.TypedKeyspace`."""
+    """The sorted set commands, as a mixin over :class:`~pyxos.kv.typed_keyspace.TypedKeyspace`."""
 
     def c_zadd(self, argv: Sequence[bytes]) -> Reply:
         flags: set[bytes] = set()
@@ -193,56 +205,10 @@ class ZSetCommands(ZRangeCommands, TypedKeyspace):
     # --- random members and scanning ---------------------------------------------------------
 
     def c_zrandmember(self, argv: Sequence[bytes]) -> Reply:
-        withscores = False
-        if len(argv) >= 4:
-            if len(argv) > 4 or argv[3].lower() != b"withscores":
-                return ERR_SYNTAX
-            withscores = True
-        if len(argv) == 2:
-            z = self.value_of(argv[1], ZSet)
-            if z is None:
-                return None
-            return z.index[self.rng().randrange(len(z))][1]  # type: ignore[no-any-return]
-        count = string2ll(argv[2])
-        if count is None:
-            return ERR_NOT_INTEGER
-        if count < -LLONG_MAX:
-            return ERR_RAND_RANGE
-        if withscores and count < -LLONG_MAX // 2:
-            return ERR_OUT_OF_RANGE
-        z = self.value_of(argv[1], ZSet)
-        if z is None or count == 0:
-            return []
-        items = list(z.index)
-        rng = self.rng()
-        if count < 0:
-            picked = [items[rng.randrange(len(items))] for _ in range(-count)]
-        elif count >= len(items):
-            picked = items
-        else:
-            picked = [items[i] for i in sorted(rng.sample(range(len(items)), count))]
-        out: list[Reply] = []
-        for score, member in picked:
-            out.append(member)
-            if withscores:
-                out.append(format_score(score))
-        return out
+        return self.random_members(argv, ZSet, b"withscores", _by_rank, _with_scores)
 
     def c_zscan(self, argv: Sequence[bytes]) -> Reply:
-        cursor = parse_cursor(argv[2])
-        if cursor is None:
-            return ERR_INVALID_CURSOR
-        z = self.value_of(argv[1], ZSet)
-        if z is None:
-            return [b"0", []]
-        scores = z.scores
-
-        def emit(member: bytes, out: list[Reply]) -> None:
-            out.append(member)
-            out.append(format_score(scores[member]))
-
-        members = [m for _, m in z.index]
-        return scan_container(argv, cursor, members, emit, encoding_name(z) == "listpack")
+        return scan_container(argv, lambda key: self.value_of(key, ZSet), _scan_view)
 
     # --- algebra -------------------------------------------------------------------------------
 

@@ -40,52 +40,39 @@ def split_inline(line: bytes) -> list[bytes] | None:
         if i >= n:
             return out
         cur = bytearray()
-        inq = insq = False
+        quote = 0  # the open quote (0x22 or 0x27), 0 outside quotes
         while True:
             c = line[i] if i < n else 0
-            if inq:
+            if quote == 0x22 and c == 0x5C and i + 1 < n:
                 if (
-                    c == 0x5C
-                    and i + 3 < n
+                    i + 3 < n
                     and line[i + 1] == 0x78
                     and line[i + 2] in _HEX
                     and line[i + 3] in _HEX
                 ):
                     cur.append(int(line[i + 2 : i + 4], 16))
                     i += 3
-                elif c == 0x5C and i + 1 < n:
+                else:
                     i += 1
                     cur.append(_ESCAPES.get(line[i], line[i]))
-                elif c == 0x22:
+            elif quote == 0x27 and c == 0x5C and i + 1 < n and line[i + 1] == 0x27:
+                i += 1
+                cur.append(0x27)
+            elif quote:
+                if c == quote:  # the same rule closes both kinds
                     if i + 1 < n and line[i + 1] not in _BLANKS:
                         return None
                     i += 1
                     break
-                elif i >= n:
+                if i >= n:
                     return None
-                else:
-                    cur.append(c)
-            elif insq:
-                if c == 0x5C and i + 1 < n and line[i + 1] == 0x27:
-                    i += 1
-                    cur.append(0x27)
-                elif c == 0x27:
-                    if i + 1 < n and line[i + 1] not in _BLANKS:
-                        return None
-                    i += 1
-                    break
-                elif i >= n:
-                    return None
-                else:
-                    cur.append(c)
+                cur.append(c)
             elif i >= n or c in _TOKEN_END:
                 if i < n:
                     i += 1
                 break
-            elif c == 0x22:
-                inq = True
-            elif c == 0x27:
-                insq = True
+            elif c in (0x22, 0x27):
+                quote = c
             else:
                 cur.append(c)
             i += 1

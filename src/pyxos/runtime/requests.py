@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+from typing import TypeVar
 
 from pyxos.runtime.errors import UnknownOutcome
+
+_T = TypeVar("_T")
 
 
 class Requests:
@@ -32,18 +35,26 @@ class Requests:
         self, seq: int, loop: asyncio.AbstractEventLoop, timeout: float
     ) -> asyncio.Future[bytes]:
         """A future for the reply to command ``seq``, failing after ``timeout``."""
-        future: asyncio.Future[bytes] = loop.create_future()
-        self._commands[seq] = future
-        heapq.heappush(self._deadlines, (loop.time() + timeout, seq, False))
-        return future
+        return self._file(self._commands, seq, False, loop, timeout)
 
     def read(
         self, token: int, loop: asyncio.AbstractEventLoop, timeout: float
     ) -> asyncio.Future[bool]:
         """A future that becomes True once read ``token`` may be served (False: retry)."""
-        future: asyncio.Future[bool] = loop.create_future()
-        self._reads[token] = future
-        heapq.heappush(self._deadlines, (loop.time() + timeout, token, True))
+        return self._file(self._reads, token, True, loop, timeout)
+
+    def _file(
+        self,
+        table: dict[int, asyncio.Future[_T]],
+        key: int,
+        is_read: bool,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float,
+    ) -> asyncio.Future[_T]:
+        """A new future filed under ``key``, its deadline on the heap both kinds share."""
+        future: asyncio.Future[_T] = loop.create_future()
+        table[key] = future
+        heapq.heappush(self._deadlines, (loop.time() + timeout, key, is_read))
         return future
 
     def expire(self, now: float) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from pyxos.kv import encode_request
 from pyxos.kv.acl import AclTable, default_rules
@@ -29,10 +28,15 @@ from pyxos.runtime.errors import PyxosError
 from pyxos.server.acl_catalog import arity, catalog
 from pyxos.server.acl_check import permissions
 from pyxos.server.acl_file import load_acl_file
-from pyxos.server.connection_base import OK, ConnectionBase, Reply_, arg_text, bulk, error
-
-if TYPE_CHECKING:
-    from pyxos.server.redis_server import RedisServer
+from pyxos.server.connection_base import (
+    OK,
+    ConnectionBase,
+    Reply_,
+    ServerPort,
+    arg_text,
+    bulk,
+    error,
+)
 
 __all__ = ["AclConnectionCommands", "attach"]
 
@@ -78,7 +82,7 @@ _HELP = [
 ]
 
 
-def attach(server: RedisServer) -> None:
+def attach(server: ServerPort) -> None:
     """Install the catalog and this node's base users in ``server.kv.acl``, and follow its
     changes on ``server``'s connections."""
     table = server.kv.acl

@@ -34,11 +34,10 @@ from pyxos.kv.blocking_pops import parse_timeout
 from pyxos.kv.commands import CommandSpec
 from pyxos.kv.resp3 import resp3_reply
 from pyxos.resp.replies import ErrorReply
-from pyxos.server.connection_base import now_ms
+from pyxos.server.connection_base import ServerPort, now_ms
 
 if TYPE_CHECKING:
     from pyxos.kv import KVStateMachine
-    from pyxos.server.redis_server import RedisServer
 
 __all__ = ["BLOCKING", "BlockedClients", "BlockingCommands"]
 
@@ -135,7 +134,7 @@ def blocked_clients(kv: KVStateMachine, loop: asyncio.AbstractEventLoop) -> Bloc
 class BlockingCommands:
     """The connection's side of blocking pops (a mixin of the connection)."""
 
-    server: RedisServer
+    server: ServerPort
     loop: asyncio.AbstractEventLoop
     protocol: int
     db: int

@@ -15,7 +15,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from pyxos.kv import Classification, CommandKind, classify, encode_request
 from pyxos.kv.clock import clock_tick, read_needs_tick, write_stamp
@@ -27,12 +27,9 @@ from pyxos.server.acl_check import permissions
 from pyxos.server.acl_commands import AclConnectionCommands
 from pyxos.server.blocking import BLOCKING, BlockingCommands
 from pyxos.server.client_command import ClientCommands
-from pyxos.server.connection_base import NOAUTH, Reply_, error, now_ms
+from pyxos.server.connection_base import NOAUTH, Reply_, ServerPort, error, now_ms
 from pyxos.server.local_commands import LocalCommands
 from pyxos.server.multi import MultiCommands
-
-if TYPE_CHECKING:
-    from pyxos.server.redis_server import RedisServer
 
 __all__ = ["Connection"]
 
@@ -56,7 +53,7 @@ class Connection(
     the other kind wait in ``_held`` until the current run is answered.
     """
 
-    def __init__(self, server: RedisServer) -> None:
+    def __init__(self, server: ServerPort) -> None:
         self.server = server
         self.node = server.node
         self.id = 0
@@ -103,20 +100,17 @@ class Connection(
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         server = self.server
-        if len(server._connections) >= server.limits.max_clients:
+        if server.client_count >= server.limits.max_clients:
             self.node.metrics.client_errors.labels("maxclients").inc()
             tcp.write(b"-ERR max number of clients reached\r\n")
             tcp.close()
             self.closing = True
             return
-        server._next_client_id += 1
-        server.stats.connections += 1
-        self.id = server._next_client_id
-        server._connections[self] = None
+        self.id = server.add_connection(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self.server._connections.pop(self, None)
+        self.server.remove_connection(self)
         self._held.clear()
         if self.watch_id:
             self.drop_watch()

@@ -5,23 +5,29 @@ A connection is assembled from mixins by concern (:mod:`~pyxos.server.local_comm
 declares the state they all read and the two ways a command reaches the replicated state
 (:meth:`ConnectionBase.propose` for writes, :meth:`ConnectionBase.submit` for internal
 entries such as WATCH registrations).
+
+The connection sees its server as a :class:`ServerPort`, the protocol naming what it asks of
+it, rather than as :class:`~pyxos.server.redis_server.RedisServer`: the server builds its
+connections, and neither module needs the other to be understood.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyxos.kv.commands import CommandSpec
 from pyxos.resp.replies import Reply, encode
+from pyxos.server.port_state import ClientPort
 
 if TYPE_CHECKING:
+    from pyxos.kv import CommandKind
     from pyxos.resp.requests import RequestParser
     from pyxos.runtime.node import Node
     from pyxos.server.acl_check import Permissions
-    from pyxos.server.redis_server import RedisServer
+    from pyxos.server.redis_config import RedisConfig
 
 Reply_ = bytes | asyncio.Future[bytes] | Coroutine[Any, Any, bytes]
 """A reply ready now, one that a future will bring, or one a coroutine will compute."""
@@ -52,10 +58,43 @@ def arg_text(arg: bytes) -> str:
     return arg.decode("utf-8", "surrogateescape")
 
 
+class ServerPort(ClientPort, Protocol):
+    """What a client connection asks of the client port that accepted it."""
+
+    aclfile: str | None
+    config: RedisConfig
+    paused_until: float
+    """When CLIENT PAUSE ends (``loop.time()``), 0 when no pause is in effect."""
+
+    def connections(self) -> Iterator[ConnectionBase]:
+        """Open client connections, oldest first."""
+        ...
+
+    def add_connection(self, conn: ConnectionBase) -> int:
+        """Count a newly accepted connection among the open ones; its client id."""
+        ...
+
+    def remove_connection(self, conn: ConnectionBase) -> None:
+        """Forget a closed connection."""
+        ...
+
+    def pause(self, seconds: float, writes_only: bool) -> None:
+        """CLIENT PAUSE: hold commands (or only writes) for ``seconds``."""
+        ...
+
+    def unpause(self) -> None:
+        """CLIENT UNPAUSE: run what was held."""
+        ...
+
+    def holds(self, kind: CommandKind) -> bool:
+        """Whether CLIENT PAUSE holds a command of this kind now."""
+        ...
+
+
 class ConnectionBase:
     """State of one client connection (see :class:`pyxos.server.connection.Connection`)."""
 
-    server: RedisServer
+    server: ServerPort
     node: Node
     parser: RequestParser
     loop: asyncio.AbstractEventLoop
@@ -123,4 +162,12 @@ class ConnectionBase:
 
     def close_after_reply(self) -> None:
         """Close once what was already answered has been written (CLIENT KILL)."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Close now, dropping what is unanswered (the server is shutting down)."""
+        raise NotImplementedError
+
+    def resume_held(self) -> None:
+        """Run the commands CLIENT PAUSE held (it has ended)."""
         raise NotImplementedError

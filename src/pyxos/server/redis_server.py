@@ -69,7 +69,7 @@ class RedisServer:
         self.config = RedisConfig(self)
         self.last_save = started_at()
         self._server: asyncio.Server | None = None
-        self._connections: dict[Connection, None] = {}
+        self._connections: dict[ConnectionBase, None] = {}
         self._next_client_id = 0
         self.address: tuple[str, int] | None = None
         self._expirer: asyncio.Task[None] | None = None
@@ -143,6 +143,15 @@ class RedisServer:
     def connections(self) -> Iterator[ConnectionBase]:
         """Open client connections, oldest first."""
         return iter(list(self._connections))
+
+    def add_connection(self, conn: ConnectionBase) -> int:
+        self._next_client_id += 1
+        self.stats.connections += 1
+        self._connections[conn] = None
+        return self._next_client_id
+
+    def remove_connection(self, conn: ConnectionBase) -> None:
+        self._connections.pop(conn, None)
 
     # ---- CLIENT PAUSE
 

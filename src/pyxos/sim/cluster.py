@@ -8,7 +8,9 @@ then rejoin under a new data dir, as the runtime does), pause (no ticks, message
 up), and tick at their own rate (clock skew).
 
 Every message a node sends is shown to the :class:`~pyxos.sim.oracle.Oracle`, which
-knows what is really chosen; every value a node applies is checked against it.
+knows what is really chosen, through a :class:`~pyxos.sim.witness.Witness`; every value a
+node applies is checked against it. A node's process is a
+:class:`~pyxos.sim.sim_node.SimNode`.
 
 A node's state machine records the applied slots (:class:`~pyxos.sim.app.LogApp`), or,
 with the ``kv-expiry`` workload, is the real key-value store with a wall clock of its own
@@ -20,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from dataclasses import dataclass, field
 
 from pyxos.core.ballot import Ballot
 from pyxos.core.bugs import NO_BUGS
@@ -28,17 +29,12 @@ from pyxos.core.config import Config
 from pyxos.core.driver import Driver, Work, fresh_commits
 from pyxos.core.membership import History
 from pyxos.core.messages import (
-    Accepted,
-    Chosen,
-    Commit,
     InstallSnapshot,
     Message,
-    Promise,
-    Propose,
     SnapshotRequest,
     Value,
 )
-from pyxos.core.ready import HardState, Persist
+from pyxos.core.ready import HardState
 from pyxos.core.replica import InvariantViolation, Options, Replica, Role
 from pyxos.faults import Bug
 from pyxos.sim.app import KVApp, LogApp
@@ -47,48 +43,11 @@ from pyxos.sim.expiry_oracle import ALL_CHECKS
 from pyxos.sim.kv_workload import KVWorkload
 from pyxos.sim.network import Faults, Network
 from pyxos.sim.oracle import Oracle
+from pyxos.sim.sim_node import SimNode
 from pyxos.sim.storage import SimStorage
+from pyxos.sim.witness import Witness
 from pyxos.sim.workload import Workload
 from pyxos.storage.errors import CorruptStorageError
-
-_OBSERVED = frozenset({Propose, Accepted, Commit, Promise, Chosen})
-"""The message kinds that tell the oracle something."""
-
-
-@dataclass(slots=True)
-class SimNode:
-    id: int
-    replica: Replica
-    driver: Driver
-    storage: SimStorage
-    app: LogApp
-    up: bool = True
-    paused_until: int = 0
-    rate: float = 1.0
-    """Ticks per simulated step: clock skew between nodes."""
-    phase: float = 0.0
-    inbox: list[tuple[int, bytes, Message]] = field(default_factory=list)
-    """Messages that arrived while paused, delivered when the process resumes."""
-    write_done_at: int | None = None
-    waiting: dict[bytes, int] = field(default_factory=dict)
-    """Commands a client submitted here and is waiting on: command -> client id."""
-    reads: dict[int, tuple[int, int]] = field(default_factory=dict)
-    """Confirmed reads waiting to be served: token -> (index, client)."""
-    ticking: dict[bytes, list[int]] = field(default_factory=dict)
-    """Key-value workload: clock ticks this node proposed for reads -> their tokens."""
-    expiry_tick: tuple[bytes, int] | None = None
-    """Key-value workload: the leader's clock tick in flight, and when it was proposed."""
-    restarts: int = 0
-    checked_commit: int = 0
-    """The oracle has checked this node's commit index up to here."""
-    audited_commit: int = 0
-    """The oracle has checked the records under this node's durable commit index up to
-    here."""
-    now: int = 0
-
-    @property
-    def paused(self) -> bool:
-        return self.now < self.paused_until
 
 
 class Cluster:
@@ -136,6 +95,8 @@ class Cluster:
         self.oracle = Oracle(
             History.founding(self.config, self.options.change_delay), white_box=white_box
         )
+        self.witness = Witness(self.oracle)
+        """Shows the oracle what every node says and stores."""
         self.coverage: Counter[str] = Counter()
         """Paths the simulator itself took (faults); see :meth:`coverage_totals`."""
         self.lost_disks: set[int] = set()
@@ -256,7 +217,7 @@ class Cluster:
         sim.now = self.now
         sim.checked_commit = replica.snapshot_slot
         if snapshot is not None:
-            self._check_snapshot(sim)
+            self.witness.snapshot(sim)
             self.workload.on_install(sim)
         return sim
 
@@ -445,7 +406,7 @@ class Cluster:
                 written = node.storage.in_flight
                 node.storage.sync()
                 if written is not None:
-                    self._audit_disk(node, written)
+                    self.witness.disk(node, written)
                 self._carry_out(node, driver.written())
                 continue
             if driver.can_take():
@@ -455,16 +416,16 @@ class Cluster:
 
     def _carry_out(self, node: SimNode, work: Work) -> None:
         for dst, message in work.send:
-            self._observe(node, message)
+            self.witness.sent(node, message)
             self.net.send(self.now, node.id, dst, message)
         for ballot, slot in work.self_accepts:
-            self._own_vote(node, ballot, slot)
+            self.witness.own_vote(node, ballot, slot)
         if work.write is not None:
             node.storage.write(work.write)
             node.write_done_at = self.now + self.sync_delay
         if work.install is not None and work.install.last_slot > node.app.last:
             node.app.restore(work.install.data)
-            self._check_snapshot(node)
+            self.witness.snapshot(node)
             self.workload.on_install(node)
         for slot, value in fresh_commits(work.committed, node.app.last):
             self._apply(node, slot, value)
@@ -491,42 +452,6 @@ class Cluster:
 
     # ------------------------------------------------------------------ the oracle
 
-    def _observe(self, node: SimNode, message: Message) -> None:
-        """Show the oracle a message as it leaves ``node``."""
-        kind = type(message)
-        if kind not in _OBSERVED:
-            return
-        oracle = self.oracle
-        incarnation = node.replica.incarnation
-        since = node.replica.member_since
-        if isinstance(message, Propose):
-            oracle.proposed(node.id, message.ballot, message.first_slot, message.values)
-            oracle.commit_notice(node.id, message.ballot, message.commit_index)
-        elif isinstance(message, Accepted):
-            slots = range(message.first_slot, message.last_slot + 1)
-            oracle.voted(node.id, incarnation, message.ballot, slots, since=since)
-        elif isinstance(message, Commit):
-            oracle.commit_notice(node.id, message.ballot, message.commit_index)
-        elif isinstance(message, Promise):
-            oracle.promised(node.id, incarnation, message.ballot, since)
-            for sv in message.accepted:
-                if sv.chosen:
-                    oracle.claimed(node.id, sv.slot, sv.value, "promise")
-        elif isinstance(message, Chosen):
-            for i, value in enumerate(message.values):
-                oracle.claimed(node.id, message.first_slot + i, value, "catch-up run")
-
-    def _own_vote(self, node: SimNode, ballot: Ballot, slot: int) -> None:
-        """A leader's own acceptance is durable and counts now."""
-        entry = node.replica.log.get(slot)
-        known = self.oracle.proposals.get(slot, {})
-        if ballot not in known and entry is not None and entry.ballot == ballot:
-            # A lone node sends no Propose: its log is where the proposal shows.
-            self.oracle.proposed(node.id, ballot, slot, (entry.value,))
-        self.oracle.voted(
-            node.id, node.replica.incarnation, ballot, range(slot, slot + 1), own=True
-        )
-
     def _apply(self, node: SimNode, slot: int, value: Value) -> None:
         app = node.app
         if slot != app.last + 1:
@@ -536,42 +461,10 @@ class Cluster:
         replies = app.apply(slot, value)
         self.workload.on_apply(node, slot, value, replies)
 
-    def _audit_disk(self, node: SimNode, written: Persist) -> None:
-        """End to end: what a restart now would apply is chosen.
-
-        A restarted node treats every durable record up to its durable commit index as
-        chosen and applies it; so each one must hold the chosen value, whether the write
-        that just landed stored the record or moved the commit index over it.
-        """
-        d = node.storage.durable
-        floor = d.snapshot.last_slot if d.snapshot is not None else 0
-        slots = {e.slot for e in written.entries if floor < e.slot <= d.commit_index}
-        if written.commit_index is not None:
-            start = max(floor, node.audited_commit)
-            slots.update(range(start + 1, d.commit_index + 1))
-            node.audited_commit = d.commit_index
-        for slot in sorted(slots):
-            entry = d.entries.get(slot)
-            if entry is not None:
-                self.oracle.applied(node.id, slot, entry.value, "holds on disk, as chosen,")
-
-    def _check_snapshot(self, node: SimNode) -> None:
-        for slot, value in node.app.applied.items():
-            self.oracle.applied(node.id, slot, value, "installed a snapshot holding")
-
     def _check_oracle(self) -> None:
-        """Each node's commit index is a claim that its log holds chosen values."""
-        for node in self.nodes.values():
-            r = node.replica
-            if not node.up or r.commit_index <= node.checked_commit:
-                continue
-            for slot in range(max(node.checked_commit, r.snapshot_slot) + 1, r.commit_index + 1):
-                entry = r.log.get(slot)
-                if entry is not None:
-                    self.oracle.claimed(node.id, slot, entry.value, "commit index")
-            node.checked_commit = r.commit_index
-        if self.oracle.violation is not None:
-            self._fail(self.oracle.violation)
+        violation = self.witness.commit_indexes(self.nodes.values())
+        if violation is not None:
+            self._fail(violation)
 
     def _fail(self, what: str) -> None:
         if self.violation is None:

@@ -23,6 +23,14 @@ SIM_POINTS = (
     "corrupt_found",
     "crash",
     "disk_wiped",
+    "member_booted",
+    "member_op_add",
+    "member_op_promote",
+    "member_op_remove",
+    "member_op_return",
+    "member_op_transfer",
+    "member_returned",
+    "member_stopped",
     "net_cut",
     "net_delivered_after_heal",
     "net_dropped",
@@ -41,7 +49,8 @@ SIM_POINTS = (
     "write_error",
     "write_torn",
 )
-"""The faults the simulator injects and what it saw them do."""
+"""The faults the simulator injects, the membership changes it asks for, and what it
+saw them do."""
 
 KV_POINTS = (
     "clock_step",

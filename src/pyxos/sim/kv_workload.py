@@ -25,7 +25,6 @@ import bisect
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pyxos.core.ballot import Ballot
 from pyxos.core.replica import Role
@@ -36,10 +35,8 @@ from pyxos.sim.app import KVApp
 from pyxos.sim.clocks import MS_PER_TICK, WallClocks
 from pyxos.sim.expiry_oracle import ALL_CHECKS, ExpiryOracle
 from pyxos.sim.kv_ops import Op, draw_read, draw_write, expire_locally, parse_read
+from pyxos.sim.sim_node import ClusterView, SimNode
 from pyxos.sim.workload import Stats
-
-if TYPE_CHECKING:
-    from pyxos.sim.cluster import Cluster, SimNode
 
 EXPIRE_EVERY = 100 // MS_PER_TICK
 """Ticks between a leader's looks for due keys (the server's 100 ms)."""
@@ -67,7 +64,7 @@ class KVWorkload:
 
     def __init__(
         self,
-        cluster: Cluster,
+        cluster: ClusterView,
         rng: random.Random,
         clients: int,
         read_ratio: float,

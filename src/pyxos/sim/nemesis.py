@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING
 
 from pyxos.core.replica import Role
 from pyxos.sim.reconfig import Reconfigurer
+from pyxos.sim.weather import Weather
 
 if TYPE_CHECKING:
     from pyxos.sim.cluster import Cluster
-    from pyxos.sim.runner import _Weather
 
 
 @dataclass(slots=True)
 class Nemesis:
     cluster: Cluster
     rng: random.Random
-    weather: _Weather
+    weather: Weather
     faults: int = 0
     _restart_at: dict[int, int] = field(default_factory=dict)
     _heal_at: int | None = None

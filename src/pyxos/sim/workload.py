@@ -12,12 +12,9 @@ import bisect
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from pyxos.core.membership import as_change
-
-if TYPE_CHECKING:
-    from pyxos.sim.cluster import Cluster, SimNode
+from pyxos.sim.sim_node import ClusterView, SimNode
 
 
 @dataclass(slots=True)
@@ -45,7 +42,7 @@ class Workload:
 
     def __init__(
         self,
-        cluster: Cluster,
+        cluster: ClusterView,
         rng: random.Random,
         clients: int,
         read_ratio: float,
