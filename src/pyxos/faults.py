@@ -96,6 +96,11 @@ BUGS: dict[str, Bug] = {
             ProtocolBugs(skip_config_prepare=True),
         ),
         Bug(
+            "change-at-once",
+            "a leader counts votes with the newest configuration, ignoring the alpha window",
+            ProtocolBugs(change_at_once=True),
+        ),
+        Bug(
             "ack-before-fsync",
             "Promises and Accepteds leave before their write is durable",
             ProtocolBugs(ack_before_fsync=True),

@@ -289,7 +289,7 @@ class ReplicaBase:
         epochs = self.history.epochs
         if len(epochs) == 1:
             return self.config
-        epoch = self.history.at(slot)
+        epoch = self.history.latest if self.bugs.change_at_once else self.history.at(slot)
         config = self._epoch_configs.get(epoch.version)
         if config is None:
             config = self._epoch_configs[epoch.version] = epoch.config()
@@ -351,7 +351,14 @@ class ReplicaBase:
             if queued is not None:
                 self._refuse(queued[2], queued[1], "leadership changed; retry")
             transfer, self._transfer = self._transfer, None
-            if transfer is not None and transfer[0] != leader:
+            # Once the target was told to campaign, deposition is the expected outcome
+            # (by a ballot whose leader may not be known yet): the asker watches for the
+            # target leading. Before that, or to another known leader, it failed.
+            if (
+                transfer is not None
+                and transfer[0] != leader
+                and not (transfer[2] and leader is None)
+            ):
                 self._refuse(transfer[4], transfer[3], "leadership changed; retry")
             # Commands proposed in slots stay in the log; a later leader decides them.
             self._inflight.clear()

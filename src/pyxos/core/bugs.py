@@ -31,6 +31,9 @@ class ProtocolBugs:
     skip_config_prepare: bool = False
     """A leader proposes in the slots of a configuration made while it leads without
     first running phase 1 with a quorum of that configuration."""
+    change_at_once: bool = False
+    """A leader counts every slot's acceptances with the newest configuration it knows,
+    as if a change took effect the moment it is known (no alpha window)."""
 
     @property
     def any(self) -> bool:

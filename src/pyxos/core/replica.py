@@ -247,6 +247,9 @@ class Replica(ReconfigMixin, ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMix
             or out.failed_reads
             or out.snapshots_to_send
             or out.snapshot_install is not None
+            or out.change_errors
+            or out.changes
+            or (out.removed is not None)
             or self.commit_index > self.applied
             or self._forward_reads
             or (self._pending and self._can_flush())
