@@ -23,7 +23,13 @@ __all__ = ["cluster", "serve", "status"]
     help="TOML file with any of these settings (flags win).",
 )
 @click.option("--id", "node_id", type=int, help="This node's id (1..n).")
-@click.option("--cluster", help="Every member's peer address: 1=host:port,2=host:port,...")
+@click.option("--cluster", help="Every founding member's peer address: 1=host:port,2=host:port,...")
+@click.option(
+    "--join",
+    help="Start a node added with `pyxos member add`: peer addresses (host:port,...) of "
+    "current members; it learns the membership from them (instead of --cluster).",
+)
+@click.option("--peer", help="With --join: this node's own peer address (host:port).")
 @click.option(
     "--port",
     type=int,
@@ -95,6 +101,11 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     Example, node 1 of 3:
 
       pyxos serve --id 1 --cluster 1=10.0.0.1:7380,2=10.0.0.2:7380,3=10.0.0.3:7380
+      --port 6380 --admin 8380 --data-dir /var/lib/pyxos
+
+    A node added to a running cluster (`pyxos member add --id 4 --peer 10.0.0.4:7380`):
+
+      pyxos serve --id 4 --join 10.0.0.1:7380,10.0.0.2:7380 --peer 10.0.0.4:7380
       --port 6380 --admin 8380 --data-dir /var/lib/pyxos
 
     With TLS everywhere (certificates from `pyxos certs`), add: --port 0 --tls-port 6380

@@ -315,7 +315,15 @@ class ReplicaBase:
     @property
     def votes_here(self) -> bool:
         """Whether this node is a voter of the next slot's configuration (may campaign)."""
-        return self.id in self.config.members and not self.leaving and self.removed is None
+        return (
+            self.id in self.config.members
+            and not self.leaving
+            and self.removed is None
+            and self.commit_index + 1 >= self.history.epochs[0].start
+        )
+        # (The last: a snapshot's history may start above the snapshot, its sender having
+        # forgotten the configurations of slots it knows chosen. Until this node has
+        # learned those slots it does not know their quorums, so it may not lead there.)
 
     def _send(self, dst: int, message: Message) -> None:
         self._out.messages.append((dst, message))

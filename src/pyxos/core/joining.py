@@ -9,7 +9,7 @@ votes may be lost). docs/PROTOCOL.md, "Disk loss", gives the argument.
 from __future__ import annotations
 
 from pyxos.core.base import ReplicaBase
-from pyxos.core.messages import Join, JoinReply
+from pyxos.core.messages import Join, JoinReply, MembershipInfo, MembershipQuery
 from pyxos.core.ready import Standing
 
 
@@ -88,3 +88,9 @@ class JoiningMixin(ReplicaBase):
         self._join_acks.clear()
         self._election_elapsed = 0
         self._timeout = self._draw_timeout()
+
+    def _on_membership_query(self, m: MembershipQuery) -> None:
+        """A node being added asks what the membership is (``pyxos serve --join``)."""
+        if m.src not in self.history.latest.ids:
+            return  # not added (yet), or removed: it retries, and says so to its operator
+        self._send(m.src, MembershipInfo(self.id, self.history.encode()))

@@ -302,6 +302,23 @@ class NotMember(msgspec.Struct, frozen=True, tag="nmem", array_like=True):
     voter: bool = False
 
 
+class MembershipQuery(msgspec.Struct, frozen=True, tag="mq", array_like=True):
+    """A node started with ``--join`` asks a member for the cluster's membership.
+
+    It has no membership of its own yet (it learns it from the answer), so it cannot run
+    a core; the member answers only a node its newest configuration lists.
+    """
+
+    src: int
+
+
+class MembershipInfo(msgspec.Struct, frozen=True, tag="mi", array_like=True):
+    """The answer to :class:`MembershipQuery`: the sender's membership history, encoded."""
+
+    src: int
+    membership: bytes
+
+
 Message = (
     PreVote
     | PreVoteReply
@@ -326,6 +343,8 @@ Message = (
     | ChangeRequest
     | ChangeReply
     | NotMember
+    | MembershipQuery
+    | MembershipInfo
 )
 """The tagged union the transport encodes and decodes."""
 

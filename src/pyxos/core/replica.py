@@ -49,6 +49,7 @@ from pyxos.core.messages import (
     InstallSnapshot,
     Join,
     JoinReply,
+    MembershipQuery,
     Message,
     NotMember,
     Prepare,
@@ -63,6 +64,7 @@ from pyxos.core.messages import (
     TimeoutNow,
 )
 from pyxos.core.options import COVERAGE_POINTS, Options, Rng, Role
+from pyxos.core.progress import PeerProgress
 from pyxos.core.reads import ReadsMixin
 from pyxos.core.ready import HardState, Ready, Standing
 from pyxos.core.reconfig import ReconfigMixin
@@ -95,6 +97,7 @@ _ANY_ROLE: dict[type, str] = {
     ChangeRequest: "_refuse_change_request",
     ChangeReply: "_on_change_reply",
     NotMember: "_on_not_member",
+    MembershipQuery: "_on_membership_query",
 }
 """What every role does with a message kind (some roles do more, below)."""
 
@@ -323,6 +326,11 @@ class Replica(ReconfigMixin, ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMix
             self._maybe_lead()
         if self.role is Role.LEADER and accepts:
             self._count_own_accepts(accepts)
+
+    def progress_of(self, node: int) -> PeerProgress | None:
+        """What this leader knows of follower ``node`` (``None``: not leading, or no
+        such peer): how far behind it is, whether its data dir votes."""
+        return self._progress.get(node) if self.role is Role.LEADER else None
 
     @property
     def pending_count(self) -> int:

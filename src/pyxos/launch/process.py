@@ -27,6 +27,7 @@ from pyxos.faults import BUGS, bug_named
 from pyxos.kv import KVStateMachine
 from pyxos.launch.tls_settings import TLS_SETTING_TYPES, check_tls, reload_tls, tls_contexts
 from pyxos.runtime.config import ConfigError, NodeConfig, parse_cluster
+from pyxos.runtime.join import JoinFailed, join_cluster, parse_join
 from pyxos.runtime.node import Node
 from pyxos.server.acl_file import load_acl_file
 from pyxos.server.admin import AdminServer
@@ -47,6 +48,8 @@ _STR = (str,)
 _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "id": _INT,
     "cluster": _STR,
+    "join": _STR,
+    "peer": _STR,
     "port": _INT,
     "host": _STR,
     "admin": _INT,
@@ -83,6 +86,10 @@ class ServeSettings:
 
     id: int = 0
     cluster: str = ""
+    join: str = ""
+    """Peer addresses of members of a running cluster this node was added to."""
+    peer: str = ""
+    """This node's own peer address, with ``join`` (``cluster`` names it otherwise)."""
     port: int = 6380
     host: str = "127.0.0.1"
     admin: int | None = None
@@ -173,6 +180,22 @@ class ServeSettings:
         if self.aclfile is not None:
             load_acl_file(self.aclfile)  # refuse a bad file before anything starts
 
+    def initial_members(self) -> dict[int, tuple[str, int]]:
+        """The peers known before start: ``--cluster``, or only this node with ``--join``
+        (it learns the others from the cluster, :mod:`pyxos.runtime.join`)."""
+        if self.join:
+            if self.cluster:
+                raise ConfigError(
+                    "give --cluster (a new cluster) or --join (an added node), not both"
+                )
+            parse_join(self.join)
+            if not self.peer:
+                raise ConfigError("--join needs --peer HOST:PORT, this node's own peer address")
+            return parse_cluster(f"{self.id}={self.peer}")
+        if self.peer:
+            raise ConfigError("--peer goes with --join (with --cluster, the cluster names it)")
+        return parse_cluster(self.cluster)
+
     def node_config(self, tls: TLSContexts | None = None) -> NodeConfig:
         """The node's configuration; :class:`ConfigError` if any setting cannot work.
 
@@ -188,13 +211,13 @@ class ServeSettings:
         heartbeat = max(1, round(self.heartbeat_ms / self.tick_ms))
         if heartbeat >= election:
             raise ConfigError("heartbeat_ms must be well below election_ms")
-        members = parse_cluster(self.cluster)
+        members = self.initial_members()
         if tls is None:
             tls = tls_contexts(self, members)
         peer_tls = tls if tls is not None and "peer" in tls.roles else None
         return NodeConfig(
             node_id=self.id,
-            members=parse_cluster(self.cluster),
+            members=members,
             data_dir=Path(self.data_dir),
             storage=self.storage,
             cluster_id=self.cluster_id,
@@ -256,8 +279,14 @@ def configure_logging(node_id: int, level: str, as_json: bool) -> None:
 async def serve(settings: ServeSettings, ready: asyncio.Event | None = None) -> int:
     """Run one node until SIGTERM/SIGINT; return the process exit status."""
     log = logging.getLogger("pyxos.serve")
-    tls = tls_contexts(settings, parse_cluster(settings.cluster))
+    tls = tls_contexts(settings, settings.initial_members())
     config = settings.node_config(tls)
+    if settings.join:
+        try:
+            config = await join_cluster(config, parse_join(settings.join))
+        except (JoinFailed, StorageError, OSError) as exc:
+            log.critical("node %d cannot join: %s", config.node_id, exc)
+            return EXIT_CANNOT_START
     stop = asyncio.Event()
     status = 0
 

@@ -65,6 +65,10 @@ class NodeConfig:
     core: Options = field(default_factory=Options)
     transport: TransportConfig | None = None
     """Peer link settings (queues, heartbeats, reconnects); defaults when None."""
+    check_members: bool = True
+    """Refuse a data dir made for other ``members`` (a mistyped ``--cluster``). Off for
+    a node that joined a running cluster: its members come from the membership its data
+    dir holds, which the log keeps changing."""
 
     def __post_init__(self) -> None:
         if self.node_id not in self.members:

@@ -20,3 +20,7 @@ class UnknownOutcome(PyxosError):
 
 class NodeFailed(PyxosError):
     """The node stopped because it could not persist its state; it serves nothing more."""
+
+
+class MembershipError(PyxosError):
+    """A membership change or leader transfer was refused; the message says why."""

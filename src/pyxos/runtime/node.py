@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -30,6 +31,7 @@ from pyxos.core.ballot import Ballot
 from pyxos.core.bugs import NO_BUGS
 from pyxos.core.config import Config
 from pyxos.core.driver import Driver
+from pyxos.core.membership import History
 from pyxos.core.messages import InstallSnapshot, Message, SnapshotChunk, SnapshotChunkAck
 from pyxos.core.ready import Standing
 from pyxos.core.replica import InvariantViolation, Replica, Role
@@ -38,6 +40,7 @@ from pyxos.faults import Bug, bug_state
 from pyxos.runtime import envelope
 from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.errors import NodeFailed, Unavailable, UnknownOutcome
+from pyxos.runtime.membership import Membership, format_address
 from pyxos.runtime.metrics import NodeMetrics
 from pyxos.runtime.requests import Requests
 from pyxos.runtime.shell import Shell, ShellLinks
@@ -83,6 +86,8 @@ class Node:
         ``getpid`` system call each time, and the per-command paths would pay it."""
         self._closed = False
         self.failed: str | None = None
+        self.removed: str | None = None
+        """Why the cluster removed this node, once it learned it (it has stopped)."""
         self.storage, state, snapshot, self.moved_aside = open_data_dir(
             config, self.log, sync=bug is None or not bug.skip_fsync
         )
@@ -99,6 +104,15 @@ class Node:
                 bug.doc,
             )
             state = bug_state(bug, state)
+        if state.membership is None:
+            # The founding membership, with the peer addresses of --cluster: a node added
+            # later learns them from it (``pyxos serve --join``).
+            founding = History.founding(
+                Config.of(config.members),
+                config.core.change_delay,
+                {i: format_address(a) for i, a in config.members.items()},
+            )
+            state = dataclasses.replace(state, membership=founding.encode())
         self.replica = Replica(
             self.id,
             Config.of(config.members),
@@ -139,11 +153,15 @@ class Node:
             last_snapshot=applied,
         )
         self.snapshots = SnapshotTransfers(self)
+        self.membership = Membership(self)
+        """Membership changes and leader transfer (:mod:`pyxos.runtime.membership`)."""
+        self.shell.links.on_membership = self.membership.on_work
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Listen for peers and start ticking."""
+        self.membership.follow()  # the peers the membership lists beyond --cluster
         await self.transport.start()
         self._loop = self.shell.loop = loop = asyncio.get_running_loop()
         self._tick_handle = loop.call_later(self.config.tick_seconds, self._tick)
@@ -177,8 +195,15 @@ class Node:
         await self.transport.close()
         self.snapshots.close()
         self.requests.fail(Unavailable("node stopped"))
+        self.membership.fail_waiters(Unavailable("node stopped"))
         await self.shell.close()
         self.storage.close()
+
+    def stop_removed(self, reason: str) -> None:
+        """The cluster removed this node: it takes no more part, and says why."""
+        self.removed = reason
+        self.log.warning("node %d leaves: %s", self.id, reason)
+        self.fail(reason)
 
     def fail(self, reason: str) -> None:
         """Stop voting and serving: never continue on state we could not persist."""
@@ -190,6 +215,7 @@ class Node:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         self.requests.fail(NodeFailed(reason))
+        self.membership.fail_waiters(NodeFailed(reason))
         asyncio.get_running_loop().create_task(self.transport.close())
         if self._on_fatal is not None:
             self._on_fatal(reason)
@@ -215,7 +241,7 @@ class Node:
             self.replica,
             self.applied,
             self.failed,
-            self.config.members,
+            self.membership.addresses,
             self.transport.peer_status(),
         )
 
@@ -304,15 +330,36 @@ class Node:
                 raise TimeoutError("condition not reached in time")
             await self.wait_for_change(remaining)
 
+    def wake(self) -> None:
+        """The core has new work (a caller asked it something): carry it out soon."""
+        self._wake.set()
+
+    async def wait_for_quietly(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """:meth:`wait_for` that returns whether ``predicate()`` came to hold in time."""
+        try:
+            await self.wait_for(predicate, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_for_leader(self, remaining: float) -> None:
+        """Sleep until a leader change or a heartbeat period, whichever is first."""
+        await self._wait_for_leader(remaining)
+
     def send(self, dst: int, message: Message) -> None:
         """Hand ``message`` to the transport (drops are the protocol's business)."""
         self.transport.send(dst, message)
 
     def install_received_snapshot(
-        self, src: int, last_slot: int, members: tuple[int, ...], ballot: Ballot
+        self,
+        src: int,
+        last_slot: int,
+        members: tuple[int, ...],
+        ballot: Ballot,
+        membership: bytes = b"",
     ) -> None:
         """A streamed snapshot is durable (with its promise floor): let the core jump to it."""
-        self.replica.step(InstallSnapshot(src, last_slot, members, b"", ballot))
+        self.replica.step(InstallSnapshot(src, last_slot, members, b"", ballot, membership))
         self._changed_core()
 
     async def run_io(self, fn: Callable[..., T], *args: Any) -> T:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from pyxos.core.ballot import Ballot
 from pyxos.core.driver import Driver, Work, fresh_commits
+from pyxos.core.membership import MARK
 from pyxos.core.messages import Message
 from pyxos.core.ready import Persist
 from pyxos.core.replica import InvariantViolation, Replica
@@ -57,6 +58,8 @@ class ShellLinks:
     """The core may have changed role, leader or standing: look, and wake the loop."""
     identity: tuple[int, int]
     """(node id, process incarnation): whose commands' replies this node answers."""
+    on_membership: Callable[[Work], None] = lambda work: None
+    """Outcomes of membership changes and transfers, and removal, in a batch."""
     slow_writes: float = 0.0
     """A planted bug's delay before each write reaches the disk (``pyxos.faults``)."""
 
@@ -98,6 +101,8 @@ class Shell:
 
     def carry_out(self, work: Work) -> None:
         links = self.links
+        if work.changes or work.change_errors or work.removed is not None:
+            links.on_membership(work)  # first: a new member's peer link, before its messages
         send = links.send
         for dst, message in work.send:
             send(dst, message)
@@ -158,6 +163,10 @@ class Shell:
         me = self.links.identity
         count = 0
         for slot, value in committed:
+            if len(value) == 2 and value[0] == MARK:
+                # A membership change: the core acted on it; no command of the app's.
+                self.applied = slot
+                continue
             for command in value:
                 origin, inc, seq, payload = envelope.unpack(command)
                 reply = sm.apply(payload)

@@ -57,7 +57,12 @@ class SnapshotHost(Protocol):
     def fail(self, reason: str) -> None: ...
 
     def install_received_snapshot(
-        self, src: int, last_slot: int, members: tuple[int, ...], ballot: Ballot
+        self,
+        src: int,
+        last_slot: int,
+        members: tuple[int, ...],
+        ballot: Ballot,
+        membership: bytes = b"",
     ) -> None: ...
 
 
@@ -124,6 +129,8 @@ class SnapshotTransfers:
             info.checksum,
             data,
             info.ballot,
+            # The configurations of the slots after it may rest on compacted changes.
+            self._node.replica.history.encode(),
         )
         out.sent_at = time.monotonic()
         self._node.send(peer, chunk)
@@ -164,7 +171,9 @@ class SnapshotTransfers:
                 incoming = await node.run_io(
                     node.storage.begin_incoming,
                     m.last_slot,
-                    m.members,
+                    # Recorded as this node's own --cluster (checked at its restarts); the
+                    # sender's may differ, a node that joined later listing more.
+                    tuple(sorted(node.config.members)),
                     m.total,
                     m.checksum,
                     m.ballot,
@@ -175,7 +184,9 @@ class SnapshotTransfers:
                 await node.run_io(incoming.finish)
                 self._in = None
                 node.log.info("received snapshot through slot %d from node %d", m.last_slot, m.src)
-                node.install_received_snapshot(m.src, m.last_slot, m.members, m.ballot)
+                node.install_received_snapshot(
+                    m.src, m.last_slot, m.members, m.ballot, m.membership
+                )
             node.send(m.src, SnapshotChunkAck(node.id, m.last_slot, nxt))
         except StorageError as exc:
             node.fail(f"storage failed while receiving a snapshot: {exc}")

@@ -40,7 +40,7 @@ def _open(config: NodeConfig, engine: str | None, sync: bool) -> Storage:
         config.data_dir,
         node_id=config.node_id,
         cluster_id=config.cluster_id,
-        members=tuple(sorted(config.members)),
+        members=tuple(sorted(config.members)) if config.check_members else None,
         sync=sync,
     )
 

@@ -247,14 +247,18 @@ def _check_common(me: Identity, version: int, cluster_id: str, peer_id: int) -> 
 
 
 async def dial(
-    reader: FrameReader, writer: asyncio.StreamWriter, me: Identity, peer_id: int
-) -> None:
+    reader: FrameReader, writer: asyncio.StreamWriter, me: Identity, peer_id: int | None
+) -> int:
     """Run the dialer's half of the handshake with ``peer_id``; raise :class:`HandshakeError`.
 
-    The caller bounds it with a timeout. Over TLS the listener's certificate is checked
-    first, so nothing is sent to a listener that is not the node dialled.
+    Returns the listener's node id. ``peer_id=None`` accepts whichever member answers: a
+    node started with ``--join`` knows its peers' addresses, not their ids (the proofs
+    still show that both ends hold the cluster secret, and over TLS the CA vouches for the
+    certificate). The caller bounds it with a timeout. Over TLS the listener's certificate
+    is checked first, so nothing is sent to a listener that is not the node dialled.
     """
-    _check_certificate(writer, me, peer_id)
+    if peer_id is not None:
+        _check_certificate(writer, me, peer_id)
     nonce_d = new_nonce()
     await _send(writer, Hello(PROTOCOL_VERSION, me.cluster_id, me.node_id, nonce_d), peer_id)
     try:
@@ -269,6 +273,10 @@ async def dial(
                 peer_id,
             ) from exc
         raise
+    if peer_id is None:
+        peer_id = welcome.node_id
+        if peer_id == me.node_id:
+            raise HandshakeError(RejectReason.OWN_ID, f"listener claims our own id {peer_id}")
     _check_common(me, welcome.version, welcome.cluster_id, peer_id)
     if welcome.node_id != peer_id:
         raise HandshakeError(
@@ -281,6 +289,7 @@ async def dial(
         raise HandshakeError(RejectReason.BAD_HMAC, "listener proof does not verify", peer_id)
     mac_d = _mac(me, "dialer", me.node_id, peer_id, nonce_d, welcome.nonce)
     await _send(writer, Proof(mac_d), peer_id)
+    return peer_id
 
 
 async def accept(

@@ -9,6 +9,7 @@ synchronous ``on_message`` callback on the event loop, in the order each peer se
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -18,6 +19,7 @@ from pyxos.core.messages import Message
 from pyxos.transport.config import TransportConfig
 from pyxos.transport.connection import Context
 from pyxos.transport.handshake import Identity
+from pyxos.transport.introduce import identify
 from pyxos.transport.peer import OutboundPeer
 from pyxos.transport.server import Listener
 from pyxos.transport.stats import PeerCounters, PeerStatus, TransportStats
@@ -69,7 +71,7 @@ class Transport:
             on_message=on_message,
             counters={pid: PeerCounters() for pid in self._members if pid != node_id},
         )
-        rng = rng if rng is not None else random.Random()
+        rng = self._rng = rng if rng is not None else random.Random()
         self._peers = {
             pid: OutboundPeer(self._ctx, pid, rng) for pid in self._members if pid != node_id
         }
@@ -114,6 +116,32 @@ class Transport:
         host, port = self._members[self.node_id]
         self._address = await self._listener.start(self.config.bind_host or host, port)
         self.log.info("listening for peers on %s:%d", *self._address)
+
+    def update_members(self, members: Mapping[int, tuple[str, int]]) -> None:
+        """Add the peers of ``members`` not known yet, and move those whose address changed.
+
+        The membership changes through the log; the node calls this whenever a change is
+        learned. Peers are never dropped here: a removed node must still hear that it
+        was removed (the core answers it), and its handshakes pass until then.
+        """
+        if self._closed:
+            return
+        for pid, address in members.items():
+            if pid == self.node_id or self._members.get(pid) == address:
+                continue
+            self._members[pid] = address  # the Identity sees the same dict (handshakes)
+            self._ctx.counters.setdefault(pid, PeerCounters())
+            old = self._peers.pop(pid, None)
+            if old is not None:
+                self.log.info("node %d moved to %s:%d", pid, *address)
+                asyncio.get_running_loop().create_task(old.close())
+            else:
+                self.log.info("node %d joins the peers at %s:%d", pid, *address)
+            self._peers[pid] = OutboundPeer(self._ctx, pid, self._rng)
+
+    async def identify(self, host: str, port: int) -> int:
+        """The id of the member at ``host:port`` (see :mod:`pyxos.transport.introduce`)."""
+        return await identify(self._ctx, host, port)
 
     def send(self, dst: int, message: Message) -> bool:
         """Queue ``message`` for node ``dst``; never blocks, returns whether it was queued.
