@@ -15,14 +15,35 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from pyxos.core.driver import Work
 from pyxos.core.membership import KINDS, Change, History
+from pyxos.core.replica import Replica
+from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.errors import MembershipError, Unavailable, UnknownOutcome
+from pyxos.transport import Transport
 
-if TYPE_CHECKING:
-    from pyxos.runtime.node import Node
+
+class MembershipHost(Protocol):
+    """What :class:`Membership` needs of its node (:class:`~pyxos.runtime.node.Node`)."""
+
+    @property
+    def config(self) -> NodeConfig: ...
+    @property
+    def replica(self) -> Replica: ...
+    @property
+    def transport(self) -> Transport: ...
+    @property
+    def failed(self) -> str | None: ...
+    def wake(self) -> None: ...
+    def check_alive(self) -> None: ...
+    async def wait_for_leader(self, remaining: float) -> None: ...
+    async def wait_for_change(self, timeout: float) -> None: ...
+    async def wait_for_quietly(self, predicate: Callable[[], bool], timeout: float) -> bool: ...
+    def stop_removed(self, reason: str) -> None: ...
+
 
 RETRY_HERE = (
     "no leader is known; retry",
@@ -60,7 +81,7 @@ def address_book(history: History, known: dict[int, tuple[str, int]]) -> dict[in
 class Membership:
     """``node.membership``: see the module docstring."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: MembershipHost) -> None:
         self._node = node
         self._tokens = random.Random()
         self._changes: dict[int, asyncio.Future[int]] = {}
@@ -141,7 +162,7 @@ class Membership:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            node._check_alive()
+            node.check_alive()
             token = self._tokens.getrandbits(62) + 1
             future: asyncio.Future[int] = loop.create_future()
             self._changes[token] = future
@@ -184,7 +205,7 @@ class Membership:
         if node.replica.leader == to:
             return to
         while True:
-            node._check_alive()
+            node.check_alive()
             token = self._tokens.getrandbits(62) + 1
             refused: asyncio.Future[None] = loop.create_future()
             self._transfers[token] = refused

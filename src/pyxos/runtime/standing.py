@@ -89,11 +89,18 @@ def describe_standing(replica: Replica) -> dict[str, Any]:
         "incarnation": f"{replica.incarnation:x}",
     }
     if standing is Standing.JOINING:
-        need = replica.config.registration_quorum()
-        out["standing_reason"] = (
-            f"new data dir: waiting for {need} of the other members to register it before "
-            "it may vote; until then it only learns (start every member of a new cluster)"
-        )
+        if replica.member_since > 0:
+            out["standing_reason"] = (
+                "new data dir of a node added to the cluster: it learns the log; it votes "
+                "once the members have registered this data dir and a change made it a voter"
+            )
+        else:
+            need = replica.config.registration_quorum()
+            out["standing_reason"] = (
+                f"new data dir: waiting for {need} of the other members to register it "
+                "before it may vote; until then it only learns (start every member of a "
+                "new cluster)"
+            )
     elif standing is Standing.LEARNER:
         old = f"{replica.superseded:x}" if replica.superseded is not None else "unknown"
         out["superseded_incarnation"] = old
@@ -101,7 +108,9 @@ def describe_standing(replica: Replica) -> dict[str, Any]:
             f"this data dir is new but the cluster holds node {replica.id}'s earlier one "
             f"(incarnation {old}): promises made with it may be lost so this node never "
             "votes; it catches up and serves reads as a learner. The way back is a "
-            f"membership change (remove node {replica.id} and add it again as a new "
-            "member); restarting or wiping it again keeps it a learner"
+            "membership change: "
+            f"`pyxos member remove --id {replica.id}` then wipe its data dir then "
+            f"`pyxos member add --id {replica.id} --peer HOST:PORT` and start it with "
+            "`pyxos serve --join`; restarting or wiping it again keeps it a learner"
         )
     return out
