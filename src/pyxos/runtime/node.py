@@ -9,7 +9,11 @@ own and talks to the others through the node's public surface only:
 - :class:`~pyxos.runtime.requests.Requests`: what callers of ``submit`` and ``read`` wait on;
 - :class:`~pyxos.runtime.snapshot_transfer.SnapshotTransfers`: snapshots streamed between
   nodes;
-- :func:`~pyxos.runtime.status.node_status`: what status pages report.
+- :func:`~pyxos.runtime.status.node_status`: what status pages report;
+- :class:`~pyxos.runtime.membership.Membership`: membership changes, leader transfer, and
+  the peers the chosen membership lists;
+- :class:`~pyxos.runtime.node_calls.NodeCalls` (a base class): what callers do, ``submit``,
+  ``read`` and the waits.
 
 Inputs are peer messages, ticks and client calls; each may change the core, after which
 the node looks for a new leader or standing and wakes the shell.
