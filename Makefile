@@ -54,6 +54,8 @@ sim-long: $(STAMP)
 	$(BIN)/pyxos sim --seeds 10000 --nodes 3
 	$(BIN)/pyxos sim --seeds 2000 --nodes 5
 	$(BIN)/pyxos sim --seeds 2000 --scenario duelling
+	$(BIN)/pyxos sim --seeds 2000 --scenario membership
+	$(BIN)/pyxos sim --seeds 1000 --scenario membership --nodes 5
 	$(BIN)/pyxos sim --seeds 1000 --workload kv-expiry
 
 clean:

@@ -29,7 +29,9 @@ __all__ = ["chaos", "check", "sim"]
     show_default=True,
     type=click.Choice(SCENARIOS),
     help="random: swarm of crashes, partitions, loss, duplication and delay; "
-    "duelling: two or three nodes start phase 1 at the same tick, again and again.",
+    "duelling: two or three nodes start phase 1 at the same tick, again and again; "
+    "membership: the random swarm with nodes added, promoted, removed, replaced (wiped, "
+    "under a new incarnation) and leadership transferred in every seed.",
 )
 @click.option(
     "--workload",

@@ -141,6 +141,18 @@ class AcceptorMixin(ReplicaBase):
         if self.bugs.trust_any_chosen:
             self._trust_chosen(m)
             return
+        if (
+            self.role is Role.CANDIDATE
+            and m.ballot <= self.ballot
+            and m.first_slot <= self.commit_index + 1 < m.first_slot + len(m.values)
+        ):
+            # A candidate that lacks chosen slots: its phase 1 may wait forever on nodes
+            # that cannot vote for them (a node leaving the cluster may be the only other
+            # one that knows them). It has proposed nothing at its ballot, and its
+            # promise is above the sender's, so it may learn them as a follower; it then
+            # campaigns again from there.
+            self.coverage["candidate_learns_chosen"] += 1
+            self._become_follower(None, backoff=True)
         if not self._learn_under(m.ballot):
             return
         self.coverage["chosen_learned"] += 1
@@ -183,13 +195,18 @@ class AcceptorMixin(ReplicaBase):
 
     def _on_snapshot_request(self, m: SnapshotRequest) -> None:
         self.coverage["snapshot_request_received"] += 1
-        if self.snapshot_slot > m.commit_index:
-            self._out.snapshots_to_send.append(m.src)
-        elif self.commit_index > m.commit_index:
-            first = m.commit_index + 1
+        self._teach(m.src, m.commit_index)
+
+    def _teach(self, dst: int, commit_index: int) -> None:
+        """Send ``dst``, whose commit index is ``commit_index``, the chosen slots it
+        lacks (one catch-up batch), or our snapshot if they are compacted here."""
+        if self.snapshot_slot > commit_index:
+            self._out.snapshots_to_send.append(dst)
+        elif self.commit_index > commit_index:
+            first = commit_index + 1
             last = min(self.commit_index, first + self.options.catchup_batch - 1)
             values = tuple(self.log[s].value for s in range(first, last + 1))
-            self._send(m.src, Chosen(self.id, self.promised, first, values, self.commit_index))
+            self._send(dst, Chosen(self.id, self.promised, first, values, self.commit_index))
 
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
         if m.last_slot <= self.commit_index or not self._learn_under(m.ballot):

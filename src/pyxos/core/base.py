@@ -421,6 +421,9 @@ class ReplicaBase:
     def _tick_membership(self) -> None:  # reconfig
         raise NotImplementedError
 
+    def _teach(self, dst: int, commit_index: int) -> None:  # acceptor
+        raise NotImplementedError
+
     def _proposable_until(self) -> int:  # reconfig
         raise NotImplementedError
 

@@ -93,7 +93,12 @@ class ElectionMixin(ReplicaBase):
         self._see(m.ballot)
         if not self.voter or m.first_slot < self.member_since:
             # Promises nothing: its state may be missing what it once promised, or (below
-            # the slot that added it) what an earlier member of its id promised.
+            # the slot that added it) what an earlier member of its id promised. What it
+            # knows chosen it still teaches (a node its own log removed may be the only
+            # one left that knows the change removing it).
+            if self.commit_index >= m.first_slot:
+                self.coverage["prepare_taught_chosen"] += 1
+                self._teach(m.src, m.first_slot - 1)
             return
         if m.ballot < self.promised:
             self._send(m.src, Reject(self.id, m.ballot, self.promised))

@@ -71,6 +71,8 @@ COVERAGE_POINTS = (
     "became_learner",
     "became_voter",
     "candidate_behind_asks_snapshot",
+    "candidate_learns_chosen",
+    "prepare_taught_chosen",
     "catchup_run_sent",
     "change_filled_with_noops",
     "change_proposed",

@@ -30,6 +30,7 @@ from pyxos.core.driver import Driver, Work, fresh_commits
 from pyxos.core.membership import History
 from pyxos.core.messages import (
     InstallSnapshot,
+    MembershipInfo,
     Message,
     SnapshotRequest,
     Value,
@@ -104,6 +105,7 @@ class Cluster(ClusterMembers):
         self.events: list[tuple[int, str]] = []
         """Membership events, for debugging a seed."""
         self.gone: dict[int, int] = {}
+        self.joining: dict[int, int] = {}
         """Removed nodes, stopped for good: id -> the membership version that removed it."""
         self.founders = n
         self.shrink_hold = 0
@@ -290,6 +292,9 @@ class Cluster(ClusterMembers):
                     for src, data, message in held:
                         self._deliver(node, src, data, message)
         for src, dst, data, message in self.net.due(now):
+            if dst in self.joining and isinstance(message, MembershipInfo):
+                self.joined(dst, message)
+                continue
             to = self.nodes.get(dst)
             if to is None or not to.up:
                 continue

@@ -14,8 +14,14 @@ from collections import Counter
 
 from pyxos.core.config import Config
 from pyxos.core.membership import History
+from pyxos.core.messages import MembershipInfo, MembershipQuery
+from pyxos.sim.network import Network
 from pyxos.sim.sim_node import SimNode
 from pyxos.sim.storage import SimStorage
+
+
+JOIN_RETRY_TICKS = 20
+"""A node being added asks again after this many ticks without an answer."""
 
 
 class ClusterMembers:
@@ -27,6 +33,9 @@ class ClusterMembers:
     gone: dict[int, int]
     """Removed nodes -> the membership version that removed them."""
     lost_disks: set[int]
+    joining: dict[int, int]
+    """Nodes being added -> the tick they last asked a member for the membership."""
+    net: Network
     shrink_hold: int
     """Until this tick a removal may be under way (disk loss counts the smaller size)."""
     events: list[tuple[int, str]]
@@ -64,23 +73,42 @@ class ClusterMembers:
         return best
 
     def boot_added(self) -> None:
-        """Start every node a chosen change added that is not running yet, on a new data
-        dir holding the membership it learned from the cluster (``pyxos serve --join``)."""
+        """Start every node a chosen change added that is not running yet, as ``pyxos
+        serve --join`` does: it asks a member for the membership (a
+        :class:`MembershipQuery` over the simulated network, again while unanswered) and
+        starts on a new data dir holding the answer (:meth:`joined`)."""
         history = self.latest_membership()
         for m in history.latest.members:
             running = self.nodes.get(m.id)
             if running is not None and (m.id not in self.gone or self.gone[m.id] >= m.since):
                 continue
-            if m.id in self.nodes:
-                self.lost_disks.discard(m.id)
-                self.coverage["member_returned"] += 1
-            self.gone.pop(m.id, None)
-            self._node_seeds.setdefault(m.id, self.crash_rng.getrandbits(64))
-            storage = self._new_storage()
-            storage.durable.membership = history.encode()
-            self.nodes[m.id] = self._boot(m.id, storage, 0)
-            self.coverage["member_booted"] += 1
-            self._record(f"boot {m.id}")
+            asked = self.joining.get(m.id)
+            if asked is not None and self.now - asked < JOIN_RETRY_TICKS:
+                continue
+            members = [n.id for n in self.current_nodes() if n.up and n.id != m.id]
+            if not members:
+                continue
+            self.joining[m.id] = self.now
+            self.net.send(self.now, m.id, self.crash_rng.choice(members), MembershipQuery(m.id))
+
+    def joined(self, node: int, answer: MembershipInfo) -> None:
+        """A member answered the query of ``node`` (being added): start it."""
+        if node not in self.joining:
+            return  # answered already (a duplicate, or a second member's answer)
+        history = History.decode(answer.membership)
+        if history.latest.member(node) is None:
+            return
+        del self.joining[node]
+        if node in self.nodes:
+            self.lost_disks.discard(node)
+            self.coverage["member_returned"] += 1
+        self.gone.pop(node, None)
+        self._node_seeds.setdefault(node, self.crash_rng.getrandbits(64))
+        storage = self._new_storage()
+        storage.durable.membership = history.encode()
+        self.nodes[node] = self._boot(node, storage, 0)
+        self.coverage["member_booted"] += 1
+        self._record(f"boot {node}")
 
     def _stop_removed(self, node: SimNode) -> None:
         """A node that learned it was removed stops, as the runtime stops it."""
@@ -108,4 +136,34 @@ class ClusterMembers:
         size = min(size, len(self.latest_membership().latest.voters))
         if self.now < self.shrink_hold:
             size -= 1  # a removal may be under way: count the smaller configuration
-        return len(self.lost_disks & voters) < (size - 1) // 2
+        if len(self.lost_disks & voters) >= (size - 1) // 2:
+            return False
+        return self._quorums_survive(self.lost_disks | {node})
+
+    def _quorums_survive(self, lost: set[int]) -> bool:
+        """Whether every configuration some running node may still need keeps a quorum
+        of voters with their disks, ``lost`` and the removed (stopped) nodes missing.
+
+        A removed node stops once a voter of the new configuration knows the change; if
+        that voter's disk went next, the others, which had not learned the change, would
+        need the removed node for the slots before it: two faults, beyond what the
+        cluster is built to survive, so the simulator does not inflict both.
+        """
+        out = lost | set(self.gone)
+        hold = 1 if self.now < self.shrink_hold else 0
+        epochs = [self.latest_membership().latest]
+        for n in self.nodes.values():
+            if n.id not in self.gone:
+                epochs.extend(n.replica.history.epochs)
+        for epoch in epochs:
+            config = epoch.config()
+            intact = sum(1 for v in epoch.voters if v not in out)
+            if intact - hold < max(config.q1, config.q2):
+                return False
+            # A promotion may already be on its way (checked when it was proposed, chosen
+            # after): count the learners as the voters they may become.
+            everyone = epoch.ids
+            intact = sum(1 for v in everyone if v not in out)
+            if intact - hold < len(everyone) // 2 + 1:
+                return False
+        return True

@@ -23,7 +23,10 @@ from pyxos.sim.nemesis import Nemesis
 from pyxos.sim.network import Faults
 from pyxos.sim.weather import Weather
 
-SCENARIOS = ("random", "duelling")
+SCENARIOS = ("random", "duelling", "membership")
+"""random: every fault at rates drawn per seed (membership changes in half the seeds);
+duelling: no faults, proposers starting phase 1 together; membership: the random
+weather with membership changes always on (adds, removals, replacements, transfers)."""
 WORKLOADS = ("log", "kv-expiry")
 """log: clients propose opaque commands, the applied log is checked; kv-expiry: every node
 runs the key-value store, clients use expiry (``pyxos.sim.kv_workload``)."""
@@ -87,8 +90,10 @@ def run_seed(
     rng = random.Random(seed * 2654435761 + nodes)
     result = SeedResult(seed, nodes, scenario, workload=workload)
     busy_batch = (1, 4, 64)[seed % 3]
-    if scenario == "random":
+    if scenario in ("random", "membership"):
         weather = Weather.draw(rng, nodes, busy_batch)
+        if scenario == "membership":
+            weather.membership = rng.choice((0.01, 0.03, 0.06))
         if workload != "log":
             weather.membership = 0.0  # the key-value clocks are per founding node
     else:
@@ -121,7 +126,7 @@ def run_seed(
 
     for _ in range(safety_ticks):
         now = cluster.now
-        if scenario == "random":
+        if scenario != "duelling":
             nemesis.tick()
         elif now >= next_duel:
             # Two or three nodes start phase 1 at the very same tick, over and over.
