@@ -19,7 +19,6 @@ from pyxos.sim.network import Network
 from pyxos.sim.sim_node import SimNode
 from pyxos.sim.storage import SimStorage
 
-
 JOIN_RETRY_TICKS = 20
 """A node being added asks again after this many ticks without an answer."""
 
