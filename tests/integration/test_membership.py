@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from pathlib import Path
 
 import pytest
 from inproc import InprocCluster, ListMachine
 
+from pyxos.core.ready import Standing
 from pyxos.launch.local_cluster import free_ports
 from pyxos.runtime.config import NodeConfig
 from pyxos.runtime.errors import MembershipError, PyxosError
@@ -39,6 +41,9 @@ class Writer:
         n = 0
         while not self._stop:
             nodes = [x for x in self.cluster.nodes.values() if not x.failed]
+            if not nodes:
+                await asyncio.sleep(0.01)
+                continue
             node = next((x for x in nodes if x.leader_id == x.id), None) or nodes[0]
             value = b"w%d" % n
             try:
@@ -218,3 +223,41 @@ async def test_a_removed_node_that_restarts_is_refused(cluster: InprocCluster) -
     assert node.removed is not None and "removed" in node.removed
     with contextlib.suppress(Exception):
         await cluster.stop(victim)
+
+
+async def test_a_wiped_node_comes_back_as_a_voter_under_a_new_incarnation(
+    cluster: InprocCluster,
+) -> None:
+    writer = Writer(cluster)
+    writer.start()
+    await writer.wait_for(20)
+    leader = await cluster.leader()
+    victim = next(i for i in cluster.nodes if i != leader.id)
+    await cluster.stop(victim)
+    shutil.rmtree(cluster.root / f"n{victim}")  # the disk is lost
+    await cluster.start(victim)
+    wiped = cluster.nodes[victim]
+    # Its peers hold its earlier incarnation: it may never vote again as it is.
+    await wiped.wait_for(lambda: wiped.replica.standing is Standing.LEARNER, 20.0)
+    await writer.wait_for(10)
+    leader = await cluster.leader()
+    await leader.membership.change("remove", victim)
+    await wiped.wait_for(lambda: wiped.failed is not None, 20.0)
+    await cluster.stop(victim)
+    shutil.rmtree(cluster.root / f"n{victim}")
+    back = await add_node(cluster, victim)  # same id, new data dir, new peer port
+    await wait_role(cluster, victim, "voter")
+    assert back.replica.standing is Standing.VOTER
+    await writer.wait_for(20)
+    await writer.stop()
+    await converged(cluster, writer)
+
+
+async def test_a_learner_serves_linearizable_reads(cluster: InprocCluster) -> None:
+    learner = await add_node(cluster, 4, auto_promote=False)
+    leader = await cluster.leader()
+    for i in range(5):
+        await leader.submit(b"x%d" % i)
+    seen = await learner.read(lambda sm: list(sm.items), timeout=10.0)
+    assert seen[-5:] == [b"x%d" % i for i in range(5)]  # every write before the read
+    assert 4 in leader.replica.config.learners

@@ -155,6 +155,10 @@ class Replica(ReconfigMixin, ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMix
             self._tick_joining()  # a non-voter never campaigns; one joining keeps asking
         elif self.standing is Standing.VOTER and self.votes_here:
             self._tick_waiting()  # only a voter of the next slot campaigns
+        elif self._leader_contact >= self.options.election_ticks:
+            # A learner no leader talks to: it asks its peers now and then, as a node
+            # leaving does, so that one removed while it was away learns it from them.
+            self._tick_leaving()
 
     def propose(self, command: bytes) -> bool:
         """Submit a client command.
