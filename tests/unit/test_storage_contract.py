@@ -199,3 +199,42 @@ def test_a_registration_overwrites_and_zero_forgets(harness: Harness) -> None:
     assert harness.restart().load()[0].registry == {3: 77}
     harness.store.write(Persist(registry={3: 0}, must_sync=True))
     assert harness.restart().load()[0].registry == {}
+
+
+def test_a_snapshot_carries_the_membership_and_the_newer_one_wins(harness: Harness) -> None:
+    from pyxos.core.config import Config
+    from pyxos.core.membership import Change, History
+
+    old = History.founding(Config.of(MEMBERS), 4)
+    new, error = old.apply(7, Change("add", 4, "h:1"))
+    assert error is None and new.version == 7
+    store = harness.store
+    store.write(
+        Persist(
+            entries=[entry(s, True) for s in range(1, 9)],
+            commit_index=8,
+            membership=old.encode(),
+            must_sync=True,
+        )
+    )
+    # The snapshot through slot 8 (it compacted the change of slot 7) is durable before
+    # the log write that would have carried the newer history: a crash in between.
+    store.save_snapshot(8, MEMBERS, b"state", Ballot(2, 1), new.encode())
+    state, info = harness.restart().load()
+    assert info is not None and info.membership == new.encode()
+    assert state.membership == new.encode()
+    harness.store.write(Persist(membership=old.encode(), must_sync=True))  # older: loses
+    assert harness.restart().load()[0].membership == new.encode()
+
+
+def test_an_incoming_snapshot_carries_the_membership(harness: Harness) -> None:
+    from pyxos.core.config import Config
+    from pyxos.core.membership import Change, History
+
+    new, _ = History.founding(Config.of(MEMBERS), 4).apply(3, Change("remove", 3))
+    writer = harness.store.begin_incoming(
+        9, MEMBERS, 5, zlib.crc32(b"state"), Ballot(1, 1), new.encode()
+    )
+    writer.write_chunk(0, b"state")
+    writer.finish()
+    assert harness.restart().load()[0].membership == new.encode()

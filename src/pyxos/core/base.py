@@ -248,6 +248,11 @@ class ReplicaBase:
     def _history_grew(self) -> None:
         self.history = self.history.trim(self.commit_index)
         self._out.persist.membership = self.history.encode()
+        # Synced, not written lazily like the commit index: the slots of the change may
+        # be compacted into a snapshot next, and a restart that recovered the older
+        # history could no longer replay them (it would count quorums in a
+        # configuration the cluster left).
+        self._out.persist.must_sync = True
         for start in (e.start for e in self.history.epochs if e.version not in self._covered):
             # Phase 1 of this ballot said nothing of that configuration's slots.
             self._found = {s: v for s, v in self._found.items() if s < start}
@@ -422,6 +427,9 @@ class ReplicaBase:
         raise NotImplementedError
 
     def _teach(self, dst: int, commit_index: int) -> None:  # acceptor
+        raise NotImplementedError
+
+    def _skip_chosen(self) -> None:  # leader
         raise NotImplementedError
 
     def _proposable_until(self) -> int:  # reconfig

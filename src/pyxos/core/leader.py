@@ -79,8 +79,22 @@ class LeaderMixin(ReplicaBase):
             return True
         return in_flight < self.options.window and len(self._pending) >= self.options.busy_batch
 
+    def _skip_chosen(self) -> None:
+        """Move the next slot above the commit index: slots up to it are decided.
+
+        A leader's own log may know later slots chosen (learned before it led, above a
+        gap); once the gap fills, the commit index jumps past the next slot, and what
+        phase 1 found for those slots is moot.
+        """
+        if self.next_slot <= self.commit_index:
+            self.coverage["leader_skips_chosen"] += 1
+            for slot in range(self.next_slot, self.commit_index + 1):
+                self._found.pop(slot, None)
+            self.next_slot = self.commit_index + 1
+
     def _propose_pending(self) -> None:
         """Batch what waits into as many slots as the window and batching allow."""
+        self._skip_chosen()
         values: list[Value] = []
         in_flight = self.next_slot - 1 - self.commit_index
         while self._pending and self._may_open_slot(in_flight + len(values)):

@@ -225,6 +225,21 @@ _HISTORY_DECODER = msgspec.msgpack.Decoder(History)
 _CHANGE_DECODER = msgspec.msgpack.Decoder(Change)
 
 
+def newest(written: bytes | None, in_snapshot: bytes | None) -> bytes | None:
+    """The newer of the history written with the log and the one a snapshot carries.
+
+    A crash can leave either the newer (the snapshot is made durable on its own), and the
+    node must restart from it: the older may lack a change the snapshot compacted away.
+    """
+    if not in_snapshot:
+        return written
+    if not written:
+        return in_snapshot
+    if History.decode(in_snapshot).version > History.decode(written).version:
+        return in_snapshot
+    return written
+
+
 def change_value(change: Change) -> Value:
     """The slot value that carries ``change``."""
     return (MARK, _ENCODER.encode(change))

@@ -177,18 +177,10 @@ class ReconfigMixin(ReplicaBase):
 
     def _propose_found(self) -> None:
         """Propose, in order, what phase 1 found, as far as the leader may."""
+        self._skip_chosen()
         if self.next_slot > self._found_top:
             return
         found = self._found
-        if self.next_slot <= self.commit_index:
-            # Slots it found that are chosen since (its own log knew later slots chosen,
-            # and the gap below them filled): decided, nothing to propose there.
-            skip = min(self.commit_index, self._found_top)
-            for slot in range(self.next_slot, skip + 1):
-                found.pop(slot, None)
-            self.next_slot = skip + 1
-            if self.next_slot > self._found_top:
-                return
         last = min(self._found_top, self._proposable_until())
         if last < self.next_slot:
             return
@@ -196,6 +188,7 @@ class ReconfigMixin(ReplicaBase):
         self._propose_run(values)
 
     def _propose_queued_change(self) -> None:
+        self._skip_chosen()
         queued = self._queued_change
         if queued is None or self.next_slot <= self._found_top:
             return

@@ -230,19 +230,29 @@ class Shell:
         )
         # Our promise now bounds the ballot every slot in the state was chosen at.
         floor = self.links.replica.promised
+        # The membership goes with it: the changes it compacts are in this history.
+        membership = self.links.replica.history.encode()
         self.snapshot_task = asyncio.get_running_loop().create_task(
-            self._save_snapshot(self.applied, data, floor),
+            self._save_snapshot(self.applied, data, floor, membership),
             name=f"pyxos-snapshot-{self.links.config.node_id}",
         )
 
-    async def _save_snapshot(self, last: int, data: bytes | Iterator[bytes], floor: Ballot) -> None:
+    async def _save_snapshot(
+        self, last: int, data: bytes | Iterator[bytes], floor: Ballot, membership: bytes
+    ) -> None:
         links = self.links
         loop = asyncio.get_running_loop()
         members = tuple(sorted(links.config.members))
         started = time.perf_counter()
         try:
             info = await loop.run_in_executor(
-                self.snapshot_io, links.storage.save_snapshot, last, members, data, floor
+                self.snapshot_io,
+                links.storage.save_snapshot,
+                last,
+                members,
+                data,
+                floor,
+                membership,
             )
         except StaleSnapshotError:
             return  # a newer snapshot was installed from the leader meanwhile

@@ -177,6 +177,7 @@ class SnapshotTransfers:
                     m.total,
                     m.checksum,
                     m.ballot,
+                    m.membership,
                 )
                 self._in, self._in_src = incoming, m.src
             nxt = await node.run_io(incoming.write_chunk, m.offset, m.data)

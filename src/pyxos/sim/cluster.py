@@ -385,7 +385,12 @@ class Cluster(ClusterMembers):
         if self.compact_every and last - node.replica.snapshot_slot >= self.compact_every:
             self.coverage["compaction"] += 1
             snapshot = InstallSnapshot(
-                node.id, last, self.config.members, node.app.snapshot(), node.replica.promised
+                node.id,
+                last,
+                self.config.members,
+                node.app.snapshot(),
+                node.replica.promised,
+                node.replica.history.encode(),
             )
             node.storage.save_app_snapshot(snapshot)
             node.replica.compact(last)

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pyxos.core.ballot import ZERO
+from pyxos.core.membership import newest
 from pyxos.core.messages import SlotValue
 from pyxos.core.ready import HardState, Persist, Standing
 from pyxos.storage import snapshots as files
@@ -252,6 +253,6 @@ class Storage(SnapshotStore):
             incarnation=self.incarnation,
             registry=dict(self._registry),
             superseded=standing.superseded if standing else None,
-            membership=membership,
+            membership=newest(membership, snapshot.membership if snapshot is not None else None),
         )
         return state, snapshot

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyxos.core.ballot import ZERO, Ballot
+from pyxos.core.membership import newest
 from pyxos.core.messages import InstallSnapshot, SlotValue
 from pyxos.core.ready import HardState, Persist, Standing
 from pyxos.storage.errors import CorruptStorageError
@@ -164,5 +165,7 @@ class DurableImage:
             incarnation=self.incarnation,
             registry=dict(self.registry),
             superseded=self.standing[1],
-            membership=self.membership,
+            membership=newest(
+                self.membership, self.snapshot.membership if self.snapshot is not None else None
+            ),
         )

@@ -282,6 +282,7 @@ class DataDir(ClosesOnExit):
             record.checksum,
             self.snapshot_dir / record.filename,
             record.ballot,
+            record.membership,
         )
 
     # ------------------------------------------------------------------ state

@@ -150,7 +150,13 @@ class FileIncomingSnapshot:
         os.close(fd)
         record = self.record
         info = SnapshotInfo(
-            record.last_slot, record.members, record.size, self._crc, None, record.ballot
+            record.last_slot,
+            record.members,
+            record.size,
+            self._crc,
+            None,
+            record.ballot,
+            record.membership,
         )
         try:
             return self._installer(self.part_path, info)
@@ -184,6 +190,7 @@ def open_incoming(
     latch: FailureLatch,
     installer: Installer,
     ballot: Ballot = ZERO,
+    membership: bytes = b"",
 ) -> FileIncomingSnapshot:
     """Resume the partial transfer of this very snapshot if there is one, else start anew.
 
@@ -227,7 +234,7 @@ def open_incoming(
             return FileIncomingSnapshot(directory, record, fd, have, crc, latch, installer)
     # Start over: drop any other partial transfer first.
     discard_incoming(directory)
-    record = IncomingRecord(new_token(), last_slot, members, size, checksum, ballot)
+    record = IncomingRecord(new_token(), last_slot, members, size, checksum, ballot, membership)
     part = directory / incoming_filename(record.token)
     fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:

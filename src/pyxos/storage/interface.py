@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
+from pyxos.core.ballot import Ballot
 from pyxos.core.ready import HardState, Persist
 from pyxos.storage.records import SnapshotInfo
 
@@ -143,9 +144,15 @@ class StorageBackend(Protocol):
         ...
 
     def save_snapshot(
-        self, last_slot: int, members: Sequence[int], data: bytes | Iterable[bytes]
+        self,
+        last_slot: int,
+        members: Sequence[int],
+        data: bytes | Iterable[bytes],
+        ballot: Ballot = ...,
+        membership: bytes = b"",
     ) -> SnapshotInfo:
-        """Durably save a snapshot through ``last_slot`` and compact the log below it."""
+        """Durably save a snapshot through ``last_slot`` and compact the log below it,
+        with its promise floor ``ballot`` and the membership history it was taken with."""
         ...
 
     def open_snapshot(self) -> SnapshotReader | None:
@@ -157,7 +164,13 @@ class StorageBackend(Protocol):
         ...
 
     def begin_incoming(
-        self, last_slot: int, members: Sequence[int], size: int, checksum: int | None = None
+        self,
+        last_slot: int,
+        members: Sequence[int],
+        size: int,
+        checksum: int | None = None,
+        ballot: Ballot = ...,
+        membership: bytes = b"",
     ) -> IncomingSnapshot:
         """Start (or resume) receiving a snapshot in chunks."""
         ...

@@ -51,7 +51,13 @@ class _Snapshot:
 def _info(snapshot: InstallSnapshot) -> SnapshotInfo:
     data = snapshot.data
     return SnapshotInfo(
-        snapshot.last_slot, snapshot.members, len(data), zlib.crc32(data), None, snapshot.ballot
+        snapshot.last_slot,
+        snapshot.members,
+        len(data),
+        zlib.crc32(data),
+        None,
+        snapshot.ballot,
+        snapshot.membership,
     )
 
 
@@ -77,6 +83,7 @@ class MemorySnapshotReader(SnapshotReaderBase):
 class _Partial:
     key: tuple[int, tuple[int, ...], int, int | None]
     ballot: Ballot = ZERO
+    membership: bytes = b""
     data: bytearray = field(default_factory=bytearray)
 
 
@@ -129,7 +136,9 @@ class MemoryIncomingSnapshot:
             raise SnapshotVerifyError(
                 f"incoming snapshot through slot {self.last_slot} fails its checksum; discarded"
             )
-        snapshot = InstallSnapshot(0, self.last_slot, self.members, data, self._ballot)
+        snapshot = InstallSnapshot(
+            0, self.last_slot, self.members, data, self._ballot, partial.membership
+        )
         return self._storage._install(snapshot)
 
     def close(self) -> None:
@@ -249,7 +258,9 @@ class MemoryStorage(ClosesOnExit):
         snap = persist.snapshot
         if snap is not None:
             members = normalize_members(snap.members)
-            snap = InstallSnapshot(snap.src, snap.last_slot, members, snap.data, snap.ballot)
+            snap = InstallSnapshot(
+                snap.src, snap.last_slot, members, snap.data, snap.ballot, snap.membership
+            )
             persist = dataclasses.replace(persist, snapshot=snap)
         plan = plan_write(persist, self.snapshot_slot)
         if not persist.empty():
@@ -283,13 +294,14 @@ class MemoryStorage(ClosesOnExit):
         members: Sequence[int],
         data: bytes | Iterable[bytes],
         ballot: Ballot = ZERO,
+        membership: bytes = b"",
     ) -> SnapshotInfo:
         """Same contract as :meth:`Storage.save_snapshot`."""
         self._latch.check()
         check_newer(last_slot, self.snapshot_slot)
         blob = b"".join(bytes(chunk) for chunk in iter_chunks(data))
         return self._install(
-            InstallSnapshot(0, last_slot, normalize_members(members), blob, ballot)
+            InstallSnapshot(0, last_slot, normalize_members(members), blob, ballot, membership)
         )
 
     def open_snapshot(self) -> MemorySnapshotReader | None:
@@ -313,6 +325,7 @@ class MemoryStorage(ClosesOnExit):
         size: int,
         checksum: int | None = None,
         ballot: Ballot = ZERO,
+        membership: bytes = b"",
     ) -> MemoryIncomingSnapshot:
         """Same contract as :meth:`Storage.begin_incoming`."""
         self._latch.check()
@@ -323,7 +336,7 @@ class MemoryStorage(ClosesOnExit):
         if self._writer is not None:
             self._writer.close()
         if self._partial is None or self._partial.key != key:
-            self._partial = _Partial(key, ballot)
+            self._partial = _Partial(key, ballot, membership)
         self._writer = MemoryIncomingSnapshot(self, self._partial)
         return self._writer
 

@@ -45,6 +45,10 @@ class SnapshotInfo:
     ballot: Ballot = ZERO
     """The promise floor: every slot in the snapshot was chosen at or below this ballot,
     so a node restarted from it promises at least this (see ``core.messages.Chosen``)."""
+    membership: bytes = b""
+    """The membership history the snapshot was taken with (``core.membership``): the
+    changes it compacted are in it, so a restart never replays the log after it with an
+    older one."""
 
 
 class Identity(msgspec.Struct, frozen=True, array_like=True):
@@ -70,6 +74,7 @@ class SnapshotRecord(msgspec.Struct, frozen=True, array_like=True):
     checksum: int
     filename: str
     ballot: Ballot
+    membership: bytes = b""
 
 
 class StandingRecord(msgspec.Struct, frozen=True, array_like=True):
@@ -93,6 +98,7 @@ class IncomingRecord(msgspec.Struct, frozen=True, array_like=True):
     size: int
     checksum: int | None
     ballot: Ballot = ZERO
+    membership: bytes = b""
 
 
 ENCODER = msgspec.msgpack.Encoder()

@@ -50,6 +50,7 @@ class SnapshotStore(DataDir):
         size: int,
         crc: int,
         ballot: Ballot,
+        membership: bytes = b"",
     ) -> SnapshotRecord:
         """Rename a finished file to its final unique name and make the rename durable."""
         token = files.new_token()
@@ -59,7 +60,9 @@ class SnapshotStore(DataDir):
             files.fsync_dir(self.snapshot_dir)
         except OSError as exc:
             raise self._latch.fail("placing a snapshot file", exc) from exc
-        return SnapshotRecord(last_slot, normalize_members(members), size, crc, name, ballot)
+        return SnapshotRecord(
+            last_slot, normalize_members(members), size, crc, name, ballot, membership
+        )
 
     def _make_current(self, record: SnapshotRecord) -> SnapshotInfo:
         """Point at the new snapshot; the old file goes once the change is synced."""
@@ -77,7 +80,13 @@ class SnapshotStore(DataDir):
             self._latch.check()
             check_newer(info.last_slot, self.snapshot_slot)
             record = self._place(
-                path, info.last_slot, info.members, info.size, info.checksum, info.ballot
+                path,
+                info.last_slot,
+                info.members,
+                info.size,
+                info.checksum,
+                info.ballot,
+                info.membership,
             )
             self._engine_commit(
                 Transaction(
@@ -96,6 +105,7 @@ class SnapshotStore(DataDir):
         members: Sequence[int],
         data: bytes | Iterable[bytes],
         ballot: Ballot = ZERO,
+        membership: bytes = b"",
     ) -> SnapshotInfo:
         """Save the state machine's snapshot through ``last_slot`` and compact the log.
 
@@ -108,7 +118,9 @@ class SnapshotStore(DataDir):
         check_newer(last_slot, self.snapshot_slot)
         path, size, crc = self._stage(data)
         try:
-            info = SnapshotInfo(last_slot, normalize_members(members), size, crc, None, ballot)
+            info = SnapshotInfo(
+                last_slot, normalize_members(members), size, crc, None, ballot, membership
+            )
             return self._install_file(path, info)
         finally:
             with contextlib.suppress(OSError):
@@ -176,6 +188,7 @@ class SnapshotStore(DataDir):
         size: int,
         checksum: int | None = None,
         ballot: Ballot = ZERO,
+        membership: bytes = b"",
     ) -> incoming.FileIncomingSnapshot:
         """Start receiving a snapshot in chunks, or resume a transfer of the same one.
 
@@ -204,6 +217,7 @@ class SnapshotStore(DataDir):
                     self._latch,
                     self._install_file,
                     ballot,
+                    membership,
                 )
             except OSError as exc:
                 raise self._latch.fail("starting an incoming snapshot", exc) from exc
