@@ -351,6 +351,7 @@ class Node(NodeCalls):
                 await self._wake.wait()
                 self._wake.clear()
                 await self.shell.drain()
+                self.membership.follow()  # a snapshot may have brought a newer membership
                 self._signal_change()
         except StorageError as exc:
             self.fail(f"storage failed: {exc}")
