@@ -117,7 +117,7 @@ class AcceptorMixin(ReplicaBase):
 
     # ------------------------------------------------------------------ catch-up
 
-    def _learn_under(self, ballot: Ballot) -> bool:
+    def _learn_under(self, ballot: Ballot, teaches: bool = False) -> bool:
         """Before learning chosen slots from a peer whose promise is ``ballot``: raise ours.
 
         Every slot the peer knows chosen was chosen at or below its promise, so from now
@@ -125,8 +125,17 @@ class AcceptorMixin(ReplicaBase):
         candidate below that promise is deposed and steps down; one at or above it never
         needs to be told (its own phase 1 found every chosen value) and ignores it.
         Returns whether to go on and learn.
+
+        ``teaches``: the message holds this node's next slot. A candidate takes it even
+        from below its ballot: its phase 1 may wait forever on nodes that cannot vote
+        there (a node leaving the cluster may be the only other one that knows the
+        slot). It has proposed nothing at its ballot, and its promise is above the
+        sender's, so it may learn as a follower; it campaigns again from there.
         """
         self._see(ballot)
+        if teaches and self.role is Role.CANDIDATE and ballot <= self.ballot:
+            self.coverage["candidate_learns_chosen"] += 1
+            self._become_follower(None, backoff=True)
         if self.role in (Role.LEADER, Role.CANDIDATE):
             if ballot <= self.ballot:
                 self.coverage["leader_ignores_chosen"] += 1
@@ -141,19 +150,8 @@ class AcceptorMixin(ReplicaBase):
         if self.bugs.trust_any_chosen:
             self._trust_chosen(m)
             return
-        if (
-            self.role is Role.CANDIDATE
-            and m.ballot <= self.ballot
-            and m.first_slot <= self.commit_index + 1 < m.first_slot + len(m.values)
-        ):
-            # A candidate that lacks chosen slots: its phase 1 may wait forever on nodes
-            # that cannot vote for them (a node leaving the cluster may be the only other
-            # one that knows them). It has proposed nothing at its ballot, and its
-            # promise is above the sender's, so it may learn them as a follower; it then
-            # campaigns again from there.
-            self.coverage["candidate_learns_chosen"] += 1
-            self._become_follower(None, backoff=True)
-        if not self._learn_under(m.ballot):
+        teaches = m.first_slot <= self.commit_index + 1 < m.first_slot + len(m.values)
+        if not self._learn_under(m.ballot, teaches):
             return
         self.coverage["chosen_learned"] += 1
         changed = False
@@ -209,7 +207,7 @@ class AcceptorMixin(ReplicaBase):
             self._send(dst, Chosen(self.id, self.promised, first, values, self.commit_index))
 
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
-        if m.last_slot <= self.commit_index or not self._learn_under(m.ballot):
+        if m.last_slot <= self.commit_index or not self._learn_under(m.ballot, True):
             return
         self.coverage["snapshot_installed"] += 1
         for slot in [s for s in self.log if s <= m.last_slot]:
