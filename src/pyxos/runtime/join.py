@@ -21,7 +21,7 @@ from pyxos.core.membership import History
 from pyxos.core.messages import MembershipInfo, MembershipQuery, Message
 from pyxos.core.ready import Persist
 from pyxos.runtime.config import ConfigError, NodeConfig
-from pyxos.runtime.membership import address_book, format_address
+from pyxos.runtime.membership import address_book, format_address, parse_address
 from pyxos.runtime.standing import open_data_dir
 from pyxos.transport import Transport
 from pyxos.transport.handshake import HandshakeError, RejectReason
@@ -40,10 +40,10 @@ def parse_join(spec: str) -> list[tuple[str, int]]:
         part = raw.strip()
         if not part:
             continue
-        host, colon, port = part.rpartition(":")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        address = parse_address(part)
+        if address is None:
             raise ConfigError(f"bad --join address {part!r}: expected HOST:PORT")
-        out.append((host.strip("[]"), int(port)))
+        out.append(address)
     if not out:
         raise ConfigError("--join needs the peer address of at least one member")
     return out
