@@ -318,3 +318,49 @@ async def test_another_nodes_data_dir_is_reported_not_raised(
     assert status == EXIT_CANNOT_START
     messages = [r.getMessage() for r in caplog.records if r.name == "pyxos.serve"]
     assert any("cannot start" in m and "belongs to node 2" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"cluster": "", "join": "127.0.0.1:7001"}, "--join needs --peer"),
+        ({"join": "127.0.0.1:7001", "peer": "127.0.0.1:7009"}, "not both"),
+        ({"peer": "127.0.0.1:7009"}, "--peer goes with --join"),
+        ({"cluster": "", "join": "nowhere", "peer": "127.0.0.1:7009"}, "bad --join address"),
+        ({"cluster": "", "join": "127.0.0.1:7001", "peer": "h:0"}, "port out of range"),
+    ],
+)
+def test_join_settings_are_checked(tmp_path: Path, overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings(tmp_path, **overrides).node_config()
+
+
+def test_a_joining_node_starts_with_only_itself_known(tmp_path: Path) -> None:
+    s = settings(tmp_path, id=4, cluster="", join="127.0.0.1:7001", peer="10.0.0.4:7380")
+    assert s.node_config().members == {4: ("10.0.0.4", 7380)}
+
+
+def test_serve_refuses_to_start_a_node_no_member_added(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing answers at the --join address: the node says so and exits with status 1."""
+    import asyncio
+
+    from pyxos.runtime import join
+
+    async def quick(config: Any, addresses: Any, timeout: float = 60.0) -> Any:
+        return await original(config, addresses, timeout=1.0)
+
+    original = join.join_cluster
+    s = settings(
+        tmp_path,
+        id=4,
+        cluster="",
+        join=f"127.0.0.1:{free_port()}",
+        peer=f"127.0.0.1:{free_port()}",
+        port=free_port(),
+    )
+    monkeypatch.setattr(process, "join_cluster", quick)
+    with caplog.at_level(logging.CRITICAL):
+        assert asyncio.run(serve(s)) == EXIT_CANNOT_START
+    assert "cannot join" in caplog.text and "cannot connect" in caplog.text
