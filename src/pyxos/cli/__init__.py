@@ -2,8 +2,9 @@
 
 Every ``--json`` prints one JSON object as the last line of output, and every command's
 exit status is 0 only when everything it checked holds. The commands live by purpose in
-:mod:`~pyxos.cli.nodes` (serve, cluster, status), :mod:`~pyxos.cli.checks` (sim, chaos,
-check) and :mod:`~pyxos.cli.tools` (demo, certs); ``bench`` is
+:mod:`~pyxos.cli.nodes` (serve, cluster, status), :mod:`~pyxos.cli.members` (member,
+leader), :mod:`~pyxos.cli.checks` (sim, chaos, check) and :mod:`~pyxos.cli.tools` (demo,
+certs); ``bench`` is
 :mod:`pyxos.benchmark.cli`'s.
 """
 
@@ -13,6 +14,7 @@ import click
 
 from pyxos.benchmark.cli import bench_command
 from pyxos.cli.checks import chaos, check, sim
+from pyxos.cli.members import leader, member
 from pyxos.cli.nodes import cluster, serve, status
 from pyxos.cli.tools import certs, demo
 
@@ -25,7 +27,7 @@ def main() -> None:
     """pyxos: Multi-Paxos state machine replication and a replicated key-value store."""
 
 
-for _command in (sim, serve, cluster, status, chaos, check, demo, certs):
+for _command in (sim, serve, cluster, status, member, leader, chaos, check, demo, certs):
     main.add_command(_command)
 main.add_command(bench_command, "bench")
 

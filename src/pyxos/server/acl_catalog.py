@@ -32,6 +32,15 @@ _EXTRA: Mapping[str, frozenset[str]] = {
     "acl|help": _SLOW,
     "acl|whoami": _SLOW,
     "cas": frozenset({"write", "string", "slow"}),
+    # PAXOS is pyxos's membership command: changing the cluster is an admin's business,
+    # reading who is in it is not.
+    "paxos": _ADMIN,
+    "paxos|members": _SLOW,
+    "paxos|help": _SLOW,
+    "paxos|add": _ADMIN,
+    "paxos|promote": _ADMIN,
+    "paxos|remove": _ADMIN,
+    "paxos|transfer": _ADMIN,
 }
 NO_AUTH = frozenset({"auth", "hello", "quit", "reset"})
 """Commands whose ``no_auth`` flag lets every user run them, whatever its rules."""

@@ -1,10 +1,12 @@
-"""The admin HTTP port: ``/metrics`` (Prometheus), ``/status`` (JSON) and ``/health``.
+"""The admin HTTP port: ``/metrics`` (Prometheus), ``/status`` (JSON), ``/health``, and
+the membership routes (``/members``, ``/leader/transfer``: :mod:`.admin_members`).
 
-A deliberately tiny HTTP/1.1 responder: three read-only GET endpoints do not justify a web
+A deliberately tiny HTTP/1.1 responder: a handful of endpoints do not justify a web
 framework, and it must never let a malformed request disturb the node. Every connection
 gets one response and is closed: 400 for a request line that is not HTTP, 405 (with
-``Allow``) for methods other than GET and HEAD, 404 for other paths, 431 for a request head
-over 8 KiB; a client that sends nothing complete within 5 seconds is disconnected.
+``Allow``) for methods other than GET and HEAD (POST and DELETE on the membership
+routes), 404 for other paths, 431 for a request head over 8 KiB, 413 for a body over
+4 KiB; a client that sends nothing complete within 5 seconds is disconnected.
 
 Protection (``--admin-tls yes``, ``--admin-token``): the port can speak TLS with the node's
 own certificate files, and once it is TLS or has a token, every path but ``/health`` (which
@@ -25,6 +27,7 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
+from pyxos.server.admin_members import MAX_BODY, is_member_path, member_route
 from pyxos.transport.tls import TLSContexts, TLSListener, stream_factory
 
 if TYPE_CHECKING:
@@ -40,9 +43,22 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
     431: "Request Header Fields Too Large",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
+
+
+def _content_length(head: bytes) -> int | None:
+    """The request's ``Content-Length`` (0 when absent), or ``None`` if malformed."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            text = value.strip()
+            return int(text) if text.isdigit() else None
+    return 0
 
 
 class _TooLarge(Exception):
@@ -139,13 +155,26 @@ class AdminServer:
             raise _TooLarge
         return head
 
-    def _respond(self, head: bytes) -> tuple[int, str, bytes, dict[str, str]]:
+    async def _respond(
+        self, head: bytes, reader: asyncio.StreamReader
+    ) -> tuple[int, str, bytes, dict[str, str]]:
         parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
             return 400, "text/plain", b"bad request\n", {}
-        if parts[0] not in ("GET", "HEAD"):
+        method, path = parts[0], parts[1].split("?", 1)[0]
+        if is_member_path(path):
+            body = b""
+            if method in ("POST", "DELETE"):
+                length = _content_length(head)
+                if length is None:
+                    return 400, "text/plain", b"bad Content-Length\n", {}
+                if length > MAX_BODY:
+                    return 413, "text/plain", b"request body too large\n", {}
+                body = await asyncio.wait_for(reader.readexactly(length), _READ_TIMEOUT)
+            return (*await member_route(self.node, method, path, body), {})
+        if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n", {"Allow": "GET, HEAD"}
-        return (*self._route(parts[1].split("?", 1)[0]), {})
+        return (*self._route(path), {})
 
     @staticmethod
     def _is_open(head: bytes) -> bool:
@@ -179,7 +208,7 @@ class AdminServer:
                 if refusal is not None:
                     status, ctype, body, extra = self._refuse(*refusal, writer)
                 else:
-                    status, ctype, body, extra = self._respond(head)
+                    status, ctype, body, extra = await self._respond(head, reader)
             headers = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
             writer.write(
                 f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from pyxos.kv.commands import COMMANDS, SUBCOMMANDS, CommandSpec, arity_error, check, lookup
 from pyxos.kv.glob import compile_pattern
 from pyxos.resp.replies import ErrorReply, Reply, RespSet, SimpleString, encode
-from pyxos.server.command_table import DOCS, INFO
+from pyxos.server.command_table import DOCS as REDIS_DOCS
+from pyxos.server.command_table import INFO as REDIS_INFO
 
 __all__ = ["command_reply"]
 
@@ -28,6 +29,7 @@ SUMMARIES = {
     "bzpopmax": "ZPOPMAX on the first non-empty sorted set, waiting for one",
     "bzpopmin": "ZPOPMIN on the first non-empty sorted set, waiting for one",
     "cas": "pyxos: replace a key's value only if it equals an expected value",
+    "paxos": "pyxos: the cluster's members and leader (list, add, promote, remove, transfer)",
     "client": "Inspect and control client connections",
     "command": "Describe the commands this server implements",
     "config": "Read or change server parameters",
@@ -192,6 +194,47 @@ _CAS_INFO: list[Reply] = [
     }]),
     RespSet([]),
 ]  # fmt: skip
+
+
+def _paxos_row(name: str, arity: int, categories: tuple[str, ...]) -> list[Reply]:
+    return [
+        name.encode(),
+        arity,
+        RespSet([SimpleString("admin"), SimpleString("noscript"), SimpleString("loading")]),
+        0,
+        0,
+        0,
+        RespSet([SimpleString("@" + c) for c in categories]),
+        RespSet([b"nondeterministic_output"]),
+        RespSet([]),
+        RespSet([]),
+    ]
+
+
+_ADMIN = ("admin", "slow", "dangerous")
+_PAXOS_SUBS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
+    ("members", 2, ("slow",)),
+    ("add", -4, _ADMIN),
+    ("promote", 3, _ADMIN),
+    ("remove", 3, _ADMIN),
+    ("transfer", 3, _ADMIN),
+    ("help", 2, ("slow",)),
+)
+_PAXOS_INFO = _paxos_row("paxos", -2, _ADMIN)
+_PAXOS_INFO[9] = [_paxos_row(f"paxos|{n}", a, c) for n, a, c in _PAXOS_SUBS]
+INFO: dict[str, list[Reply]] = {**REDIS_INFO, "paxos": _PAXOS_INFO}
+"""Redis's facts, and pyxos's own ``PAXOS`` (an admin command, as ``CLUSTER`` is)."""
+DOCS: dict[str, dict[Reply, Reply]] = {
+    **REDIS_DOCS,
+    "paxos": {
+        b"since": b"0.1.0",
+        b"group": b"cluster",
+        b"subcommands": {
+            f"paxos|{n}".encode(): {b"since": b"0.1.0", b"group": b"cluster"}
+            for n, _, _ in _PAXOS_SUBS
+        },
+    },
+}
 _HELP = [
     "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "(no subcommand)",

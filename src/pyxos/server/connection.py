@@ -30,6 +30,7 @@ from pyxos.server.client_command import ClientCommands
 from pyxos.server.connection_base import NOAUTH, Reply_, ServerPort, error, now_ms
 from pyxos.server.local_commands import LocalCommands
 from pyxos.server.multi import MultiCommands
+from pyxos.server.paxos_commands import PaxosCommands
 
 __all__ = ["Connection"]
 
@@ -43,6 +44,7 @@ class Connection(
     MultiCommands,
     BlockingCommands,
     AclConnectionCommands,
+    PaxosCommands,
 ):
     """One client, as a protocol object: callbacks instead of a task per connection.
 

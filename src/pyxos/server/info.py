@@ -231,9 +231,29 @@ def _paxos(node: Node, server: ClientPort, status: dict[str, object]) -> list[st
         f"commit_index:{status['commit_index']}",
         f"applied_index:{status['applied_index']}",
         f"snapshot_index:{status['snapshot_index']}",
-        f"members:{','.join(str(m) for m in sorted(node.config.members))}",
+        *_members(node),
         *_standing(status),
     ]
+
+
+def _members(node: Node) -> list[str]:
+    # As Redis lists replicas (``slave0:ip=...,port=...``): one line per member, which
+    # redis-py parses into a dict.
+    membership = node.membership
+    rows = membership.rows()
+    lines = [
+        f"members:{','.join(str(r['id']) for r in rows)}",
+        f"voters:{','.join(str(r['id']) for r in rows if r['role'] == 'voter')}",
+        f"learners:{','.join(str(r['id']) for r in rows if r['role'] == 'learner')}",
+        f"membership_version:{membership.version}",
+    ]
+    for r in rows:
+        caught = "" if r["caught_up"] is None else "yes" if r["caught_up"] else "no"
+        lines.append(
+            f"member_{r['id']}:address={r['address']},role={r['role']},"
+            f"leader={int(r['leader'])},caught_up={caught}"
+        )
+    return lines
 
 
 def _standing(status: dict[str, object]) -> list[str]:

@@ -1,0 +1,78 @@
+"""``pyxos member`` and ``pyxos leader``: the ``PAXOS`` command, asked of any endpoint.
+
+Every node answers ``PAXOS`` (it forwards changes to the leader), so the first endpoint
+that answers is asked; a refusal is final (the next node would refuse the same change),
+but an endpoint that cannot be reached, or has no leader, passes the question on.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import hiredis
+
+from pyxos.client.discovery import parse_endpoints
+from pyxos.resp.requests import encode_command
+
+__all__ = ["MemberCommandError", "call", "rows_of"]
+
+PASS_ON = ("NOLEADER", "NODEFAILED", "LOADING")
+"""Error codes after which the next endpoint is asked instead."""
+
+
+class MemberCommandError(Exception):
+    """The cluster refused the command; the message is its reason."""
+
+
+def _ask(host: str, port: int, argv: list[bytes], timeout: float) -> Any:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(encode_command(argv))
+        reader = hiredis.Reader()
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the node closed the connection")
+            reader.feed(chunk)
+            reply = reader.gets()
+            if reply is not False:
+                return reply
+
+
+def call(endpoints: str, *args: str | int, timeout: float = 40.0) -> Any:
+    """The reply of ``PAXOS args...`` from the first endpoint that can answer."""
+    argv = [b"PAXOS", *(str(a).encode() for a in args)]
+    tried: list[str] = []
+    for host, port in parse_endpoints(endpoints):
+        where = f"{host}:{port}"
+        try:
+            reply = _ask(host, port, argv, timeout)
+        except (OSError, hiredis.ProtocolError) as exc:
+            tried.append(f"{where}: {exc}")
+            continue
+        if isinstance(reply, hiredis.ReplyError):
+            text = str(reply)
+            if text.split(" ", 1)[0] in PASS_ON:
+                tried.append(f"{where}: {text}")
+                continue
+            raise MemberCommandError(text.removeprefix("ERR "))
+        return reply
+    raise ConnectionError("no endpoint answered: " + "; ".join(tried))
+
+
+def rows_of(reply: Any) -> list[dict[str, Any]]:
+    """``PAXOS MEMBERS`` rows (RESP2 flat field/value arrays) as dicts."""
+    rows = []
+    for flat in reply:
+        row: dict[str, Any] = {}
+        for key, value in zip(flat[::2], flat[1::2], strict=True):
+            name = key.decode()
+            row[name] = value.decode() if isinstance(value, bytes) else value
+        row["leader"] = bool(row.get("leader"))
+        caught = row.get("caught_up", "")
+        row["caught_up"] = None if caught == "" else caught == "yes"
+        if row.get("behind") == -1:
+            row["behind"] = None
+        rows.append(row)
+    return rows
