@@ -21,6 +21,7 @@ from pyxos.cli import main
 from pyxos.client.members import rows_of
 from pyxos.runtime.errors import MembershipError, PyxosError, Unavailable
 from pyxos.server.connection_base import error
+from pyxos.server.info import _members
 from pyxos.server.paxos_commands import PaxosCommands
 
 
@@ -56,12 +57,18 @@ class _Node(threading.Thread):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         parser = hiredis.Reader()
-        while (argv := parser.gets()) is False:
-            parser.feed(await reader.read(4096))
-        reply = _Conn(self.fake).c_paxos(argv)
-        writer.write(reply if isinstance(reply, bytes) else await reply)
-        await writer.drain()
+        while chunk := await reader.read(4096):
+            parser.feed(chunk)
+            while (argv := parser.gets()) is not False:
+                writer.write(await self._answer(argv))
         writer.close()
+
+    async def _answer(self, argv: list[bytes]) -> bytes:
+        if argv[0].upper() == b"INFO":
+            text = "\r\n".join(["# Paxos", *_members(cast(Any, self.fake))]).encode()
+            return b"$%d\r\n%s\r\n" % (len(text), text)
+        reply = _Conn(self.fake).c_paxos(argv)
+        return reply if isinstance(reply, bytes) else cast(bytes, await reply)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -94,12 +101,13 @@ def _eps(node: _Node) -> str:
 def test_member_list_json_is_the_rows(node: _Node) -> None:
     result = _cli("member", "list", "--endpoints", _eps(node), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["members"] == ROWS
+    assert json.loads(result.output) == {"version": 17, "members": ROWS}
 
 
 def test_member_list_table_shows_role_caught_up_and_the_leader(node: _Node) -> None:
     result = _cli("member", "list", "--endpoints", _eps(node))
     assert result.exit_code == 0, result.output
+    assert "version 17" in result.output
     lines = {
         word: line
         for line in result.output.splitlines()

@@ -27,10 +27,17 @@ AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print the result
 
 
 def _run(endpoints: str, *args: str | int) -> Any:
-    from pyxos.client.members import MemberCommandError, call
+    from pyxos.client.members import call
+
+    return _asking(lambda: call(endpoints, *args))
+
+
+def _asking(ask: Callable[[], Any]) -> Any:
+    """``ask()``, or the reason it failed on stderr and exit status 1."""
+    from pyxos.client.members import MemberCommandError
 
     try:
-        return call(endpoints, *args)
+        return ask()
     except MemberCommandError as exc:
         click.echo(f"refused: {exc}", err=True)
         sys.exit(1)
@@ -86,9 +93,10 @@ def member_list(endpoints: str, as_json: bool) -> None:
     Whether a member has caught up is known on the leader; asked of another node, the
     column says "?".
     """
-    from pyxos.client.members import rows_of
+    from pyxos.client.members import members
 
-    _show(rows_of(_run(endpoints, "MEMBERS")), as_json)
+    version, rows = _asking(lambda: members(endpoints))
+    _show(rows, as_json, version)
 
 
 @member.command("add")
