@@ -44,6 +44,7 @@ class _Node(threading.Thread):
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.port = 0
+        self.asked: list[list[bytes]] = []
 
     def run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -64,6 +65,11 @@ class _Node(threading.Thread):
         writer.close()
 
     async def _answer(self, argv: list[bytes]) -> bytes:
+        self.asked.append(argv)
+        if argv[0].upper() == b"AUTH":
+            if argv[1:] in ([b"ops", b"pw"], [b"pw"]):
+                return b"+OK\r\n"
+            return b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
         if argv[0].upper() == b"INFO":
             text = "\r\n".join(["# Paxos", *_members(cast(Any, self.fake))]).encode()
             return b"$%d\r\n%s\r\n" % (len(text), text)
@@ -222,3 +228,27 @@ def test_help_texts_say_what_each_command_does() -> None:
         result = _cli(*args)
         assert result.exit_code == 0 and words in result.output, args
         assert "--endpoints" in result.output or args == ("member", "--help")
+
+
+def test_user_and_password_auth_first_on_the_same_connection(node: _Node) -> None:
+    eps = _eps(node)
+    result = _cli("member", "list", "--user", "ops", "--password", "pw", "--endpoints", eps)
+    assert result.exit_code == 0, result.output
+    assert node.asked == [
+        [b"AUTH", b"ops", b"pw"],
+        [b"PAXOS", b"MEMBERS"],
+        [b"INFO", b"paxos"],
+    ]
+    node.asked.clear()
+    result = CliRunner().invoke(
+        main, ["leader", "transfer", "--to", "2", "--endpoints", eps], env={"PYXOS_PASSWORD": "pw"}
+    )
+    assert result.exit_code == 0, result.output
+    assert node.asked == [[b"AUTH", b"pw"], [b"PAXOS", b"TRANSFER", b"2"]]
+
+
+def test_a_wrong_password_exits_1_and_changes_nothing(node: _Node) -> None:
+    args = ["member", "remove", "--id", "2", "--password", "nope", "--endpoints", _eps(node)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "WRONGPASS" in result.stderr
+    assert node.fake.membership.calls == []
