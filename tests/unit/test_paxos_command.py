@@ -15,7 +15,7 @@ from membership_fake import FakeNode
 from pyxos.kv.commands import check, lookup
 from pyxos.runtime.errors import MembershipError, Unavailable
 from pyxos.server.acl_catalog import _categories
-from pyxos.server.command_info import INFO
+from pyxos.server.command_info import INFO, _docs
 from pyxos.server.connection_base import error
 from pyxos.server.info import _members
 from pyxos.server.paxos_commands import PaxosCommands
@@ -201,3 +201,13 @@ def test_info_paxos_lists_version_and_a_line_per_member_that_redis_py_parses() -
         "caught_up": "yes",
     }
     assert info["member_4"]["role"] == "learner"
+
+
+def test_command_docs_summarise_paxos_and_each_subcommand() -> None:
+    doc = _docs(cast(Any, lookup(b"paxos")))
+    assert b"members" in cast(bytes, doc[b"summary"])
+    subs = cast(dict[bytes, dict[bytes, bytes]], doc[b"subcommands"])
+    assert set(subs) == {
+        f"paxos|{s}".encode() for s in ("members", "add", "promote", "remove", "transfer", "help")
+    }
+    assert all(sub[b"summary"] and sub[b"group"] == b"cluster" for sub in subs.values())
