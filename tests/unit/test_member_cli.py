@@ -144,7 +144,8 @@ def test_member_add_learner_and_json(node: _Node) -> None:
     assert result.exit_code == 0, result.output
     assert node.fake.membership.calls == [("add", 5, "h:1", False)]
     out = json.loads(result.output)
-    assert out["slot"] == 42 and out["start"].startswith("pyxos serve --id 5 --join ")
+    assert out["slot"] == 42 and out["version"] == 42
+    assert out["start"].startswith("pyxos serve --id 5 --join ")
 
 
 def test_promote_remove_and_transfer_say_what_happened(node: _Node) -> None:

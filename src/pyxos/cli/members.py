@@ -102,7 +102,11 @@ def _changed(as_json: bool, what: str) -> Callable[[Any], None]:
         fields = dict(zip(reply[::2], reply[1::2], strict=True))
         rows = rows_of(fields[b"members"])
         if as_json:
-            click.echo(json.dumps({"slot": fields[b"slot"], "members": rows}))
+            click.echo(
+                json.dumps(
+                    {"slot": fields[b"slot"], "version": fields.get(b"version"), "members": rows}
+                )
+            )
         else:
             click.echo(f"{what} (chosen in slot {fields[b'slot']})")
 
@@ -157,7 +161,8 @@ def member_add(node_id: int, peer: str, learner: bool, endpoints: str, as_json: 
         "--port PORT --admin ADMIN_PORT --data-dir EMPTY_DIR"
     )
     if as_json:
-        click.echo(json.dumps({"slot": fields[b"slot"], "members": rows, "start": command}))
+        out = {"slot": fields[b"slot"], "version": fields.get(b"version"), "members": rows}
+        click.echo(json.dumps({**out, "start": command}))
         return
     role = "learner" if learner else "learner (a voter once caught up)"
     click.echo(f"node {node_id} added at {peer} as a {role}. Start it with:")
