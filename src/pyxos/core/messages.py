@@ -300,6 +300,9 @@ class NotMember(msgspec.Struct, frozen=True, tag="nmem", array_like=True):
     src: int
     version: int
     voter: bool = False
+    commit_index: int = 0
+    """The sender's: a member added again under that id, which the sender does not know
+    yet, teaches it the chosen slots from there (the sender refuses it otherwise)."""
 
 
 class MembershipQuery(msgspec.Struct, frozen=True, tag="mq", array_like=True):

@@ -72,6 +72,7 @@ COVERAGE_POINTS = (
     "became_voter",
     "candidate_behind_asks_snapshot",
     "candidate_learns_chosen",
+    "readded_teaches",
     "leader_skips_chosen",
     "prepare_taught_chosen",
     "catchup_run_sent",

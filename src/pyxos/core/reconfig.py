@@ -369,7 +369,7 @@ class ReconfigMixin(ReplicaBase):
         self._not_member_told[src] = self._ticks
         self.coverage["not_member_told"] += 1
         voter = self.voter and self.id in self.config.members
-        self._send(src, NotMember(self.id, self.history.version, voter))
+        self._send(src, NotMember(self.id, self.history.version, voter, self.commit_index))
 
     def _tick_leaving(self) -> None:
         """A node its own log removed asks its peers, now and then, whether they know it
@@ -383,11 +383,16 @@ class ReconfigMixin(ReplicaBase):
                 self._send(peer, ping)
 
     def _on_not_member(self, m: NotMember) -> None:
+        me = self.history.latest.member(self.id)
+        if self.removed is None and me is not None and m.version <= me.since:
+            # It has not heard of our addition yet (we were removed, and added again), and
+            # refuses all we send but chosen slots: teach it those, up to our addition.
+            if self.commit_index > m.commit_index:
+                self.coverage["readded_teaches"] += 1
+                self._teach(m.src, m.commit_index)
+            return
         if self.removed is not None or not m.voter:
             return
-        me = self.history.latest.member(self.id)
-        if me is not None and m.version <= me.since:
-            return  # it has not heard of our addition yet
         # Our own log removed us, or its membership is newer than our addition and we are
         # not in it: we are out, and a member knows (it can lead and teach the others).
         self.coverage["learned_removed"] += 1

@@ -230,10 +230,12 @@ class Replica(ReconfigMixin, ElectionMixin, LeaderMixin, AcceptorMixin, ReadsMix
         src = message.src
         if src == self.id:
             return
-        if src in self._refused:
+        if src in self._refused and not isinstance(message, Chosen | InstallSnapshot):
             # Removed: it learns it, and takes no part. (A sender that is simply unknown
             # may have been added by a change not learned here yet; it is heard, and
-            # counts in no quorum until the configuration lists it.)
+            # counts in no quorum until the configuration lists it. Chosen slots are
+            # learned from anyone, by the Chosen rule: a node added again under a
+            # removed id teaches them to those that have not heard of its addition.)
             if not isinstance(message, NotMember):
                 self._tell_not_member(src)
             return
