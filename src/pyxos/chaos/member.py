@@ -67,9 +67,12 @@ class MemberFaults:
     proxies: LinkProxies
     rng: random.Random
     sort: str = ""
+    deck: list[str] = field(default_factory=list)
     pending: int | None = None
     """The node out of the cluster, until :meth:`heal` adds it back."""
     notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """What went wrong in the whole run (a change refused or lost): the run then fails."""
     counts: dict[str, int] = field(default_factory=dict)
 
     def inject(self, leader: int | None) -> tuple[str, str, list[int]]:
@@ -77,7 +80,9 @@ class MemberFaults:
         assert self.pending is None, "one membership fault at a time"
         self.notes, self.counts = [], {}
         ids = self.cluster.ids
-        sort = self.sort = self.rng.choice(SORTS)
+        if not self.deck:  # every sort once per three faults, in a seeded order
+            self.deck = self.rng.sample(SORTS, len(SORTS))
+        sort = self.sort = self.deck.pop()
         if sort == "transfer":
             to = self.rng.choice([k for k in ids if k != leader])
             asked = leader if leader is not None else self.rng.choice(ids)
@@ -92,15 +97,16 @@ class MemberFaults:
         victim = leader if take_leader and leader is not None else self.rng.choice(ids)
         who = "the leader" if victim == leader else "a node"
         if sort == "move":
-            self._remove(victim)
+            detail = f"remove {who} ({victim}), wipe it, add it back at a new peer port"
+            if not self._remove(victim):
+                return sort, detail + " failed: " + self.notes[-1], [victim]
             self._wait_exit(victim)
             self._wipe(victim)
-            detail = f"remove {who} ({victim}), wipe it, add it back at a new peer port"
         else:
+            detail = f"replace {who} ({victim}) by a wiped one"
             self.cluster.kill(victim)
             self._wipe(victim)
-            self._remove(victim)
-            detail = f"replace {who} ({victim}) by a wiped one"
+            self._remove(victim)  # if this fails, healing asks again before adding it
         self.pending = victim
         return sort, detail, [victim]
 
@@ -110,6 +116,9 @@ class MemberFaults:
         if victim is None:
             return ""
         self.cluster.kill(victim)  # it must have stopped already; never two of it
+        if victim in members(self.cluster, self._asker(victim)) and not self._remove(victim):
+            self.notes.append(f"node {victim} left out: it cannot be added back")
+            return "; ".join(self.notes)
         # A moved node gets a new peer port; a replaced one keeps its own.
         port = free_ports(1)[0] if self.sort == "move" else self.cluster.listen_port(victim)
         self.cluster.move(victim, port)
@@ -117,25 +126,37 @@ class MemberFaults:
             if link.dst == victim:  # whatever still dials a proxy reaches it
                 link.target = (self.cluster.host, port)
         address = f"{self.cluster.host}:{port}"
-        self._paxos(self._asker(victim), "ADD", str(victim), address)
+        try:
+            self._paxos(self._asker(victim), "ADD", str(victim), address)
+        except (redis.RedisError, OSError) as exc:
+            if not self._until(lambda: victim in members(self.cluster, self._asker(victim)), 10):
+                self.errors.append(f"PAXOS ADD {victim} {address} failed: {exc}")
+                return self.errors[-1]
         self.cluster.start(victim)
         started = time.monotonic()
         voter = self._until(lambda: self._role(victim) == "voter", VOTER_TIMEOUT)
         self.counts["seconds_to_voter"] = round(time.monotonic() - started)
         if not voter:
             self.notes.append(f"node {victim} not a voter within {VOTER_TIMEOUT:.0f}s")
+            self.errors.append(self.notes[-1])
         return f"node {victim} back at {address}" + "".join(f"; {n}" for n in self.notes)
 
     # ------------------------------------------------------------------ steps
 
-    def _remove(self, victim: int) -> None:
+    def _remove(self, victim: int) -> bool:
+        """``PAXOS REMOVE``; a removal that does not take effect is an error of the run."""
         asker = self._asker(victim)
         try:
             self._paxos(asker, "REMOVE", str(victim))
+            return True
         except (redis.RedisError, OSError) as exc:
             # Unknown outcome (a timeout, the leader changed): the membership says.
-            if not self._until(lambda: victim not in members(self.cluster, asker), 30):
-                raise RuntimeError(f"PAXOS REMOVE {victim} did not take effect: {exc}") from exc
+            if self._until(lambda: victim not in members(self.cluster, asker), 10):
+                return True
+            problem = f"PAXOS REMOVE {victim} did not take effect: {exc}"
+        self.notes.append(problem)
+        self.errors.append(problem)
+        return False
 
     def _wait_exit(self, victim: int) -> None:
         if not self._until(lambda: not self.cluster.running(victim), EXIT_TIMEOUT):
