@@ -106,6 +106,12 @@ class MemberFaults:
             detail = f"replace {who} ({victim}) by a wiped one"
             self.cluster.kill(victim)
             self._wipe(victim)
+            # As an operator would, ask once the others have a leader again: a removal
+            # asked the moment the leader dies is not chosen in time (see the xfail test
+            # in tests/chaos/test_chaos_member.py); asked again later, it is.
+            self._until(
+                lambda: _leader_of(self.cluster, self._asker(victim)) not in (victim, None), 10
+            )
             self._remove(victim)  # if this fails, healing asks again before adding it
         self.pending = victim
         return sort, detail, [victim]
