@@ -90,7 +90,7 @@ class MemberFaults:
                 self._paxos(asked, "TRANSFER", str(to))
                 now = _leader_of(self.cluster, asked)
                 detail = f"transfer leadership {leader} -> {to} (node {asked} sees {now})"
-            except redis.ResponseError as exc:
+            except (redis.RedisError, OSError) as exc:  # refused, or no answer: not lost
                 detail = f"transfer leadership {leader} -> {to} refused: {exc}"
             return sort, detail, [to]
         take_leader = leader is not None and self.rng.random() < 0.5
@@ -122,7 +122,11 @@ class MemberFaults:
         if victim is None:
             return ""
         self.cluster.kill(victim)  # it must have stopped already; never two of it
-        if victim in members(self.cluster, self._asker(victim)) and not self._remove(victim):
+        try:
+            still = victim in members(self.cluster, self._asker(victim))
+        except (redis.RedisError, OSError):
+            still = True  # ask again: a second removal of a removed node is refused, harmlessly
+        if still and not self._remove(victim):
             self.notes.append(f"node {victim} left out: it cannot be added back")
             return "; ".join(self.notes)
         # A moved node gets a new peer port; a replaced one keeps its own.
