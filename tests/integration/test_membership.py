@@ -261,3 +261,27 @@ async def test_a_learner_serves_linearizable_reads(cluster: InprocCluster) -> No
     seen = await learner.read(lambda sm: list(sm.items), timeout=10.0)
     assert seen[-5:] == [b"x%d" % i for i in range(5)]  # every write before the read
     assert 4 in leader.replica.config.learners
+
+
+async def test_replace_a_dead_node_with_a_new_one_at_another_address(
+    cluster: InprocCluster,
+) -> None:
+    writer = Writer(cluster)
+    writer.start()
+    await writer.wait_for(20)
+    leader = await cluster.leader()
+    dead = next(i for i in cluster.nodes if i != leader.id)
+    old_address = cluster.members[dead]
+    await cluster.stop(dead)  # the machine is gone for good
+    await writer.wait_for(20)  # two of three voters carry on
+    new = await add_node(cluster, 4)
+    await wait_role(cluster, 4, "voter")
+    leader = await cluster.leader()
+    await leader.membership.change("remove", dead)  # a dead node needs no hand-off
+    await writer.wait_for(20)
+    await writer.stop()
+    rows = leader.membership.rows()
+    assert sorted(r["id"] for r in rows) == sorted(cluster.nodes) and dead not in cluster.nodes
+    assert next(r for r in rows if r["id"] == 4)["address"] != "{}:{}".format(*old_address)
+    assert new.replica.standing is Standing.VOTER
+    await converged(cluster, writer)

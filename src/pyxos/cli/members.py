@@ -3,11 +3,13 @@
 Each asks any node at ``--endpoints`` (client addresses) with the ``PAXOS`` command
 (:mod:`pyxos.server.paxos_commands`); the node forwards a change to the leader and answers
 once it is chosen and in effect. A refusal prints the cluster's reason on stderr and
-exits with status 1.
+exits with status 1. ``--user``/``--password`` (or ``$PYXOS_PASSWORD``) log in first, for
+nodes started with ``--password`` or an ACL file.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -26,11 +28,46 @@ ENDPOINTS = click.option(
 AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
+def _credentials(command: Callable[..., None]) -> Callable[..., None]:
+    """``--user`` and ``--password``: AUTH before the command, as ``redis-cli --user``
+    (needed on a node started with ``--password`` or an ACL file; ``PAXOS`` changes need
+    a user with ``@admin``)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, user: str | None, password: str | None, **kwargs: Any) -> None:
+        from pyxos.client.members import auth_command
+
+        click.get_current_context().meta[_AUTH] = auth_command(user, password)
+        command(*args, **kwargs)
+
+    run = click.option(
+        "--password",
+        envvar="PYXOS_PASSWORD",
+        help="AUTH with this password first (or $PYXOS_PASSWORD).",
+    )(run)
+    return click.option("--user", help="AUTH as this ACL user (with --password).")(run)
+
+
+_AUTH = "pyxos.members.auth"
+
+
+def _auth() -> list[bytes] | None:
+    auth: list[bytes] | None = click.get_current_context().meta.get(_AUTH)
+    return auth
+
+
 def _run(endpoints: str, *args: str | int) -> Any:
-    from pyxos.client.members import MemberCommandError, call
+    from pyxos.client.members import call
+
+    return _asking(lambda: call(endpoints, *args, auth=_auth()))
+
+
+def _asking(ask: Callable[[], Any]) -> Any:
+    """``ask()``, or the reason it failed on stderr and exit status 1."""
+    from pyxos.client.members import MemberCommandError
 
     try:
-        return call(endpoints, *args)
+        return ask()
     except MemberCommandError as exc:
         click.echo(f"refused: {exc}", err=True)
         sys.exit(1)
@@ -79,6 +116,7 @@ def member() -> None:
 
 @member.command("list")
 @ENDPOINTS
+@_credentials
 @AS_JSON
 def member_list(endpoints: str, as_json: bool) -> None:
     """Every member: id, peer address, voter or learner, caught up, leader mark.
@@ -86,9 +124,10 @@ def member_list(endpoints: str, as_json: bool) -> None:
     Whether a member has caught up is known on the leader; asked of another node, the
     column says "?".
     """
-    from pyxos.client.members import rows_of
+    from pyxos.client.members import members
 
-    _show(rows_of(_run(endpoints, "MEMBERS")), as_json)
+    version, rows = _asking(lambda: members(endpoints, auth=_auth()))
+    _show(rows, as_json, version)
 
 
 @member.command("add")
@@ -96,6 +135,7 @@ def member_list(endpoints: str, as_json: bool) -> None:
 @click.option("--peer", required=True, help="The new node's peer address, HOST:PORT.")
 @click.option("--learner", is_flag=True, help="Keep it a learner (else it votes once caught up).")
 @ENDPOINTS
+@_credentials
 @AS_JSON
 def member_add(node_id: int, peer: str, learner: bool, endpoints: str, as_json: bool) -> None:
     """Add a node; print the command line that starts it.
@@ -128,6 +168,7 @@ def member_add(node_id: int, peer: str, learner: bool, endpoints: str, as_json: 
 @member.command("promote")
 @click.option("--id", "node_id", type=int, required=True, help="The learner to promote.")
 @ENDPOINTS
+@_credentials
 @AS_JSON
 def member_promote(node_id: int, endpoints: str, as_json: bool) -> None:
     """Make a learner a voter (refused while it lags behind the leader)."""
@@ -137,6 +178,7 @@ def member_promote(node_id: int, endpoints: str, as_json: bool) -> None:
 @member.command("remove")
 @click.option("--id", "node_id", type=int, required=True, help="The node to remove.")
 @ENDPOINTS
+@_credentials
 @AS_JSON
 def member_remove(node_id: int, endpoints: str, as_json: bool) -> None:
     """Remove a node; the leader hands leadership off first if it is the one.
@@ -154,6 +196,7 @@ def leader() -> None:
 @leader.command("transfer")
 @click.option("--to", "to", type=int, required=True, help="The voter to hand leadership to.")
 @ENDPOINTS
+@_credentials
 @AS_JSON
 def leader_transfer(to: int, endpoints: str, as_json: bool) -> None:
     """Hand leadership to an up-to-date voter (before maintenance, a rolling restart)."""

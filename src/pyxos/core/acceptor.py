@@ -129,14 +129,15 @@ class AcceptorMixin(ReplicaBase):
         ``teaches``: the message holds this node's next slot. A candidate takes it even
         from below its ballot: its phase 1 may wait forever on nodes that cannot vote
         there (a node leaving the cluster may be the only other one that knows the
-        slot). It has proposed nothing at its ballot, and its promise is above the
-        sender's, so it may learn as a follower; it campaigns again from there.
+        slot). It has proposed nothing at its ballot and its promise is above the
+        sender's, so it may learn; its phase 1 goes on, and counts the slots above what
+        it learned (or times out and starts again from there).
         """
         self._see(ballot)
-        if teaches and self.role is Role.CANDIDATE and ballot <= self.ballot:
-            self.coverage["candidate_learns_chosen"] += 1
-            self._become_follower(None, backoff=True)
         if self.role in (Role.LEADER, Role.CANDIDATE):
+            if ballot <= self.ballot and teaches and self.role is Role.CANDIDATE:
+                self.coverage["candidate_learns_chosen"] += 1
+                return True
             if ballot <= self.ballot:
                 self.coverage["leader_ignores_chosen"] += 1
                 return False

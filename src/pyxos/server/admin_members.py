@@ -7,9 +7,9 @@
 - ``POST /leader/transfer`` with ``{"to": N}``.
 
 Replies are JSON. A refusal is 409 with ``{"error": reason}``; a body that is not such
-JSON is 400 (over :data:`MAX_BODY` bytes, 413); no leader within the time, 503; proposed
-but not seen chosen in time, 504. The admin port's authentication applies as to every
-other path.
+JSON (or names no ``host:port`` peer) is 400 (over :data:`MAX_BODY` bytes, 413); no
+leader within the time, 503; proposed but not seen chosen in time, 504. The admin port's
+authentication applies as to every other path.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from pyxos.runtime.errors import MembershipError, PyxosError, UnknownOutcome
+from pyxos.runtime.membership import parse_address
 
 if TYPE_CHECKING:
     from pyxos.runtime.node import Node
@@ -71,7 +72,12 @@ async def member_route(node: Node, method: str, path: str, raw: bytes) -> Answer
         if path == "/members" and method == "POST":
             node_id, peer = _positive(body.get("id")), body.get("peer")
             learner = body.get("learner", False)
-            if node_id is None or not isinstance(peer, str) or not isinstance(learner, bool):
+            if (
+                node_id is None
+                or not isinstance(peer, str)
+                or parse_address(peer) is None
+                or not isinstance(learner, bool)
+            ):
                 return _problem(400, 'expected {"id": N, "peer": "host:port", "learner": false}')
             done = await node.membership.change(
                 "add", node_id, peer, auto_promote=not learner, timeout=TIMEOUT

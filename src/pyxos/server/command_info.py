@@ -220,6 +220,14 @@ _PAXOS_SUBS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("transfer", 3, _ADMIN),
     ("help", 2, ("slow",)),
 )
+_PAXOS_SUMMARIES = {
+    "members": "Every member: id, peer address, role, caught up, leader mark",
+    "add": "Add a node as a learner that votes once caught up (or stays one: LEARNER)",
+    "promote": "Make a caught-up learner a voter",
+    "remove": "Remove a node from the cluster",
+    "transfer": "Hand leadership to another voter",
+    "help": "Show helpful text about the different subcommands",
+}
 _PAXOS_INFO = _paxos_row("paxos", -2, _ADMIN)
 _PAXOS_INFO[9] = [_paxos_row(f"paxos|{n}", a, c) for n, a, c in _PAXOS_SUBS]
 INFO: dict[str, list[Reply]] = {**REDIS_INFO, "paxos": _PAXOS_INFO}
@@ -230,7 +238,11 @@ DOCS: dict[str, dict[Reply, Reply]] = {
         b"since": b"0.1.0",
         b"group": b"cluster",
         b"subcommands": {
-            f"paxos|{n}".encode(): {b"since": b"0.1.0", b"group": b"cluster"}
+            f"paxos|{n}".encode(): {
+                b"summary": _PAXOS_SUMMARIES[n].encode(),
+                b"since": b"0.1.0",
+                b"group": b"cluster",
+            }
             for n, _, _ in _PAXOS_SUBS
         },
     },

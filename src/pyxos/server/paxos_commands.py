@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from pyxos.kv.commands import unknown_subcommand_error
 from pyxos.resp.integers import string2ll
 from pyxos.resp.replies import Reply
 from pyxos.runtime.errors import MembershipError, PyxosError
@@ -91,7 +92,8 @@ class PaxosCommands(ConnectionBase):
         if sub in (b"help", b"members", b"add", b"promote", b"remove", b"transfer"):
             name = sub.decode("utf-8", "replace")
             return error(f"ERR wrong number of arguments for 'paxos|{name}' command")
-        return error(f"ERR unknown subcommand '{sub.decode('utf-8', 'replace')}'. Try PAXOS HELP.")
+        # As the client spelled it, as Redis echoes it (and the command table does).
+        return error(str(unknown_subcommand_error([b"PAXOS", argv[1]])))
 
     def _change(self, kind: str, raw_id: bytes, address: str = "", **kw: bool) -> Reply_:
         node = _node_id(raw_id)
