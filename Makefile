@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 # Tools the tests drive (redis-cli, redis-benchmark; redis-server, the reference the
 # compatibility tests compare every reply with; nftables as root, for packet loss; fuse3
-# as root, for power cuts); installed when missing.
+# as root, for power cuts; iproute2 as root, for network namespaces); installed when missing.
 systools:
 	@command -v redis-cli >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-tools and redis-server (redis-cli, redis-benchmark, the reference Redis)"; \
@@ -32,6 +32,10 @@ systools:
 	  echo "installing fuse3 (libfuse 3, for the lazy file system of power-cut chaos runs)"; \
 	  (apt-get update -qq && apt-get install -y -qq fuse3 >/dev/null) || \
 	  echo "warning: could not install fuse3; power-cut tests will be skipped"; }
+	@[ "$$(id -u)" != 0 ] || command -v ip >/dev/null 2>&1 || { \
+	  echo "installing iproute2 (network namespaces for the multi-address cluster test)"; \
+	  (apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null) || \
+	  echo "warning: could not install iproute2; the network-namespace test will be skipped"; }
 
 demo: $(STAMP)
 	$(BIN)/pyxos demo

@@ -13,7 +13,11 @@ Kinds (``--nemesis``):
 - ``power``: cut the power of a node, of the leader or of every node: SIGKILL, then every
   write it did not fsync is lost (half the time tearing each file's last unsynced write),
   then the node boots from what its disk kept (root and FUSE: see
-  :mod:`pyxos.chaos.power`; each node's data dir is then a lazy mount).
+  :mod:`pyxos.chaos.power`; each node's data dir is then a lazy mount);
+- ``member``: change the membership with ``PAXOS`` commands: remove a node (sometimes the
+  leader) and add it back wiped at a new peer port, replace a node by a wiped one, or
+  transfer leadership (see :mod:`pyxos.chaos.member`); healing waits until the node
+  votes again, so the cluster keeps its size.
 
 Each fault holds for a few seconds, then heals.
 """
@@ -30,12 +34,13 @@ from typing import Any
 import redis
 
 from pyxos.chaos import netfilter, power
+from pyxos.chaos.member import MemberFaults
 from pyxos.chaos.netfilter import PacketLoss
 from pyxos.chaos.power import PowerSupply
 from pyxos.chaos.proxy import LinkProxies
 from pyxos.launch.local_cluster import LocalCluster
 
-KINDS = ("kill", "crash", "pause", "partition", "delay", "loss", "power")
+KINDS = ("kill", "crash", "pause", "partition", "delay", "loss", "power", "member")
 NEEDS_ROOT = ("loss", "power")
 
 
@@ -101,6 +106,9 @@ class Nemesis:
     power: PowerSupply | None = None
     paused: set[int] = field(default_factory=set)
     killed: set[int] = field(default_factory=set)
+    member: MemberFaults | None = None
+    healed: str = ""
+    """What the last heal of a membership fault did (appended to the fault's detail)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -112,6 +120,9 @@ class Nemesis:
             if fault.kind == "loss" and self.loss is not None:
                 fault.detail += f" ({self.loss.dropped_packets()} dropped)"
             await asyncio.to_thread(self._heal)
+            if fault.kind == "member" and self.member is not None:
+                fault.detail += f" ({self.healed})" if self.healed else ""
+                fault.counts |= self.member.counts
             fault.end = time.monotonic()
 
     def _victim(self, leader_first: bool) -> int:
@@ -165,6 +176,12 @@ class Nemesis:
             return self._lose_packets(now)
         if kind == "power":
             return self._cut_power(now)
+        if kind == "member":
+            if self.member is None:
+                self.member = MemberFaults(self.cluster, self.proxies, self.rng)
+            self.healed = ""
+            sort, detail, nodes = self.member.inject(current_leader(self.cluster))
+            return Fault(kind, f"{sort}: {detail}", nodes, now)
         delay = rng.choice((0.05, 0.1, 0.2))
         if rng.random() < 0.5:
             for a, b in self.proxies.links:
@@ -230,6 +247,8 @@ class Nemesis:
         for k in list(self.killed):
             self.cluster.start(k)
         self.killed.clear()
+        if self.member is not None and self.member.pending is not None:
+            self.healed = self.member.heal()
 
     def heal_all(self) -> None:
         self._heal()

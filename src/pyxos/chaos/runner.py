@@ -80,6 +80,9 @@ class ChaosReport:
     down_nodes: dict[int, str] = field(default_factory=dict)
     """Nodes that would not start again after the faults, with the reason they gave (0:
     the cluster, when it could not even be read back)."""
+    nemesis_errors: list[str] = field(default_factory=list)
+    """Faults that could not be carried out as planned (a membership change not taking
+    effect): the cluster did not do what an operator asked."""
     lazy_fs: bool = False
     digests: dict[int, str] = field(default_factory=dict)
     ops_per_second: list[int] = field(default_factory=list)
@@ -90,7 +93,7 @@ class ChaosReport:
     @property
     def passed(self) -> bool:
         ok = self.linearizable and self.lost_acked_writes == 0 and self.converged
-        return ok and not self.down_nodes
+        return ok and not self.down_nodes and not self.nemesis_errors
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +109,7 @@ class ChaosReport:
             "acked_unique_writes": self.acked_unique_writes,
             "converged": self.converged,
             "down_nodes": self.down_nodes,
+            "nemesis_errors": self.nemesis_errors,
             "lazy_fs": self.lazy_fs,
             "ops_per_second": self.ops_per_second,
             "duration_s": round(self.duration_s, 1),
@@ -291,6 +295,8 @@ async def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             for f in nemesis.faults
         ]
         faults = nemesis.faults
+        if nemesis.member is not None:
+            report.nemesis_errors = list(nemesis.member.errors)
     finally:
         if loss is not None:
             loss.clear()

@@ -12,6 +12,7 @@ _COLORS = {
     "pause": "tab:orange",
     "partition": "tab:purple",
     "delay": "tab:olive",
+    "member": "tab:cyan",
 }
 
 

@@ -232,6 +232,8 @@ def chaos(
     click.echo(f"replicas converged: {report.converged}")
     for node, reason in report.down_nodes.items():
         click.echo(f"node {node} did not come back: {reason}" if node else reason)
+    for problem in report.nemesis_errors:
+        click.echo(f"nemesis: {problem}")
     if report.out:
         click.echo(f"history, logs and timeline.png in {report.out}")
     click.echo("verdict: " + ("PASS" if report.passed else "FAIL"))

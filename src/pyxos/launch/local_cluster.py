@@ -112,12 +112,24 @@ class LocalCluster:
     :meth:`tls_port`."""
     plain_port: bool = True
     """With ``tls_dir``: keep the plain-text client port too (``False``: ``--port 0``)."""
+    moved: dict[int, int] = field(default_factory=dict)
+    """Node -> the peer port it listens on now, for a node removed and added back at a new
+    address (its client and admin ports stay)."""
+    joined: set[int] = field(default_factory=set)
+    """Nodes added to the running cluster: they start with ``--join`` (the other nodes'
+    peer addresses) and ``--peer`` instead of ``--cluster``, and keep doing so on restart."""
 
     def client_port(self, node: int) -> int:
         return self.base_port + node - 1
 
     def listen_port(self, node: int) -> int:
-        return self.base_port + PEER_OFFSET + node - 1
+        return self.moved.get(node, self.base_port + PEER_OFFSET + node - 1)
+
+    def move(self, node: int, peer_port: int) -> None:
+        """From now on ``node`` listens for peers on ``peer_port`` and starts with ``--join``
+        (it was removed, and is added back at this address with an empty data dir)."""
+        self.moved[node] = peer_port
+        self.joined.add(node)
 
     def admin_port(self, node: int) -> int:
         return self.base_port + ADMIN_OFFSET + node - 1
@@ -162,6 +174,14 @@ class LocalCluster:
             parts.append(f"{k}={self.host}:{port}")
         return ",".join(parts)
 
+    def membership_args(self, node: int) -> list[str]:
+        """``--cluster`` for a founding member; ``--join``/``--peer`` for a node added later
+        (the others' real peer ports: a joined node's links bypass any proxy)."""
+        if node not in self.joined:
+            return ["--cluster", self.cluster_spec(node)]
+        others = ",".join(f"{self.host}:{self.listen_port(k)}" for k in self.ids if k != node)
+        return ["--join", others, "--peer", f"{self.host}:{self.listen_port(node)}"]
+
     def command(self, node: int) -> list[str]:
         return [
             sys.executable,
@@ -170,8 +190,7 @@ class LocalCluster:
             "serve",
             "--id",
             str(node),
-            "--cluster",
-            self.cluster_spec(node),
+            *self.membership_args(node),
             "--port",
             str(self.client_port(node) if self.plain_port or self.tls_dir is None else 0),
             "--admin",
