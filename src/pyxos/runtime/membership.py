@@ -45,6 +45,9 @@ class MembershipHost(Protocol):
     def stop_removed(self, reason: str) -> None: ...
 
 
+RESEND_AFTER = 1.0
+"""Seconds without an answer after which a request is sent again, if the leader changed."""
+
 RETRY_HERE = (
     "no leader is known; retry",
     "not the leader; retry",
@@ -167,10 +170,8 @@ class Membership:
             future: asyncio.Future[int] = loop.create_future()
             self._changes[token] = future
             change = Change(kind, node_id, address, auto_promote, -1, token)
-            node.replica.change_membership(change)
-            node.wake()
             try:
-                slot = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+                slot = await self._ask(change, future, deadline)
                 break
             except MembershipError as exc:
                 if str(exc) not in RETRY_HERE or loop.time() >= deadline:
@@ -197,6 +198,47 @@ class Membership:
             "members": self.rows(),
         }
 
+    async def _ask(self, change: Change, future: asyncio.Future[int], deadline: float) -> int:
+        """Ask for ``change`` until ``future`` has its outcome; again of each new leader.
+
+        The request goes to the leader this node knows; if that leader dies before it
+        answers, nothing ever will, so a leader change sends it again (same token). If
+        the first request was proposed after all, the second is refused (the change is
+        in, or in progress): when the membership then holds what was asked, that is the
+        success it is.
+        """
+        node = self._node
+        loop = asyncio.get_running_loop()
+        asked_of = node.replica.leader
+        resent = False
+        node.replica.change_membership(change)
+        node.wake()
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), min(remaining, RESEND_AFTER))
+            except TimeoutError:
+                leader = node.replica.leader
+                if leader is not None and leader != asked_of:
+                    asked_of, resent = leader, True
+                    node.replica.change_membership(change)
+                    node.wake()
+            except MembershipError:
+                if resent and self._holds(change):
+                    return self.version
+                raise
+
+    def _holds(self, change: Change) -> bool:
+        """Whether the newest membership already is what ``change`` asks for."""
+        member = self.history.latest.member(change.node)
+        if change.kind == "remove":
+            return member is None
+        if change.kind == "promote":
+            return member is not None and member.voter
+        return member is not None and member.address == change.address
+
     async def transfer(self, to: int, timeout: float = 10.0) -> int:
         """Hand leadership to voter ``to``; return once it leads (as this node sees it)."""
         node = self._node
@@ -209,6 +251,7 @@ class Membership:
             token = self._tokens.getrandbits(62) + 1
             refused: asyncio.Future[None] = loop.create_future()
             self._transfers[token] = refused
+            asked_of = node.replica.leader
             node.replica.transfer_leadership(to, token)
             node.wake()
             try:
@@ -219,6 +262,12 @@ class Membership:
                     if remaining <= 0:
                         raise Unavailable(f"node {to} did not take over within {timeout:.1f}s")
                     await node.wait_for_change(remaining)  # after every batch and tick
+                    leader = node.replica.leader
+                    if leader is not None and leader not in (asked_of, to):
+                        # The leader asked died before it answered: ask the new one.
+                        asked_of = leader
+                        node.replica.transfer_leadership(to, token)
+                        node.wake()
                 return to
             except MembershipError as exc:
                 if str(exc) not in RETRY_HERE or loop.time() >= deadline:
