@@ -12,7 +12,6 @@ import random
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import redis
 
 from pyxos.chaos.member import SORTS, MemberFaults, members
