@@ -273,9 +273,6 @@ class Node(NodeCalls):
 
     def check_alive(self) -> None:
         """Raise what a caller should see if this node serves no more."""
-        self._check_alive()
-
-    def _check_alive(self) -> None:
         if self.failed is not None:
             raise NodeFailed(self.failed)
         if self._closed:

@@ -39,7 +39,7 @@ class NodeCalls:
     _changed: asyncio.Event
     _loop: asyncio.AbstractEventLoop | None
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         raise NotImplementedError
 
     def submit_future(self, payload: bytes, timeout: float = 5.0) -> asyncio.Future[bytes] | None:
@@ -50,7 +50,7 @@ class NodeCalls:
         ``timeout`` or when the leader changes while the command is in flight. This is the
         server's fast path: no task and no timer per command.
         """
-        self._check_alive()
+        self.check_alive()
         seq = next(self._seq)
         if not self.replica.propose(envelope.pack(self.id, self._incarnation, seq, payload)):
             return None
@@ -73,15 +73,15 @@ class NodeCalls:
                 return await future
             if loop.time() >= deadline:
                 raise Unavailable("no leader is known")
-            await self._wait_for_leader(deadline - loop.time())
-            self._check_alive()
+            await self.wait_for_leader(deadline - loop.time())
+            self.check_alive()
 
     def read_future(self, timeout: float = 5.0) -> asyncio.Future[bool]:
         """Ask for a read index; the future becomes True once this node may serve a read.
 
         False means no leader confirmed it (none known, or leadership lost): retry.
         """
-        self._check_alive()
+        self.check_alive()
         token = next(self._read_tokens)
         future = self.requests.read(token, self._loop or asyncio.get_running_loop(), timeout)
         self.replica.read_index(token)
@@ -94,7 +94,7 @@ class NodeCalls:
         The leader confirms with a quorum that it still leads (read index), and the read
         waits until this node has applied through that point: linearizable.
         """
-        self._check_alive()
+        self.check_alive()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -107,8 +107,8 @@ class NodeCalls:
                 return fn(self.sm)
             if loop.time() >= deadline:
                 raise Unavailable("no leader confirmed the read")
-            await self._wait_for_leader(deadline - loop.time())
-            self._check_alive()
+            await self.wait_for_leader(deadline - loop.time())
+            self.check_alive()
 
     async def wait_for_change(self, timeout: float) -> None:
         """Return after the next batch this node carries out, or after ``timeout``."""
@@ -138,10 +138,6 @@ class NodeCalls:
         return True
 
     async def wait_for_leader(self, remaining: float) -> None:
-        """Sleep until a leader change or a heartbeat period, whichever is first."""
-        await self._wait_for_leader(remaining)
-
-    async def _wait_for_leader(self, remaining: float) -> None:
         """Sleep until a leader change or a heartbeat period, whichever is first."""
         wait = min(self.config.tick_seconds * self.config.heartbeat_ticks, remaining)
         await self.requests.wait_for_leader_change(wait)
