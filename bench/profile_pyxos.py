@@ -8,8 +8,11 @@ leader) and meanwhile samples the leader and one follower with ``py-spy record``
 Reports, per node: CPU cores used (from /proc), the share of samples per thread, the
 functions with the most self time, and the share per subsystem (each sample charged to the
 innermost pyxos module on its stack, or to the library at its leaf when no pyxos frame is
-there). Writes ``bench/results/profile-<date>.json`` and the raw folded stacks
-(``profile-<date>-node<k>.folded``, loadable in speedscope or flamegraph.pl).
+there), and the CPU each thread of the node used per command applied (from
+/proc/<pid>/task, over the sampled window). Writes ``bench/results/profile-<date>[-<tag>].json``,
+the raw folded stacks (``...-leader.folded``, ``...-follower.folded``, loadable in speedscope or
+flamegraph.pl) and their flame graphs (``.svg``, by ``bench/flamegraph.py``). ``--tag`` names a
+run (``before-x``, ``after-x``) so the two sides of an A/B sit next to each other.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from benchlib import (
     today,
     write_result,
 )
+from flamegraph import render
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
 
@@ -98,6 +102,42 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of ``pid``, keyed by thread name (``name#tid``)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[f"{comm}#{task.name}"] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def thread_names(folded: Path) -> dict[str, str]:
+    """Thread id -> Python thread name, from py-spy's ``thread (TID): NAME`` frames."""
+    names = {}
+    for line in folded.read_text(errors="replace").splitlines():
+        m = re.match(r"thread \((\d+)\): ([^;]+);", line)
+        if m:
+            names[m.group(1)] = m.group(2).strip()
+    return names
+
+
+def per_command_us(
+    before: dict[str, float], after: dict[str, float], commands: float, names: dict[str, str]
+) -> dict[str, float]:
+    """Microseconds of CPU per applied command, per thread that used any."""
+    out: dict[str, float] = {}
+    for name, t in after.items():
+        tid = name.split("#")[1]
+        used, thread = t - before.get(name, 0.0), names.get(tid, name)
+        if used > 0 and commands > 0:
+            out[thread] = round(out.get(thread, 0.0) + 1e6 * used / commands, 1)
+    out["total"] = round(sum(out.values()), 1)
+    return out
+
+
 def classify(stack: list[str]) -> str:
     for frame in reversed(stack):
         m = _FRAME.match(frame)
@@ -152,6 +192,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=15.0)
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    ap.add_argument("--pipeline", type=int, default=1, help="requests in flight per client")
+    ap.add_argument("--tag", default="", help="a name for this run, in the output file names")
     args = ap.parse_args()
     pyspy = shutil.which("py-spy", path=str(Path(PY).parent)) or shutil.which("py-spy")
     if pyspy is None:  # py-spy is a binary in a wheel: install it into this venv
@@ -160,7 +202,11 @@ def main() -> None:
     if pyspy is None:
         raise SystemExit("py-spy not found")
     tmp = Path(tempfile.mkdtemp(prefix="pyxos-profile-"))
-    out: dict[str, Any] = {"machine": machine(tmp), "clients": args.clients}
+    out: dict[str, Any] = {
+        "machine": machine(tmp),
+        "clients": args.clients,
+        "pipeline": args.pipeline,
+    }
     try:
         with pyxos_cluster(3, tmp / "cluster") as cluster:
             leader = pyxos_leader(cluster)
@@ -168,16 +214,17 @@ def main() -> None:
             ep = endpoints_of(cluster, leader)
             bench = subprocess.Popen(
                 [PY, "-m", "pyxos.benchmark", "--endpoints", ep, "--clients", str(args.clients),
-                 "--duration", str(args.duration + 4), "--warmup", "1", "--ratio", "0:1",
-                 "--json", "--no-progress"],
+                 "--pipeline", str(args.pipeline), "--duration", str(args.duration + 4),
+                 "--warmup", "1", "--ratio", "0:1", "--json", "--no-progress"],
                 stdout=subprocess.PIPE, text=True, cwd=REPO,
             )  # fmt: skip
             time.sleep(2.0)
             roles = {leader: "leader", follower: "follower"}
-            spies, cpu0, m0 = {}, {}, {}
+            spies, cpu0, m0, th0 = {}, {}, {}, {}
             for k in roles:
                 pid = cluster.procs[k].pid
                 cpu0[k] = cpu_seconds(pid)
+                th0[k] = thread_cpu(pid)
                 m0[k] = scrape(cluster.admin_port(k))
                 spies[k] = subprocess.Popen(
                     [pyspy, "record", "--pid", str(pid), "--duration", str(int(args.duration)),
@@ -192,7 +239,14 @@ def main() -> None:
                     log(f"py-spy on node {k} failed: {err[-500:]}")
             wall = time.monotonic() - t0
             used = {k: (cpu_seconds(cluster.procs[k].pid) - cpu0[k]) / wall for k in roles}
-            rates = {k: metric_rates(m0[k], scrape(cluster.admin_port(k)), wall) for k in roles}
+            th1 = {k: thread_cpu(cluster.procs[k].pid) for k in roles}
+            m1 = {k: scrape(cluster.admin_port(k)) for k in roles}
+            rates = {k: metric_rates(m0[k], m1[k], wall) for k in roles}
+            applied = {
+                k: m1[k].get("pyxos_commands_applied_total", 0.0)
+                - m0[k].get("pyxos_commands_applied_total", 0.0)
+                for k in roles
+            }
             stdout, _ = bench.communicate(timeout=args.duration + 60)
             import json
 
@@ -206,13 +260,21 @@ def main() -> None:
                     continue
                 summary = summarize(folded)
                 summary["cpu_cores_used"] = round(used[k], 2)
+                summary["cpu_us_per_command"] = per_command_us(
+                    th0[k], th1[k], applied[k], thread_names(folded)
+                )
                 summary["node_metrics"] = rates[k]
                 out[role] = summary
                 RESULTS.mkdir(parents=True, exist_ok=True)
-                shutil.copy(folded, RESULTS / f"profile-{today()}-{role}.folded")
+                stem = f"profile-{today()}{'-' + args.tag if args.tag else ''}-{role}"
+                shutil.copy(folded, RESULTS / f"{stem}.folded")
+                title = f"pyxos {role}, SET c={args.clients} P={args.pipeline} {args.tag}".strip()
+                svg = render(folded.read_text(errors="replace"), title)
+                (RESULTS / f"{stem}.svg").write_text(svg)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    write_result(f"profile-{today()}.json", out)
+    out["tag"] = args.tag
+    write_result(f"profile-{today()}{'-' + args.tag if args.tag else ''}.json", out)
     load = out.get("load", {})
     print(f"load: {load.get('ops_per_s')} ops/s, p99 {load.get('p99_ms')} ms")
     for role in ("leader", "follower"):
@@ -220,6 +282,7 @@ def main() -> None:
         if not s:
             continue
         print(f"\n== {role}: {s['cpu_cores_used']} cores, {s['samples']} samples")
+        print("CPU us per command:", s["cpu_us_per_command"])
         print("node metrics:", s["node_metrics"])
         print("threads:", ", ".join(f"{k} {v}%" for k, v in s["threads_pct"]))
         print("subsystems:")
