@@ -437,12 +437,14 @@ def redis_benchmark(
     pipeline: int = 1,
     timeout: float = 300.0,
     extra: Sequence[str] = (),
+    test: str = "set",
 ) -> dict[str, Any]:
-    """``redis-benchmark -t set`` with random keys; rps and latency percentiles (ms).
+    """``redis-benchmark -t set`` (or ``-t get``) with random keys; rps and latency
+    percentiles (ms).
 
     ``extra``: more redis-benchmark flags (``--tls --cacert ...``)."""
     cmd = [
-        "redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "set",
+        "redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", test,
         "-c", str(clients), "-n", str(requests), "-d", str(value_size),
         "-r", str(keys), "-P", str(pipeline), "--csv", *extra,
     ]  # fmt: skip
@@ -450,7 +452,7 @@ def redis_benchmark(
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     wall = time.monotonic() - started
-    rows = [line for line in proc.stdout.splitlines() if line.startswith('"SET"')]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(f'"{test.upper()}"')]
     if not rows:
         raise RuntimeError(f"redis-benchmark failed: {proc.stdout[-500:]} {proc.stderr[-500:]}")
     head = [h.strip('"') for h in proc.stdout.splitlines()[0].split(",")]

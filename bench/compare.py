@@ -374,6 +374,10 @@ def table(runs: dict[str, Any], c: int) -> tuple[str, list[dict[str, Any]]]:
          get(f"pyxos-bench-all-c{c}"), "srv"),
         ("pyxos 3 nodes (lin. GET)", "pyxos bench --ratio 1:0", get("pyxos-get-c1"),
          get(f"pyxos-get-c{c}"), "none"),
+        ("pyxos 3 nodes (RESP SET)", "redis-benchmark -P 16 -c 50", None,
+         get("pyxos-redis-benchmark-p16-set"), "none"),
+        ("pyxos 3 nodes (lin. GET)", "redis-benchmark -P 16 -c 50 -t get", None,
+         get("pyxos-redis-benchmark-p16-get"), "none"),
         ("pyxos library, 3 procs", "in-process harness", lib1, libc, "lib"),
         ("etcd 3.4, 3 members", "wrk + Lua, /v3/kv/put", get("etcd-wrk-c1"),
          get(f"etcd-wrk-c{c}"), "srv"),
@@ -391,6 +395,12 @@ def table(runs: dict[str, Any], c: int) -> tuple[str, list[dict[str, Any]]]:
          get(f"redis-aof-redis-benchmark-c{c}"), "srv"),
         ("Redis 7, AOF fsync always", "pyxos bench", get("redis-aof-bench-c1"),
          get(f"redis-aof-bench-c{c}"), "srv"),
+        ("Redis 7, AOF fsync always (GET)", "pyxos bench --ratio 1:0", None,
+         get(f"redis-aof-get-c{c}"), "none"),
+        ("Redis 7, AOF fsync always", "redis-benchmark -P 16 -c 50", None,
+         get("redis-aof-redis-benchmark-p16-set"), "none"),
+        ("Redis 7, AOF fsync always (GET)", "redis-benchmark -P 16 -c 50 -t get", None,
+         get("redis-aof-redis-benchmark-p16-get"), "none"),
         ("Redis 7, AOF fsync always", "pyxos bench --workers 2", None,
          get(f"redis-aof-bench-c{c}-w2"), "srv"),
         ("Redis 7, no persistence", "pyxos bench (ceiling)", get("ceiling-bench-c1"),
@@ -434,6 +444,56 @@ def table(runs: dict[str, Any], c: int) -> tuple[str, list[dict[str, Any]]]:
         "'pyxos bench, to leader'; library rows vs 'pyxos library'); >1 means pyxos is faster."
     )
     return "\n".join(lines), json_rows
+
+
+def targets(runs: dict[str, Any], c: int) -> tuple[str, list[dict[str, Any]]]:
+    """The performance targets (issue 17), each checked against this run's own numbers."""
+
+    def get(name: str) -> dict[str, Any] | None:
+        r = runs.get(name)
+        return r if r and "error" not in r else None
+
+    def val(name: str | dict[str, Any] | None, key: str = "ops_per_s") -> float | None:
+        r = get(name) if isinstance(name, str) else name
+        return None if r is None or r.get(key) is None else float(r[key])
+
+    tunings = ("default", "nobatch", "fastbatch")
+    pso = {n: best(*(get(f"pysyncobj-{t}-c{n}") for t in tunings)) for n in (1, c)}
+    # (what, pyxos value, peer value, pyxos/peer needed (or the bound), higher is better)
+    checks: list[tuple[str, float | None, float | None, float, bool, str]] = [
+        (f"SET c={c}: pyxos / etcd ops/s", val(f"pyxos-bench-c{c}"), val(f"etcd-wrk-c{c}"),
+         4.0, True, "ratio"),
+        (f"SET c={c}: pyxos p99 ms", val(f"pyxos-bench-c{c}", "p99_ms"), None, 10.0, False,
+         "bound"),
+        (f"SET c={c}: pyxos / Redis AOF always ops/s", val(f"pyxos-bench-c{c}"),
+         val(f"redis-aof-bench-c{c}"), 0.5, True, "ratio"),
+        ("SET c=1: pyxos p50 / etcd p50", val("pyxos-bench-c1", "p50_ms"),
+         val("etcd-wrk-c1", "p50_ms"), 0.5, False, "ratio"),
+        (f"lin. GET c={c}: pyxos / Redis AOF GET ops/s", val(f"pyxos-get-c{c}"),
+         val(f"redis-aof-get-c{c}"), 0.5, True, "ratio"),
+        (f"library c={c}: pyxos / PySyncObj best ops/s", val(f"pyxos-library-c{c}"),
+         val(pso[c]), 5.0, True, "ratio"),
+        ("library c=1: pyxos p50 / PySyncObj best p50", val("pyxos-library-c1", "p50_ms"),
+         val(pso[1], "p50_ms"), 1.0, False, "ratio"),
+        ("redis-benchmark -P 16 -c 50 SET: pyxos ops/s", val("pyxos-redis-benchmark-p16-set"),
+         None, 100_000.0, True, "bound"),
+        ("redis-benchmark -P 16 -c 50 SET: pyxos p99 ms",
+         val("pyxos-redis-benchmark-p16-set", "p99_ms"), None, 20.0, False, "bound"),
+    ]  # fmt: skip
+    lines = [f"{'target':<50}{'pyxos':>11}{'peer':>11}{'measured':>10}{'needed':>10}  met"]
+    rows = []
+    for what, mine, peer, need, higher, kind in checks:
+        measured = mine if kind == "bound" else (mine / peer if mine and peer else None)
+        met = None if measured is None else (measured >= need if higher else measured <= need)
+        rows.append({"target": what, "pyxos": mine, "peer": peer, "measured": measured,
+                     "needed": f"{'>=' if higher else '<='} {need:g}", "met": met})  # fmt: skip
+        show = "-" if measured is None else f"{measured:,.2f}"
+        lines.append(
+            f"{what:<50}{'-' if mine is None else f'{mine:,.2f}':>11}"
+            f"{'-' if peer is None else f'{peer:,.2f}':>11}{show:>10}"
+            f"{rows[-1]['needed']:>10}  {'-' if met is None else 'yes' if met else 'NO'}"
+        )
+    return "\n".join(lines), rows
 
 
 # --------------------------------------------------------------------------- main
@@ -549,6 +609,13 @@ def main() -> None:
                         f"redis-aof-redis-benchmark-c{n_clients}",
                         lambda nc=n_clients, n=n: redis_benchmark(port, nc, max(n, 1000), vs, keys),
                     )  # fmt: skip
+                run.measure(f"redis-aof-get-c{c}", bench(ep, c, ratio="1:0"))
+                for test in ("set", "get"):
+                    run.measure(
+                        f"redis-aof-redis-benchmark-p16-{test}",
+                        lambda t=test: redis_benchmark(port, 50, 1_000_000, vs, keys,
+                                                       pipeline=16, test=t),
+                    )  # fmt: skip
 
         if "pyxos" in only:
             with pyxos_cluster(3, tmp / "pyxos") as cluster:
@@ -567,6 +634,12 @@ def main() -> None:
                     "pyxos-redis-benchmark-c50",
                     lambda: redis_benchmark(port, 50, n, vs, keys, timeout=600),
                 )
+                for test in ("set", "get"):
+                    run.measure(
+                        f"pyxos-redis-benchmark-p16-{test}",
+                        lambda t=test: redis_benchmark(port, 50, 500_000, vs, keys, pipeline=16,
+                                                       timeout=600, test=t),
+                    )  # fmt: skip
 
         if "tls" in only:
             from pyxos.certs import make_dev_certs
@@ -636,8 +709,11 @@ def main() -> None:
         earlier = json.loads(path.read_text())
         runs = merge_runs(earlier["runs"], run.runs, info["date"])
     text, rows = table(runs, c)
+    goals_text, goals = targets(runs, c)
     print()
     print(text)
+    print()
+    print(goals_text)
     out = {
         "machine": info if earlier is None else earlier["machine"],
         "workload": {
@@ -650,6 +726,7 @@ def main() -> None:
             "closed_loop": True,
         },
         "table": rows,
+        "targets": goals,
         "runs": runs,
         "total_wall_s": round(time.monotonic() - started, 1),
     }
