@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import struct
 
-_HEADER = struct.Struct(">IQQ")
-HEADER_SIZE = _HEADER.size
+HEADER = struct.Struct(">IQQ")
+"""(origin, incarnation, seq); the runtime's hot loops use it directly."""
+HEADER_SIZE = HEADER.size
 
 
 def pack(origin: int, incarnation: int, seq: int, payload: bytes) -> bytes:
     """Wrap ``payload`` for the log."""
-    return _HEADER.pack(origin, incarnation, seq) + payload
+    return HEADER.pack(origin, incarnation, seq) + payload
 
 
 def unpack(command: bytes) -> tuple[int, int, int, bytes]:
     """``(origin, incarnation, seq, payload)``; a short command yields origin 0."""
     if len(command) < HEADER_SIZE:
         return 0, 0, 0, command
-    origin, incarnation, seq = _HEADER.unpack_from(command)
+    origin, incarnation, seq = HEADER.unpack_from(command)
     return origin, incarnation, seq, command[HEADER_SIZE:]

@@ -52,7 +52,8 @@ class NodeCalls:
         """
         self.check_alive()
         seq = next(self._seq)
-        if not self.replica.propose(envelope.pack(self.id, self._incarnation, seq, payload)):
+        command = envelope.HEADER.pack(self.id, self._incarnation, seq) + payload  # pack()
+        if not self.replica.propose(command):
             return None
         future = self.requests.command(seq, self._loop or asyncio.get_running_loop(), timeout)
         self.metrics.proposals.inc()

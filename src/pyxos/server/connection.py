@@ -205,7 +205,18 @@ class Connection(
 
     def _on_done(self, future: asyncio.Future[bytes]) -> None:
         self._run_open -= 1
-        self.resume_held()
+        if self._held or self.closing or self._final_error is not None:
+            self.resume_held()
+            return
+        # The common case: nothing held. Write only when the head of the queue is ready:
+        # the futures of one applied batch are all done before the first of these
+        # callbacks runs, so the first one writes every reply and the others find nothing
+        # to do (rather than one full flush per reply of a pipeline).
+        pending = self._pending
+        if pending:
+            head = pending[0]
+            if isinstance(head, bytes) or head.done():
+                self._flush()
 
     def resume_held(self) -> None:
         """Dispatch held commands that may run now (a run finished, or a pause ended)."""
