@@ -140,9 +140,15 @@ class Replicated:
         self._seq += 1
         payload = encode_request(self._client_id, self._seq, pickle.dumps((name, args, kwargs)))
         last: Exception | None = None
+        node = self._node
         for _ in range(self._retries + 1):
             try:
-                reply = await self._node.submit(payload, self._timeout)
+                # The fast path awaits the node's future itself (no coroutine of the node's
+                # per call); without a known leader, submit() waits for one.
+                future = node.submit_future(payload, self._timeout)
+                reply = await (
+                    future if future is not None else node.submit(payload, self._timeout)
+                )
             except UnknownOutcome as exc:
                 last = exc
                 continue  # same request id: applied at most once
