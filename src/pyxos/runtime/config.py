@@ -69,6 +69,10 @@ class NodeConfig:
     """Refuse a data dir made for other ``members`` (a mistyped ``--cluster``). Off for
     a node that joined a running cluster: its members come from the membership its data
     dir holds, which the log keeps changing."""
+    inline_writes: bool = True
+    """While not leading, write and sync each batch on the event loop's thread instead of
+    the I/O thread (see :meth:`pyxos.runtime.shell.Shell._inline`); False keeps every
+    write on the I/O thread."""
 
     def __post_init__(self) -> None:
         if self.node_id not in self.members:
