@@ -431,6 +431,7 @@ def main() -> None:
                     help="Longest wait for node 3 to catch up (s).")  # fmt: skip
     ap.add_argument("--only", default="a,b", help="a (in-process), b (cluster), or both.")
     ap.add_argument("--keep", action="store_true", help="Keep the data dirs and node logs.")
+    ap.add_argument("--out", help="Result file name in bench/results (memory-snapshot-DATE.json)")
     ap.add_argument("--part-a-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.part_a_child:
@@ -457,7 +458,7 @@ def main() -> None:
             log(f"kept data dirs and node logs in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    write_result(f"memory-snapshot-{today()}.json", out)
+    write_result(args.out or f"memory-snapshot-{today()}.json", out)
     print(json.dumps(out, indent=2))
 
 

@@ -1,10 +1,12 @@
-"""How pyxos's cost grows: cluster size, value size, and offered load.
+"""How pyxos's cost grows: cluster size, value size, offered load, and key count.
 
     .venv/bin/python bench/scaling.py [--duration 10] [--step-duration 5]
+    .venv/bin/python bench/scaling.py --only keys --update [--key-counts 1000000,10000000]
 
 1. Throughput and latency for 3, 5 and 7 nodes (SET, 100-byte values, 1 and 64 clients,
    closed loop, sent to the leader).
-2. Throughput and latency for 100 B, 1 KB and 10 KB values (3 nodes, 64 clients).
+2. Throughput and latency for 10 B, 100 B, 1 KB, 10 KB and 100 KB values (3 nodes, 64
+   clients).
 3. Latency against load on 3 nodes, 100-byte SETs, two ways:
    - closed loop, stepped concurrency: 1, 2, 4, ... 256 clients; the best throughput of
      these is the "peak";
@@ -14,6 +16,10 @@
      it was due, so queueing past saturation shows (128 connections, up to 32 in flight
      each; "backlog" counts due requests never sent because all were full).
    Saved as ``bench/results/latency-vs-load.png``.
+4. ``--only keys`` (not in the default set: minutes per count): for 1M and 10M keys of 100
+   bytes, ``bench/memory_snapshot.py`` (its own result file per count), summarized as
+   memory per key (state alone, and a node's RSS), snapshot time and size, the longest
+   write while the cluster snapshots, and the time for a new, empty node to catch up.
 
 Every cluster is fresh (real ``pyxos serve`` processes, default settings, data on the
 same disk) and stopped afterwards. Results: ``bench/results/scaling-<date>.json``.
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import (
+    PY,
     RESULTS,
     endpoints_of,
     log,
@@ -140,7 +148,11 @@ def main() -> None:
     ap.add_argument("--step-duration", type=float, default=5.0, help="Seconds per curve point.")
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--clients", type=int, default=64)
-    ap.add_argument("--only", default="nodes,values,curve", help="Subset: nodes,values,curve.")
+    ap.add_argument("--only", default="nodes,values,curve",
+                    help="Subset: nodes,values,curve,keys (keys: bench/memory_snapshot.py "
+                         "per --key-counts, minutes each).")  # fmt: skip
+    ap.add_argument("--key-counts", default="1000000,10000000",
+                    help="Key counts of the keys section.")  # fmt: skip
     ap.add_argument("--wait-quiet", type=float, default=30.0)
     ap.add_argument("--max-foreign", type=float, default=0.3)
     ap.add_argument("--retries", type=int, default=1)
@@ -167,7 +179,7 @@ def main() -> None:
             out["nodes"] = rows
         if "values" in only:
             rows = []
-            for size in (100, 1024, 10240):
+            for size in (10, 100, 1024, 10240, 102400):
                 with pyxos_cluster(3, tmp / f"value{size}") as cluster:
                     ep = endpoints_of(cluster, pyxos_leader(cluster))
                     r = run(f"value {size} B c={c}", args, ep, clients=c, duration=d,
@@ -176,6 +188,8 @@ def main() -> None:
                         r["mb_per_s"] = round(r["ops_per_s"] * size / 1e6, 2)
                 rows.append({"value_size": size, f"c{c}": r})
             out["values"] = rows
+        if "keys" in only:
+            out["keys"] = [key_count(int(n)) for n in args.key_counts.split(",")]
         if "curve" in only:
             sd = args.step_duration
             with pyxos_cluster(3, tmp / "curve") as cluster:
@@ -221,6 +235,41 @@ def main() -> None:
     print_tables(out, c)
 
 
+def key_count(keys: int) -> dict[str, Any]:
+    """How a node's cost grows with the number of keys: ``bench/memory_snapshot.py`` at
+    ``keys`` (its whole result is kept in its own file), summarized."""
+    name = f"memory-snapshot-{today()}-{keys // 1_000_000}M.json"
+    log(f"keys: {keys:,} (bench/memory_snapshot.py, results in {name})")
+    proc = subprocess.run(
+        [PY, str(Path(__file__).parent / "memory_snapshot.py"), "--keys", str(keys),
+         "--install-budget", str(max(90, keys // 50_000)), "--out", name],
+        capture_output=True, text=True, timeout=3600, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        return {"keys": keys, "error": proc.stderr[-2000:]}
+    full = json.loads((RESULTS / name).read_text())
+    a, b = full.get("in_process", {}), full.get("cluster", {})
+    restarted = b.get("rss_after_restart_from_snapshot_mib", {})
+    rss = max((v.get("VmRSS", 0) for v in restarted.values()), default=0)
+    install = b.get("install", {})
+    snap = b.get("snapshot_in_cluster", {})
+    return {
+        "keys": keys,
+        "file": name,
+        "state_bytes_per_key": a.get("bytes_per_key_in_memory"),
+        "node_rss_mib": rss,
+        "node_rss_bytes_per_key": round(rss * 2**20 / keys, 1) if rss else None,
+        "snapshot_bytes": a.get("snapshot_bytes"),
+        "snapshot_take_s": a.get("take_total_s"),
+        "snapshot_restore_s": a.get("restore_s"),
+        "load_keys_per_s": b.get("load", {}).get("keys_per_s"),
+        "longest_write_during_snapshot_ms": snap.get("longest_successful_set_ms"),
+        "restart_from_snapshot_s": b.get("restart_from_snapshot_s"),
+        "new_node_snapshot_received_s": install.get("snapshot_received_s"),
+        "new_node_caught_up_s": install.get("caught_up_s"),
+    }
+
+
 def print_tables(out: dict[str, Any], c: int) -> None:
     def cell(r: dict[str, Any] | None) -> str:
         if not r:
@@ -238,6 +287,12 @@ def print_tables(out: dict[str, Any], c: int) -> None:
             r = row[f"c{c}"]
             mb = f"{r['mb_per_s']:>8.2f}" if r else ""
             print(f"{row['value_size']:<8}{cell(r)}{mb}")
+    if "keys" in out:
+        cols = ("keys", "state_bytes_per_key", "node_rss_bytes_per_key", "snapshot_take_s",
+                "longest_write_during_snapshot_ms", "new_node_caught_up_s")  # fmt: skip
+        print("\n" + "  ".join(cols))
+        for row in out["keys"]:
+            print("  ".join(f"{row.get(k)}" for k in cols))
     if "curve" in out:
         print(f"\n{'offered':>10}{'achieved':>10}{'p50':>10}{'p99':>10}{'p99.9':>10}")
         for r in out["curve"]["open_loop"]:
