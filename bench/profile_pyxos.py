@@ -114,6 +114,12 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to others while this VM wanted it (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def thread_names(folded: Path) -> dict[str, str]:
     """Thread id -> Python thread name, from py-spy's ``thread (TID): NAME`` frames."""
     names = {}
@@ -232,12 +238,13 @@ def main() -> None:
                      "--output", str(tmp / f"node{k}.folded")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                 )  # fmt: skip
-            t0 = time.monotonic()
+            t0, steal0 = time.monotonic(), steal_seconds()
             for k, spy in spies.items():
                 _, err = spy.communicate(timeout=args.duration + 60)
                 if spy.returncode != 0:
                     log(f"py-spy on node {k} failed: {err[-500:]}")
             wall = time.monotonic() - t0
+            out["steal_cores"] = round((steal_seconds() - steal0) / wall, 3)
             used = {k: (cpu_seconds(cluster.procs[k].pid) - cpu0[k]) / wall for k in roles}
             th1 = {k: thread_cpu(cluster.procs[k].pid) for k in roles}
             m1 = {k: scrape(cluster.admin_port(k)) for k in roles}
@@ -276,7 +283,8 @@ def main() -> None:
     out["tag"] = args.tag
     write_result(f"profile-{today()}{'-' + args.tag if args.tag else ''}.json", out)
     load = out.get("load", {})
-    print(f"load: {load.get('ops_per_s')} ops/s, p99 {load.get('p99_ms')} ms")
+    print(f"load: {load.get('ops_per_s')} ops/s, p99 {load.get('p99_ms')} ms; "
+          f"CPU stolen by the host meanwhile: {out.get('steal_cores')} cores")  # fmt: skip
     for role in ("leader", "follower"):
         s = out.get(role)
         if not s:
