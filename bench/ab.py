@@ -4,7 +4,7 @@
                                  [--duration 8] [--out FILE] [--env-a K=V] [--env-b K=V]
 
 ``A_SRC`` and ``B_SRC`` are ``src`` directories (a worktree of each commit: ``git worktree
-add /tmp/a <commit>``, then ``/tmp/a/src``); each round starts a fresh 3-node cluster of
+add /tmp/a <commit>``, then ``/tmp/a/src``); each round starts a fresh cluster (``--nodes``, 3) of
 real ``pyxos serve`` processes with that tree on ``PYTHONPATH``, runs ``pyxos bench`` (SET,
 100-byte values; ``--ratio 1:0`` for linearizable GETs) at the leader, and reads over the
 measured window:
@@ -47,7 +47,7 @@ def _cpu(pid: int, fields: tuple[int, ...] = (11, 12)) -> float:
 def one_run(args: argparse.Namespace) -> dict[str, Any]:
     """One cluster, one measured window, with the tree ``PYTHONPATH`` names (child mode)."""
     tmp = Path(tempfile.mkdtemp(prefix="pyxos-ab-"))
-    with pyxos_cluster(3, tmp / "c") as cluster:
+    with pyxos_cluster(args.nodes, tmp / "c") as cluster:
         leader = pyxos_leader(cluster)
         follower = next(k for k in cluster.ids if k != leader)
         bench = subprocess.Popen(
@@ -89,6 +89,7 @@ def main() -> None:
     ap.add_argument("a", nargs="?", help="src directory of side A")
     ap.add_argument("b", nargs="?", help="src directory of side B")
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--pipeline", type=int, default=1)
     ap.add_argument("--duration", type=float, default=8.0)
@@ -111,8 +112,9 @@ def main() -> None:
             env = dict(os.environ, PYTHONPATH=str(Path(src).resolve()))
             env.update(kv.split("=", 1) for kv in extra)
             proc = subprocess.run(
-                [PY, __file__, "--child", "--clients", str(args.clients), "--pipeline",
-                 str(args.pipeline), "--duration", str(args.duration), "--ratio", args.ratio],
+                [PY, __file__, "--child", "--nodes", str(args.nodes), "--clients",
+                 str(args.clients), "--pipeline", str(args.pipeline), "--duration",
+                 str(args.duration), "--ratio", args.ratio],
                 env=env, capture_output=True, text=True, timeout=args.duration + 300, check=False,
             )  # fmt: skip
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -133,8 +135,9 @@ def main() -> None:
     if args.out:
         args.out.write_text(
             json.dumps({"sides": {s: {"src": v[0], "env": v[1]} for s, v in sides.items()},
-                        "load": {"clients": args.clients, "pipeline": args.pipeline,
-                                 "duration_s": args.duration, "ratio": args.ratio},
+                        "load": {"nodes": args.nodes, "clients": args.clients,
+                                 "pipeline": args.pipeline, "duration_s": args.duration,
+                                 "ratio": args.ratio},
                         "runs": runs, "medians": medians}, indent=2) + "\n"
         )  # fmt: skip
 
