@@ -228,12 +228,16 @@ def unavailable_s(samples: list[tuple[float, float, str]]) -> float:
     return worst
 
 
+NODE_ARGS: list[str] = []
+"""More ``pyxos serve`` flags for every node (``--election-ms``)."""
+
+
 def restart_both(cluster: Any, snapshot_every: int, until_applied: int) -> tuple[int, int]:
     """Restart nodes 1 and 2 with ``--snapshot-every``; return the leader and its client
     port once both have applied ``until_applied`` again."""
     cluster.stop(1)
     cluster.stop(2)
-    cluster.extra_args = ["--snapshot-every", str(snapshot_every)]
+    cluster.extra_args = ["--snapshot-every", str(snapshot_every), *NODE_ARGS]
     for k in (1, 2):
         cluster.start(k)
     cluster.wait_ready(1, timeout=120)
@@ -256,7 +260,7 @@ def part_b(keys: int, tmp: Path, install_budget: float) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     cluster = LocalCluster(3, find_base_port(3), tmp / "cluster",
-                           extra_args=["--snapshot-every", str(10**9)])  # fmt: skip
+                           extra_args=["--snapshot-every", str(10**9), *NODE_ARGS])  # fmt: skip
     bench_proc: subprocess.Popen[str] | None = None
     try:
         # A new cluster starts with every member (a new data dir votes only once the others
@@ -439,6 +443,12 @@ def main() -> None:
                     help="Longest wait for node 3 to catch up (s).")  # fmt: skip
     ap.add_argument("--only", default="a,b", help="a (in-process), b (cluster), or both.")
     ap.add_argument("--keep", action="store_true", help="Keep the data dirs and node logs.")
+    ap.add_argument(
+        "--election-ms",
+        type=float,
+        help="The nodes' election timeout (pyxos serve --election-ms); at 10M keys the "
+        "default 300 ms is shorter than the loop's longest stalls",
+    )
     ap.add_argument("--out", help="Result file name in bench/results (memory-snapshot-DATE.json)")
     ap.add_argument("--part-a-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -447,6 +457,9 @@ def main() -> None:
         return
     tmp = Path(tempfile.mkdtemp(prefix="pyxos-memsnap-"))
     out: dict[str, Any] = {"machine": machine(tmp)}
+    if args.election_ms:
+        NODE_ARGS[:] = ["--election-ms", str(args.election_ms)]
+        out["node_args"] = NODE_ARGS
     try:
         if "a" in args.only:
             log(f"part A: state machine + storage in one process, {args.keys:,} keys")

@@ -242,11 +242,17 @@ def key_count(keys: int) -> dict[str, Any]:
     log(f"keys: {keys:,} (bench/memory_snapshot.py, results in {name})")
     proc = subprocess.run(
         [PY, str(Path(__file__).parent / "memory_snapshot.py"), "--keys", str(keys),
-         "--install-budget", str(max(90, keys // 50_000)), "--out", name],
+         "--install-budget", str(max(90, keys // 50_000)), "--out", name,
+         *(["--election-ms", "3000"] if keys >= 5_000_000 else [])],
         capture_output=True, text=True, timeout=3600, check=False,
     )  # fmt: skip
     if proc.returncode != 0:
         return {"keys": keys, "error": proc.stderr[-2000:]}
+    return summarize_keys(keys, name)
+
+
+def summarize_keys(keys: int, name: str) -> dict[str, Any]:
+    """The row of the keys table, from memory_snapshot.py's result file ``name``."""
     full = json.loads((RESULTS / name).read_text())
     a, b = full.get("in_process", {}), full.get("cluster", {})
     restarted = b.get("rss_after_restart_from_snapshot_mib", {})
@@ -256,6 +262,7 @@ def key_count(keys: int) -> dict[str, Any]:
     return {
         "keys": keys,
         "file": name,
+        "node_args": full.get("node_args", []),
         "state_bytes_per_key": a.get("bytes_per_key_in_memory"),
         "node_rss_mib": rss,
         "node_rss_bytes_per_key": round(rss * 2**20 / keys, 1) if rss else None,
@@ -264,6 +271,8 @@ def key_count(keys: int) -> dict[str, Any]:
         "snapshot_restore_s": a.get("restore_s"),
         "load_keys_per_s": b.get("load", {}).get("keys_per_s"),
         "longest_write_during_snapshot_ms": snap.get("longest_successful_set_ms"),
+        "longest_unavailable_during_snapshot_ms": snap.get("longest_unavailable_ms"),
+        "failed_writes_during_snapshot": snap.get("failed_sets"),
         "restart_from_snapshot_s": b.get("restart_from_snapshot_s"),
         "new_node_snapshot_received_s": install.get("snapshot_received_s"),
         "new_node_caught_up_s": install.get("caught_up_s"),
