@@ -184,6 +184,20 @@ def log_events(cluster: Any, node: int, pattern: str) -> list[tuple[float, str]]
     return out
 
 
+def start_then_wipe_node3(cluster: Any) -> None:
+    """Start every member of a new cluster (a new data dir votes only once the others have
+    registered it), then stop node 3 and delete its data dir, so it can join empty later."""
+    cluster.start()
+    cluster.wait_ready(timeout=60)
+    deadline = time.monotonic() + 60
+    while not all(log_events(cluster, k, "it votes now") for k in (1, 2, 3)):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the members did not register each other's data dirs")
+        time.sleep(0.1)
+    cluster.stop(3)
+    shutil.rmtree(cluster.data_dir / "node3")
+
+
 def probe_until(port: int, done: Any, timeout: float) -> list[tuple[float, float, str]]:
     """Sequential SETs until ``done()``: (unix send time, latency s, error or "").
 
@@ -263,17 +277,7 @@ def part_b(keys: int, tmp: Path, install_budget: float) -> dict[str, Any]:
                            extra_args=["--snapshot-every", str(10**9), *NODE_ARGS])  # fmt: skip
     bench_proc: subprocess.Popen[str] | None = None
     try:
-        # A new cluster starts with every member (a new data dir votes only once the others
-        # registered it); then node 3 goes down and loses its disk, to join empty later.
-        cluster.start()
-        cluster.wait_ready(timeout=60)
-        deadline = time.monotonic() + 60
-        while not all(log_events(cluster, k, "it votes now") for k in (1, 2, 3)):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the members did not register each other's data dirs")
-            time.sleep(0.1)
-        cluster.stop(3)
-        shutil.rmtree(cluster.data_dir / "node3")
+        start_then_wipe_node3(cluster)
         lead = leader_of(cluster, [1, 2])
         lport = cluster.client_port(lead)
         log(f"nodes 1 and 2 up, leader {lead}; loading {keys:,} keys with pipelined MSET")

@@ -222,7 +222,6 @@ def part_c(n: int, tmp: Path, install_budget: float = 240.0) -> dict[str, Any]:
     """Real processes: a follower that lost its disk installs a snapshot holding one sorted
     set of ``n`` members while the others serve (helpers from ``memory_snapshot.py``)."""
     import asyncio
-    import shutil
     import signal
     import subprocess
 
@@ -236,6 +235,7 @@ def part_c(n: int, tmp: Path, install_budget: float = 240.0) -> dict[str, Any]:
         mib,
         probe_until,
         restart_both,
+        start_then_wipe_node3,
     )
 
     from pyxos.launch.local_cluster import LocalCluster, find_base_port
@@ -245,16 +245,7 @@ def part_c(n: int, tmp: Path, install_budget: float = 240.0) -> dict[str, Any]:
                            extra_args=["--snapshot-every", str(10**9)])  # fmt: skip
     bench_proc: subprocess.Popen[str] | None = None
     try:
-        # A new cluster starts with every member; then node 3 goes down and loses its disk.
-        cluster.start()
-        cluster.wait_ready(timeout=60)
-        deadline = time.monotonic() + 60
-        while not all(log_events(cluster, k, "it votes now") for k in (1, 2, 3)):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the members did not register each other's data dirs")
-            time.sleep(0.1)
-        cluster.stop(3)
-        shutil.rmtree(cluster.data_dir / "node3")
+        start_then_wipe_node3(cluster)
         lead = leader_of(cluster, [1, 2])
         lport = cluster.client_port(lead)
         t = time.perf_counter()
