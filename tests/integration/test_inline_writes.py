@@ -1,5 +1,6 @@
-"""Where each batch is written: a follower's on its event loop's thread, a leader's on its
-I/O thread, and everyone's on the I/O thread with ``inline_writes=False``."""
+"""Where each batch is written: everyone's on the I/O thread by default; with
+``inline_writes=True`` a follower's on its event loop's thread, a leader's still on its
+I/O thread."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from inproc import InprocCluster
 
 from pyxos.core.ready import Persist
 from pyxos.runtime.node import Node
+from pyxos.storage import StorageError
 
 
 def _record_threads(node: Node) -> list[tuple[str, int]]:
@@ -28,9 +30,10 @@ def _record_threads(node: Node) -> list[tuple[str, int]]:
     return seen
 
 
-@pytest.mark.parametrize("inline", [True, False])
-async def test_where_each_node_writes_its_batches(tmp_path: Path, inline: bool) -> None:
-    cluster = InprocCluster(tmp_path, inline_writes=inline)
+@pytest.mark.parametrize("inline", [True, False, None])
+async def test_where_each_node_writes_its_batches(tmp_path: Path, inline: bool | None) -> None:
+    options = {} if inline is None else {"inline_writes": inline}
+    cluster = InprocCluster(tmp_path, **options)
     await cluster.start()
     try:
         leader = await cluster.leader()
@@ -59,7 +62,7 @@ async def test_where_each_node_writes_its_batches(tmp_path: Path, inline: bool) 
 async def test_a_follower_writing_inline_survives_a_restart_with_everything_it_acked(
     tmp_path: Path,
 ) -> None:
-    cluster = InprocCluster(tmp_path)
+    cluster = InprocCluster(tmp_path, inline_writes=True)
     await cluster.start()
     try:
         leader = await cluster.leader()
@@ -72,5 +75,27 @@ async def test_a_follower_writing_inline_survives_a_restart_with_everything_it_a
         node = cluster.nodes[follower]
         await node.wait_for(lambda: len(cluster.machine(follower).items) >= 50)
         assert cluster.machine(follower).items[:50] == [b"a%d" % i for i in range(50)]
+    finally:
+        await cluster.close()
+
+
+async def test_a_follower_whose_inline_write_fails_stops_and_the_others_carry_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = InprocCluster(tmp_path, inline_writes=True)
+    await cluster.start()
+    try:
+        leader = await cluster.leader()
+        victim = cluster.nodes[next(i for i in cluster.nodes if i != leader.id)]
+
+        def broken(*args: object) -> None:
+            raise StorageError("injected: fsync failed (EIO)")
+
+        monkeypatch.setattr(victim.storage, "write", broken)
+        for i in range(5):
+            await leader.submit(b"w%d" % i)
+        await victim.wait_for(lambda: victim.failed is not None)
+        assert "fsync failed" in (victim.failed or "")
+        assert await leader.submit(b"still-committing")  # two of three are a quorum
     finally:
         await cluster.close()

@@ -69,10 +69,13 @@ class NodeConfig:
     """Refuse a data dir made for other ``members`` (a mistyped ``--cluster``). Off for
     a node that joined a running cluster: its members come from the membership its data
     dir holds, which the log keeps changing."""
-    inline_writes: bool = True
+    inline_writes: bool = False
     """While not leading, write and sync each batch on the event loop's thread instead of
-    the I/O thread (see :meth:`pyxos.runtime.shell.Shell._inline`); False keeps every
-    write on the I/O thread."""
+    the I/O thread (see :meth:`pyxos.runtime.shell.Shell._inline`). Cheaper per batch,
+    but it ties a follower's answers to heartbeats to its disk's latency: while a sync
+    takes longer than an election timeout the leader hears from no one (on a loaded
+    machine, both followers of a test cluster did so at once and the leader stepped down).
+    Off by default; for a dedicated fast disk."""
 
     def __post_init__(self) -> None:
         if self.node_id not in self.members:

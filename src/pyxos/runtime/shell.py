@@ -134,6 +134,7 @@ class Shell:
     def _inline(self, persist: Persist) -> bool:
         """Whether to write this batch on the event loop's own thread.
 
+        Only with ``NodeConfig.inline_writes`` (off by default: see there for the price).
         A follower's loop has little else to do while its batch syncs: what arrives
         meanwhile waits in the socket buffers and joins the next batch, exactly as it would
         have waited for the I/O thread. Writing inline saves the two thread hand-overs of
