@@ -266,8 +266,9 @@ class Node(NodeCalls):
         self._changed_core()
 
     async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the I/O thread, in order with the log writes made there (a
-        follower writes its batches inline, on the loop: the storage lock orders those)."""
+        """Run ``fn(*args)`` on the I/O thread, in order with the log writes made there (with
+        ``NodeConfig.inline_writes`` a follower writes its batches on the loop instead: the
+        storage lock orders those)."""
         return await asyncio.get_running_loop().run_in_executor(self.shell.io, fn, *args)
 
     # ------------------------------------------------------------------ inputs
