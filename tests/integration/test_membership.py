@@ -198,6 +198,11 @@ async def test_learner_stays_learner_until_promoted_and_replays_the_log(
     await learner.wait_for(lambda: learner.applied >= leader.replica.commit_index - 5, 20.0)
     await wait_role(cluster, 4, "learner")
     assert 4 not in leader.replica.config.members  # it counts in no quorum
+    # Promotion waits for what the leader checks: the learner's data dir registered and
+    # its log caught up (applied alone does not say the registration reached the leader).
+    await leader.wait_for(
+        lambda: any(r["id"] == 4 and r["caught_up"] for r in leader.membership.rows()), 20.0
+    )
     await leader.membership.change("promote", 4)
     await wait_role(cluster, 4, "voter")
     await writer.wait_for(10)
