@@ -199,9 +199,20 @@ async def test_a_cluster_on_sqlite_commits_and_recovers_after_a_full_restart(
         await c.close()
 
 
+@pytest.mark.parametrize("inline_writes", [False, True])
 async def test_a_node_whose_disk_fails_stops_and_the_others_carry_on(
-    cluster: InprocCluster, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inline_writes: bool
 ) -> None:
+    cluster = InprocCluster(tmp_path, inline_writes=inline_writes)
+    await cluster.start()
+    try:
+        await _disk_fails(cluster, monkeypatch)
+    finally:
+        await cluster.close()
+
+
+async def _disk_fails(cluster: InprocCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower's writes fail (on its I/O thread, or inline on its loop): it stops."""
     leader = await cluster.leader()
     victim = cluster.nodes[next(i for i in cluster.nodes if i != leader.id)]
 
