@@ -350,13 +350,26 @@ def best(*results: dict[str, Any] | None) -> dict[str, Any] | None:
     return max(found, key=lambda r: r["ops_per_s"]) if found else None
 
 
+TUNINGS = ("default", "nobatch", "fastbatch")
+"""PySyncObj's tunings; the best of them is the one the ratios use."""
+
+
+def ok_run(runs: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The run called ``name``, unless it is missing or failed."""
+    r = runs.get(name)
+    return r if r and "error" not in r else None
+
+
+def pysyncobj_best(runs: dict[str, Any], n: int) -> dict[str, Any] | None:
+    return best(*(ok_run(runs, f"pysyncobj-{t}-c{n}") for t in TUNINGS))
+
+
 def table(runs: dict[str, Any], c: int) -> tuple[str, list[dict[str, Any]]]:
     def get(name: str) -> dict[str, Any] | None:
-        r = runs.get(name)
-        return r if r and "error" not in r else None
+        return ok_run(runs, name)
 
-    tunings = ("default", "nobatch", "fastbatch")
-    pso_best = {n: best(*(get(f"pysyncobj-{t}-c{n}") for t in tunings)) for n in (1, c)}
+    tunings = TUNINGS
+    pso_best = {n: pysyncobj_best(runs, n) for n in (1, c)}
     pso_best_name = {
         n: next(
             (t for t in tunings if get(f"pysyncobj-{t}-c{n}") is pso_best[n] and pso_best[n]),
@@ -449,16 +462,11 @@ def table(runs: dict[str, Any], c: int) -> tuple[str, list[dict[str, Any]]]:
 def targets(runs: dict[str, Any], c: int) -> tuple[str, list[dict[str, Any]]]:
     """The performance targets (issue 17), each checked against this run's own numbers."""
 
-    def get(name: str) -> dict[str, Any] | None:
-        r = runs.get(name)
-        return r if r and "error" not in r else None
-
     def val(name: str | dict[str, Any] | None, key: str = "ops_per_s") -> float | None:
-        r = get(name) if isinstance(name, str) else name
+        r = ok_run(runs, name) if isinstance(name, str) else name
         return None if r is None or r.get(key) is None else float(r[key])
 
-    tunings = ("default", "nobatch", "fastbatch")
-    pso = {n: best(*(get(f"pysyncobj-{t}-c{n}") for t in tunings)) for n in (1, c)}
+    pso = {n: pysyncobj_best(runs, n) for n in (1, c)}
     # (what, pyxos value, peer value, pyxos/peer needed (or the bound), higher is better)
     checks: list[tuple[str, float | None, float | None, float, bool, str]] = [
         (f"SET c={c}: pyxos / etcd ops/s", val(f"pyxos-bench-c{c}"), val(f"etcd-wrk-c{c}"),

@@ -12,18 +12,8 @@ from __future__ import annotations
 import struct
 
 HEADER = struct.Struct(">IQQ")
-"""(origin, incarnation, seq); the runtime's hot loops use it directly."""
+"""``(origin, incarnation, seq)``, packed in front of the payload by
+``NodeCalls.submit_future`` and unpacked by ``Shell._apply`` (a command shorter than the
+header has origin 0: nobody waits for its reply). Used inline there: both run once per
+command."""
 HEADER_SIZE = HEADER.size
-
-
-def pack(origin: int, incarnation: int, seq: int, payload: bytes) -> bytes:
-    """Wrap ``payload`` for the log."""
-    return HEADER.pack(origin, incarnation, seq) + payload
-
-
-def unpack(command: bytes) -> tuple[int, int, int, bytes]:
-    """``(origin, incarnation, seq, payload)``; a short command yields origin 0."""
-    if len(command) < HEADER_SIZE:
-        return 0, 0, 0, command
-    origin, incarnation, seq = HEADER.unpack_from(command)
-    return origin, incarnation, seq, command[HEADER_SIZE:]

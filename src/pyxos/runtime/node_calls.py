@@ -52,7 +52,7 @@ class NodeCalls:
         """
         self.check_alive()
         seq = next(self._seq)
-        command = envelope.HEADER.pack(self.id, self._incarnation, seq) + payload  # pack()
+        command = envelope.HEADER.pack(self.id, self._incarnation, seq) + payload
         if not self.replica.propose(command):
             return None
         future = self.requests.command(seq, self._loop or asyncio.get_running_loop(), timeout)

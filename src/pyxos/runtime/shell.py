@@ -212,7 +212,6 @@ class Shell:
                 self.applied = slot
                 continue
             for command in value:
-                # envelope.unpack, inlined: this loop runs once per command on every node.
                 if len(command) < header:
                     apply(command)
                     continue
