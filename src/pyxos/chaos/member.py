@@ -192,7 +192,11 @@ class MemberFaults:
         return self.rng.choice(up or [k for k in self.cluster.ids if k != victim])
 
     def _paxos(self, asker: int, *args: str) -> Any:
-        """A ``PAXOS`` command, retried on other nodes while none answers."""
+        """A ``PAXOS`` command, retried on other nodes while none answers.
+
+        A change the leader refuses because too few voters answer it now (``no quorum``,
+        after packet loss or a slow node) is asked again too, as an operator would once the
+        cluster is whole: the refusal changed nothing, and the fault is the network's."""
         deadline = time.monotonic() + COMMAND_TIMEOUT
         target = int(args[1]) if len(args) > 1 else 0
         while True:
@@ -201,7 +205,7 @@ class MemberFaults:
                 return conn.execute_command("PAXOS", *args)  # type: ignore[no-untyped-call]
             except redis.ResponseError as exc:
                 text = str(exc)
-                if "retry" not in text or time.monotonic() > deadline:
+                if not _transient(text) or time.monotonic() > deadline:
                     raise
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 if time.monotonic() > deadline:
@@ -226,6 +230,11 @@ class MemberFaults:
                 pass
             time.sleep(0.1)
         return False
+
+
+def _transient(refusal: str) -> bool:
+    """A refusal worth asking again: no leader yet (``retry``), or too few voters answer."""
+    return "retry" in refusal or "no quorum" in refusal
 
 
 def _leader_of(cluster: LocalCluster, asked: int) -> int | None:
