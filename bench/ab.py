@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ab.py A_SRC B_SRC [--rounds 4] [--clients 64] [--pipeline 1]
                                  [--duration 8] [--out FILE] [--env-a K=V] [--env-b K=V]
+                                 [--load-src SRC]
 
 ``A_SRC`` and ``B_SRC`` are ``src`` directories (a worktree of each commit: ``git worktree
 add /tmp/a <commit>``, then ``/tmp/a/src``); each round starts a fresh cluster (``--nodes``, 3) of
@@ -44,6 +45,15 @@ def _cpu(pid: int, fields: tuple[int, ...] = (11, 12)) -> float:
     return sum(int(stat[i]) for i in fields) / os.sysconf("SC_CLK_TCK")
 
 
+def _load_env(args: argparse.Namespace) -> dict[str, str]:
+    """The load generator's environment: the side's own tree, or ``--load-src`` for both
+    sides, so that an A/B of two builds (pure Python against mypyc) does not also change the
+    CPU the generator takes from the nodes on this 2-core machine."""
+    if not args.load_src:
+        return dict(os.environ)
+    return dict(os.environ, PYTHONPATH=str(Path(args.load_src).resolve()))
+
+
 def one_run(args: argparse.Namespace) -> dict[str, Any]:
     """One cluster, one measured window, with the tree ``PYTHONPATH`` names (child mode)."""
     tmp = Path(tempfile.mkdtemp(prefix="pyxos-ab-"))
@@ -55,7 +65,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
              "--clients", str(args.clients), "--pipeline", str(args.pipeline),
              "--duration", str(args.duration), "--warmup", "1", "--ratio", args.ratio, "--json",
              "--no-progress"],
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
+            stdout=subprocess.PIPE, text=True, cwd=REPO, env=_load_env(args),
         )  # fmt: skip
         time.sleep(1.5)  # past the warm-up
         nodes = {"L": leader, "F": follower}
@@ -97,6 +107,9 @@ def main() -> None:
     ap.add_argument("--env-a", action="append", default=[], help="K=V for side A's nodes")
     ap.add_argument("--env-b", action="append", default=[], help="K=V for side B's nodes")
     ap.add_argument("--out", type=Path)
+    ap.add_argument(
+        "--load-src", help="src directory the load generator runs (default: each side's)"
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -114,7 +127,8 @@ def main() -> None:
             proc = subprocess.run(
                 [PY, __file__, "--child", "--nodes", str(args.nodes), "--clients",
                  str(args.clients), "--pipeline", str(args.pipeline), "--duration",
-                 str(args.duration), "--ratio", args.ratio],
+                 str(args.duration), "--ratio", args.ratio]
+                + (["--load-src", args.load_src] if args.load_src else []),
                 env=env, capture_output=True, text=True, timeout=args.duration + 300, check=False,
             )  # fmt: skip
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -137,7 +151,7 @@ def main() -> None:
             json.dumps({"sides": {s: {"src": v[0], "env": v[1]} for s, v in sides.items()},
                         "load": {"nodes": args.nodes, "clients": args.clients,
                                  "pipeline": args.pipeline, "duration_s": args.duration,
-                                 "ratio": args.ratio},
+                                 "ratio": args.ratio, "load_src": args.load_src},
                         "runs": runs, "medians": medians}, indent=2) + "\n"
         )  # fmt: skip
 
