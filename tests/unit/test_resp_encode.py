@@ -75,8 +75,8 @@ def test_status_and_error_lines_cannot_break_the_stream() -> None:
 
 
 def test_bytearray_and_memoryview_are_bulk_strings() -> None:
-    assert encode_resp2(bytearray(b"ab")) == b"$2\r\nab\r\n"  # type: ignore[arg-type]
-    assert encode_resp2(memoryview(b"ab")) == b"$2\r\nab\r\n"  # type: ignore[arg-type]
+    assert encode_resp2(bytearray(b"ab")) == b"$2\r\nab\r\n"
+    assert encode_resp2(memoryview(b"ab")) == b"$2\r\nab\r\n"
 
 
 def test_unsupported_values_and_protocols() -> None:

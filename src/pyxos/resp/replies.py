@@ -223,7 +223,7 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
         raise TypeError(f"cannot encode {t.__name__} as a RESP reply")
 
 
-def encode_resp2(value: Reply) -> bytes:
+def encode_resp2(value: Reply | bytearray | memoryview) -> bytes:
     """Encode a reply value for a RESP2 client (the default protocol of every client)."""
     if type(value) is bytes:  # the common GET reply, without building a list
         return b"$%d\r\n%b\r\n" % (len(value), value)
@@ -232,14 +232,14 @@ def encode_resp2(value: Reply) -> bytes:
     return out[0] if len(out) == 1 else b"".join(out)
 
 
-def encode_resp3(value: Reply) -> bytes:
+def encode_resp3(value: Reply | bytearray | memoryview) -> bytes:
     """Encode a reply value for a client that switched to RESP3 with ``HELLO 3``."""
     out: list[bytes] = []
     _encode_into(value, out, True)
     return out[0] if len(out) == 1 else b"".join(out)
 
 
-def encode(value: Reply, protocol: int = 2) -> bytes:
+def encode(value: Reply | bytearray | memoryview, protocol: int = 2) -> bytes:
     """Encode ``value`` for protocol version 2 or 3."""
     if protocol == 3:
         return encode_resp3(value)

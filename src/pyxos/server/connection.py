@@ -332,14 +332,14 @@ class Connection(
             return self.c_client(argv[1:])
         if name in (b"multi", b"discard", b"unwatch"):
             handler = getattr(self, "c_" + name.decode())
-            reply: bytes = handler()
+            reply: Reply_ = handler()
             return reply
         if name == b"watch":
             return self.c_watch(argv)
         method = getattr(self, "c_" + name.decode("ascii", "replace"), None)
         if method is None:
             return error(f"ERR command '{name.decode(errors='replace')}' is not supported")
-        local: bytes = method(argv)
+        local: Reply_ = method(argv)
         return local
 
     def _with_session(self, argv: Sequence[bytes]) -> Reply_:
