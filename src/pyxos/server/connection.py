@@ -3,8 +3,9 @@
 A connection is an asyncio protocol object (callbacks, not a task per connection), put
 together from the command mixins (:mod:`~pyxos.server.local_commands`,
 :mod:`~pyxos.server.client_command`, :mod:`~pyxos.server.multi`). Writes go through the log
-(:meth:`Connection.propose`), reads wait for a read index, and both are answered strictly in
-the order the client sent them; see :mod:`pyxos.server.redis_server` for the whole picture.
+and reads wait for a read index (:mod:`~pyxos.server.log_calls`), and both are answered
+strictly in the order the client sent them; see :mod:`pyxos.server.redis_server` for the
+whole picture.
 """
 
 from __future__ import annotations
@@ -17,18 +18,16 @@ from collections import deque
 from collections.abc import Sequence
 from typing import cast
 
-from pyxos.kv import Classification, CommandKind, classify, encode_request
-from pyxos.kv.clock import clock_tick, read_needs_tick, write_stamp
-from pyxos.kv.commands import CommandSpec, string2ll
-from pyxos.kv.resp3 import resp3_reply
+from pyxos.kv import Classification, CommandKind, classify
+from pyxos.kv.commands import string2ll
 from pyxos.resp.requests import ProtocolError, RequestParser
-from pyxos.runtime.errors import NodeFailed, PyxosError, Unavailable, UnknownOutcome
 from pyxos.server.acl_check import permissions
 from pyxos.server.acl_commands import AclConnectionCommands
 from pyxos.server.blocking import BLOCKING, BlockingCommands
 from pyxos.server.client_command import ClientCommands
-from pyxos.server.connection_base import NOAUTH, Reply_, ServerPort, error, now_ms
+from pyxos.server.connection_base import NOAUTH, Reply_, ServerPort, error
 from pyxos.server.local_commands import LocalCommands
+from pyxos.server.log_calls import LogCalls
 from pyxos.server.multi import MultiCommands
 from pyxos.server.paxos_commands import PaxosCommands
 
@@ -39,6 +38,7 @@ log = logging.getLogger("pyxos.server")
 
 class Connection(
     asyncio.Protocol,
+    LogCalls,  # first: it implements what the mixins after it declare (submit, propose)
     LocalCommands,
     ClientCommands,
     MultiCommands,
@@ -353,116 +353,3 @@ class Connection(
             self.multi_error = True
             return b"-ERR RID inside MULTI is not supported: send RID <client> <seq> EXEC\r\n"
         return self._handle(argv[3:], client, seq)
-
-    def propose(self, argv: Sequence[bytes], client: int, seq: int, spec: CommandSpec) -> Reply_:
-        """Propose a write. The fast path returns the node's own future (no task, no timer);
-        :meth:`_reply_bytes` turns its result or error into RESP when it is sent.
-
-        The command is stamped with this node's clock unless its result cannot depend on
-        time (a plain ``SET k v``), and carries the connection's database."""
-        stamp = write_stamp(argv, spec, now_ms)
-        payload = encode_request(argv, client, seq, stamp, self.db)
-        try:
-            future = self.node.submit_future(payload, self.server.limits.timeout)
-        except PyxosError as exc:
-            return self.error_reply(exc)
-        if future is None:
-            return self._write_slow(payload, argv)  # no leader known yet: wait for one
-        if self.protocol == 3:
-            out: asyncio.Future[bytes] = self.loop.create_future()
-            future.add_done_callback(lambda f: out.set_result(self._reply_bytes(f, argv)))
-            return out
-        return future
-
-    def submit(self, payload: bytes) -> asyncio.Future[bytes]:
-        """An internal entry through the log; its RESP2 reply, or the error that stopped it."""
-
-        async def run() -> bytes:
-            try:
-                return await self.node.submit(payload, self.server.limits.timeout)
-            except PyxosError as exc:
-                return self.error_reply(exc)
-
-        return asyncio.ensure_future(run())
-
-    async def _write_slow(self, payload: bytes, argv: Sequence[bytes] = ()) -> bytes:
-        try:
-            reply = await self.node.submit(payload, self.server.limits.timeout)
-        except PyxosError as exc:
-            return self.error_reply(exc)
-        return resp3_reply(argv, reply) if self.protocol == 3 else reply
-
-    def _read(self, argv: Sequence[bytes]) -> bytes | asyncio.Future[bytes]:
-        """Ask for a read index; answer from local state once it is applied here."""
-        kv, protocol, node, db = self.server.kv, self.protocol, self.node, self.db
-        try:
-            index = node.read_future(self.server.limits.timeout)
-        except PyxosError as exc:
-            return self.error_reply(exc)
-        out: asyncio.Future[bytes] = self.loop.create_future()
-
-        def done(f: asyncio.Future[bool]) -> None:
-            exc = f.exception()
-            if exc is not None:
-                out.set_result(self.error_reply(exc))
-            elif f.result():
-                node.metrics.reads.inc()
-                if not kv.expiring:
-                    out.set_result(kv.read(argv, protocol, db))
-                    return
-                clock = now_ms()
-                if not read_needs_tick(kv, argv, db, clock):
-                    out.set_result(kv.read(argv, protocol, db, clock))
-                    return
-                task = asyncio.ensure_future(self._tick_then_read(argv, clock))
-                task.add_done_callback(lambda t: out.set_result(t.result()))
-            else:  # no leader confirmed it: retry, waiting for a leader
-                task = asyncio.ensure_future(self._read_slow(argv))
-                task.add_done_callback(lambda t: out.set_result(t.result()))
-
-        index.add_done_callback(done)
-        return out
-
-    async def _read_slow(self, argv: Sequence[bytes]) -> bytes:
-        kv = self.server.kv
-        try:
-            await self.node.read(lambda _: None, self.server.limits.timeout)
-        except PyxosError as exc:
-            return self.error_reply(exc)
-        clock = now_ms()
-        if read_needs_tick(kv, argv, self.db, clock):
-            return await self._tick_then_read(argv, clock)
-        return kv.read(argv, self.protocol, self.db, clock)
-
-    async def _tick_then_read(self, argv: Sequence[bytes], clock: int) -> bytes:
-        """The read touches a key that is past its time by this node's clock but not yet by
-        the replicated one: put a clock tick through the log first (which deletes the key
-        on every replica), then answer. No node can report the key present after this."""
-        try:
-            await self.node.submit(clock_tick(clock), self.server.limits.timeout)
-        except PyxosError as exc:
-            return self.error_reply(exc)
-        return self.server.kv.read(argv, self.protocol, self.db, clock)
-
-    def _reply_bytes(self, future: asyncio.Future[bytes], argv: Sequence[bytes] = ()) -> bytes:
-        """The RESP bytes for a finished write future: its reply, or the error for why not."""
-        exc = future.exception()
-        if exc is not None:
-            return self.error_reply(exc)
-        reply = future.result()
-        return resp3_reply(argv, reply) if self.protocol == 3 else reply
-
-    def error_reply(self, exc: BaseException) -> bytes:
-        if isinstance(exc, Unavailable):
-            return self._fail("NOLEADER", f"no leader reachable, command not applied ({exc})")
-        if isinstance(exc, UnknownOutcome):
-            return self._fail("TIMEOUT", f"outcome unknown, the command may still apply ({exc})")
-        if isinstance(exc, NodeFailed):
-            return self._fail("NODEFAILED", f"this node stopped: {exc}")
-        log.error("unexpected error serving a command: %r", exc)
-        self.server.stats.unexpected_errors += 1
-        return self._fail("ERR", f"internal error: {exc!r}")
-
-    def _fail(self, code: str, text: str) -> bytes:
-        self.node.metrics.client_errors.labels(code.lower()).inc()
-        return error(f"{code} {text}")

@@ -133,7 +133,7 @@ class ConnectionBase:
 
     def propose(
         self, argv: Sequence[bytes], client: int, seq: int, spec: CommandSpec
-    ) -> Reply_:  # implemented by the connection
+    ) -> Reply_:  # implemented in pyxos.server.log_calls
         raise NotImplementedError
 
     def submit(self, payload: bytes) -> asyncio.Future[bytes]:
