@@ -102,3 +102,28 @@ def test_a_crash_part_way_leaves_only_dead_rows_that_the_next_compaction_sweeps(
         assert slots_on_disk(again) == list(range(181, 201))
     finally:
         again.close()
+
+
+def test_a_store_closed_part_way_stops_compacting_and_keeps_its_snapshot(
+    engine: str, store: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot thread may still be compacting when the node closes its storage."""
+    seen = spy_commits(store, monkeypatch)
+    original = store._engine_commit
+
+    def close_after_two_steps(txn: Transaction) -> None:
+        original(txn)
+        if sum(t.what == "compacting the log" for t in seen) == 2:
+            store.close()
+
+    monkeypatch.setattr(store, "_engine_commit", close_after_two_steps)
+    store.save_snapshot(150, MEMBERS, b"state")
+    assert sum(t.what == "compacting the log" for t in seen) == 2
+    monkeypatch.undo()
+    again = open_store(engine, tmp_path / "d")
+    try:
+        state, info = again.load()
+        assert info is not None and info.last_slot == 150
+        assert [e.slot for e in state.entries] == list(range(151, 201))
+    finally:
+        again.close()

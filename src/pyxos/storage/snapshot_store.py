@@ -121,6 +121,8 @@ class SnapshotStore(DataDir):
             bound = min(through, bound + step)
             began = time.perf_counter()
             with self._lock:
+                if not self._engine_is_open():
+                    return  # closed meanwhile: what is left are dead rows, as after a crash
                 self._latch.check()
                 self._engine_commit(Transaction("compacting the log", delete_through=bound))
             took = time.perf_counter() - began
