@@ -45,12 +45,12 @@ def _cpu(pid: int, fields: tuple[int, ...] = (11, 12)) -> float:
     return sum(int(stat[i]) for i in fields) / os.sysconf("SC_CLK_TCK")
 
 
-def _load_env(args: argparse.Namespace) -> dict[str, str]:
-    """The load generator's environment: the side's own tree, or ``--load-src`` for both
-    sides, so that an A/B of two builds (pure Python against mypyc) does not also change the
-    CPU the generator takes from the nodes on this 2-core machine."""
+def _load_env(args: argparse.Namespace) -> dict[str, str] | None:
+    """The load generator's environment: the side's own tree (``None``: inherited), or
+    ``--load-src`` for both sides, so that an A/B of two builds (pure Python against mypyc)
+    does not also change the CPU the generator takes from the nodes on this 2-core VM."""
     if not args.load_src:
-        return dict(os.environ)
+        return None
     return dict(os.environ, PYTHONPATH=str(Path(args.load_src).resolve()))
 
 

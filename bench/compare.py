@@ -368,11 +368,10 @@ def table(runs: dict[str, Any], c: int) -> tuple[str, list[dict[str, Any]]]:
     def get(name: str) -> dict[str, Any] | None:
         return ok_run(runs, name)
 
-    tunings = TUNINGS
     pso_best = {n: pysyncobj_best(runs, n) for n in (1, c)}
     pso_best_name = {
         n: next(
-            (t for t in tunings if get(f"pysyncobj-{t}-c{n}") is pso_best[n] and pso_best[n]),
+            (t for t in TUNINGS if get(f"pysyncobj-{t}-c{n}") is pso_best[n] and pso_best[n]),
             "-",
         )
         for n in (1, c)
